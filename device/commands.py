@@ -1,0 +1,112 @@
+"""Every change to a running line enters through one door: a typed command handled by the runtime.
+
+The API, the panel and the MQTT command topic all build one of these models and call
+`EdgeRuntime.execute(command, actor)`; the runtime applies it on its own terms and answers a
+`CommandResult`. Nothing outside the runtime touches its threads.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+class _Command(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    request_id: str | None = Field(None, max_length=128, description="Echoed in the response.")
+
+
+class StartLine(_Command):
+    command: Literal["start"] = "start"
+
+
+class StopLine(_Command):
+    command: Literal["stop"] = "stop"
+
+
+class PauseInspection(_Command):
+    """Capture continues; frames are not judged and no alerts are raised."""
+
+    command: Literal["pause"] = "pause"
+
+
+class ResumeInspection(_Command):
+    command: Literal["resume"] = "resume"
+
+
+class SetThreshold(_Command):
+    command: Literal["set_threshold"] = "set_threshold"
+    threshold: float = Field(..., gt=0, lt=1e6, allow_inf_nan=False)
+
+
+class ResetThreshold(_Command):
+    """Go back to the threshold calibrated with the model."""
+
+    command: Literal["reset_threshold"] = "reset_threshold"
+
+
+class SetRegionOfInterest(_Command):
+    command: Literal["set_roi"] = "set_roi"
+    x: int = Field(..., ge=0, le=100_000)
+    y: int = Field(..., ge=0, le=100_000)
+    width: int = Field(..., gt=0, le=100_000)
+    height: int = Field(..., gt=0, le=100_000)
+
+
+class ClearRegionOfInterest(_Command):
+    command: Literal["clear_roi"] = "clear_roi"
+
+
+class RequestLineSpeed(_Command):
+    """Forwarded to the PLC on the line-speed topic; the PLC decides."""
+
+    command: Literal["line_speed"] = "line_speed"
+    parts_per_minute: float = Field(..., gt=0, le=100_000, allow_inf_nan=False)
+
+
+class AcknowledgeReject(_Command):
+    """The PLC confirms that the reject gate fired for this part."""
+
+    command: Literal["reject_ack"] = "reject_ack"
+    frame_id: int = Field(..., ge=0)
+
+
+class ActivateModel(_Command):
+    """Hot-swap to a registered model; the old one keeps running until the new one is loaded."""
+
+    command: Literal["activate_model"] = "activate_model"
+    model_id: str = Field(..., min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")
+
+
+class RollbackModel(_Command):
+    command: Literal["rollback_model"] = "rollback_model"
+
+
+Command = Annotated[
+    StartLine
+    | StopLine
+    | PauseInspection
+    | ResumeInspection
+    | SetThreshold
+    | ResetThreshold
+    | SetRegionOfInterest
+    | ClearRegionOfInterest
+    | RequestLineSpeed
+    | AcknowledgeReject
+    | ActivateModel
+    | RollbackModel,
+    Field(discriminator="command"),
+]
+command_adapter: TypeAdapter[Command] = TypeAdapter(Command)
+
+
+class CommandResult(BaseModel):
+    """The runtime's answer; also published on the MQTT response topic."""
+
+    ok: bool
+    command: str
+    request_id: str | None = None
+    message: str = ""
+    old_value: Any = None
+    new_value: Any = None

@@ -1,0 +1,124 @@
+"""Typed settings for the edge runtime: the line, the camera, decisions, the outbox and MQTT.
+
+The root `app.settings.Settings` extends `RuntimeSettings`, so every knob has one name in one place and
+the runtime never reads the API's settings.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from vision.config import ModelSettings
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LineSettings(_Section):
+    """Identity of this station; it names the MQTT topics."""
+
+    line_id: str = Field("line1", pattern=r"^[A-Za-z0-9_\-]+$")
+    station_id: str = Field("station1", pattern=r"^[A-Za-z0-9_\-]+$")
+
+
+class RegionOfInterest(_Section):
+    """Crop applied at capture, in source pixels."""
+
+    x: int = Field(0, ge=0)
+    y: int = Field(0, ge=0)
+    width: int = Field(..., gt=0)
+    height: int = Field(..., gt=0)
+
+
+class CameraSettings(_Section):
+    """Where frames come from. `source` is `simulator`, a V4L2 index (`0`), a URL (rtsp://, http://),
+    a GStreamer pipeline (`gst:...`), a video file, or an image folder."""
+
+    source: str = "simulator"
+    fps: float = Field(10.0, gt=0, le=240, description="Simulator rate; other sources run at their own.")
+    defect_rate: float = Field(0.1, ge=0.0, le=1.0, description="Simulator: share of defective parts.")
+    category: str = Field("pcb", description="Simulator: which product the line makes.")
+    seed: int = 0
+    width: int = Field(256, gt=0, description="Frames are resized to width x height after the ROI crop.")
+    height: int = Field(256, gt=0)
+    roi: RegionOfInterest | None = None
+    queue_size: int = Field(4, ge=1, le=1000, description="Capture->inference queue; oldest frame dropped.")
+    reconnect_initial_s: float = Field(0.5, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+    loop: bool = Field(True, description="Video file / image folder: start again at the end.")
+
+
+class InspectionSettings(_Section):
+    """Decision knobs an operator may change while the line runs."""
+
+    threshold: float | None = Field(None, description="Overrides the model's calibrated threshold.")
+    min_defect_area_px: int = Field(16, ge=0, description="Smaller anomaly blobs are not reported as boxes.")
+    max_boxes: int = Field(10, ge=1, le=100)
+    enabled: bool = Field(True, description="Start with inspection running.")
+
+
+class RejectSettings(_Section):
+    """The reject gate: a command to the PLC some time after a defective part was seen."""
+
+    enabled: bool = True
+    gate_delay_ms: int = Field(0, ge=0, le=60_000)
+    encoder_counts_per_frame: int | None = Field(None, ge=1, description="Adds an encoder position if set.")
+
+
+class MqttSettings(_Section):
+    """Broker connection. Credentials may come from the environment (EDGEINSPECT_MQTT__PASSWORD)."""
+
+    url: str = Field("mqtt://127.0.0.1:1883", description="mqtt://host:port or mqtts://host:port")
+    client_id: str = "edgeinspect-station1"
+    protocol: Literal["5", "3.1.1"] = "5"
+    username: str | None = None
+    password: str | None = None
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_insecure: bool = False
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    topic_prefix: str = Field("edgeinspect", pattern=r"^[A-Za-z0-9_\-/]+$")
+    sparkplug: bool = Field(False, description="Also publish Sparkplug B (spBv1.0) births, data and deaths.")
+    sparkplug_group_id: str = "edgeinspect"
+    start_local_broker: bool = Field(True, description="`run` starts Mosquitto if nothing listens locally.")
+    reconnect_max_s: float = Field(30.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not (value.startswith("mqtt://") or value.startswith("mqtts://")):
+            raise ValueError("must start with mqtt:// or mqtts://")
+        return value
+
+
+class OutboxSettings(_Section):
+    """Store-and-forward spool for alerts (SQLite, WAL)."""
+
+    path: str = "data/outbox.sqlite3"
+    max_alerts: int = Field(100_000, ge=10, description="When full, the oldest undelivered alerts are dropped.")
+
+
+class AlertStoreSettings(_Section):
+    """Local alert history for the panel and API (independent of delivery)."""
+
+    path: str = "data/alerts.sqlite3"
+    keep_alerts: int = Field(50_000, ge=10)
+    thumbnail_size: int = Field(96, ge=16, le=512)
+
+
+class RuntimeSettings(_Section):
+    """Everything the edge runtime needs; the API adds its own sections on top."""
+
+    data_dir: str = "data"
+    line: LineSettings = LineSettings()
+    camera: CameraSettings = CameraSettings()
+    model: ModelSettings = ModelSettings()
+    inspection: InspectionSettings = InspectionSettings()
+    reject: RejectSettings = RejectSettings()
+    mqtt: MqttSettings = MqttSettings()
+    outbox: OutboxSettings = OutboxSettings()
+    alerts: AlertStoreSettings = AlertStoreSettings()

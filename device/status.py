@@ -1,0 +1,55 @@
+"""Read-only views of the runtime that the API, the panel and MQTT status publish."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class ModelStatus(BaseModel):
+    id: str | None = None
+    name: str
+    version: str
+    sha256: str
+    calibrated_threshold: float
+    input_size: int
+
+
+class LatencyStatus(BaseModel):
+    """Capture-to-decision latency over the recent window, milliseconds."""
+
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    inference_p50_ms: float | None = None
+
+
+class RuntimeStatus(BaseModel):
+    state: Literal["starting", "running", "paused", "stopped"]
+    fps: float = Field(..., description="Frames judged per second over the last few seconds.")
+    frames: int = Field(..., description="Frames judged since start.")
+    defects: int
+    dropped_frames: int
+    corrupt_frames: int
+    queue_depth: int
+    threshold: float
+    model: ModelStatus | None
+    broker_connected: bool
+    camera_connected: bool
+    spool_depth: int
+    latency: LatencyStatus
+    roi: dict[str, int] | None = None
+    line_speed_request_ppm: float | None = None
+    uptime_s: float
+
+
+class ComponentHealth(BaseModel):
+    ok: bool
+    detail: str = ""
+
+
+class HealthReport(BaseModel):
+    """`ok` when everything works; `degraded` while the line still inspects but e.g. alerts are spooling."""
+
+    status: Literal["ok", "degraded", "down"]
+    components: dict[str, ComponentHealth]

@@ -1,0 +1,24 @@
+"""Typed settings for the anomaly model: what to build, at which size, and how to calibrate it."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ModelSettings(BaseModel):
+    """How the defect model is built and where the deployed ONNX file lives."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field("data/models/default.onnx", description="ONNX model the runtime loads.")
+    auto_build: bool = Field(True, description="Train and export a model on first run if `path` is missing.")
+    backbone: Literal["efficientnet_lite0", "efficientnet_lite2"] = "efficientnet_lite0"
+    image_size: int = Field(256, ge=64, le=1024, description="Square input size the model sees.")
+    memory_bank_size: int = Field(2048, ge=16, le=100_000, description="Patches kept after coreset selection.")
+    target_false_reject_rate: float = Field(
+        0.01, gt=0.0, lt=0.5, description="Share of good parts allowed above the calibrated threshold."
+    )
+    train_images: int = Field(120, ge=8, description="Good images used when the model is auto-built.")
+    seed: int = 0
