@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from device.config import RuntimeSettings
@@ -45,7 +45,7 @@ class AuthSettings(BaseModel):
     viewer_key: str | None = None
     operator_key: str | None = None
     admin_key: str | None = None
-    audit_path: str = "data/audit.sqlite3"
+    audit_path: str = Field("audit.sqlite3", description="Relative paths are under data_dir.")
 
 
 class Settings(RuntimeSettings, BaseSettings):
@@ -57,6 +57,15 @@ class Settings(RuntimeSettings, BaseSettings):
 
     api: ApiSettings = ApiSettings()
     auth: AuthSettings = AuthSettings()
+
+    @model_validator(mode="after")
+    def _auth_paths_under_data_dir(self) -> Settings:
+        root = Path(self.data_dir)
+        if not Path(self.auth.audit_path).is_absolute():
+            self.auth.audit_path = str(root / self.auth.audit_path)
+        if self.auth.keys_file and not Path(self.auth.keys_file).is_absolute():
+            self.auth.keys_file = str(Path(self.auth.keys_file).resolve())
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -90,7 +99,7 @@ def format_validation_error(error: ValidationError) -> str:
 
 
 def load_settings(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
-    """Load YAML (if given), apply nested `overrides`, then the environment; raise ConfigError on bad input."""
+    """Load YAML (if given), apply nested `overrides`, then the environment; ConfigError on bad input."""
     data: dict[str, Any] = {}
     if path is not None:
         file = Path(path)

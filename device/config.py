@@ -6,9 +6,10 @@ the runtime never reads the API's settings.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vision.config import ModelSettings
 
@@ -38,7 +39,12 @@ class CameraSettings(_Section):
     a GStreamer pipeline (`gst:...`), a video file, or an image folder."""
 
     source: str = "simulator"
-    fps: float = Field(10.0, gt=0, le=240, description="Simulator rate; other sources run at their own.")
+    fps: float = Field(
+        10.0,
+        gt=0,
+        le=240,
+        description="Simulator / image folder rate (and video files without one); cameras run at their own.",
+    )
     defect_rate: float = Field(0.1, ge=0.0, le=1.0, description="Simulator: share of defective parts.")
     category: str = Field("pcb", description="Simulator: which product the line makes.")
     seed: int = 0
@@ -49,6 +55,9 @@ class CameraSettings(_Section):
     reconnect_initial_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
     loop: bool = Field(True, description="Video file / image folder: start again at the end.")
+    timeout_s: float = Field(
+        5.0, gt=0, le=300, description="Network sources: connect/read timeout; silence this long is a disconnect."
+    )
 
 
 class InspectionSettings(_Section):
@@ -98,14 +107,16 @@ class MqttSettings(_Section):
 class OutboxSettings(_Section):
     """Store-and-forward spool for alerts (SQLite, WAL)."""
 
-    path: str = "data/outbox.sqlite3"
-    max_alerts: int = Field(100_000, ge=10, description="When full, the oldest undelivered alerts are dropped.")
+    path: str = Field("outbox.sqlite3", description="Relative paths are under data_dir.")
+    max_alerts: int = Field(
+        100_000, ge=10, description="When full, the oldest undelivered alerts are dropped."
+    )
 
 
 class AlertStoreSettings(_Section):
     """Local alert history for the panel and API (independent of delivery)."""
 
-    path: str = "data/alerts.sqlite3"
+    path: str = Field("alerts.sqlite3", description="Relative paths are under data_dir.")
     keep_alerts: int = Field(50_000, ge=10)
     thumbnail_size: int = Field(96, ge=16, le=512)
 
@@ -113,7 +124,7 @@ class AlertStoreSettings(_Section):
 class RuntimeSettings(_Section):
     """Everything the edge runtime needs; the API adds its own sections on top."""
 
-    data_dir: str = "data"
+    data_dir: str = Field("data", description="Models, spool, history and keys live here.")
     line: LineSettings = LineSettings()
     camera: CameraSettings = CameraSettings()
     model: ModelSettings = ModelSettings()
@@ -122,3 +133,19 @@ class RuntimeSettings(_Section):
     mqtt: MqttSettings = MqttSettings()
     outbox: OutboxSettings = OutboxSettings()
     alerts: AlertStoreSettings = AlertStoreSettings()
+
+    @model_validator(mode="after")
+    def _paths_under_data_dir(self) -> RuntimeSettings:
+        """Relative file settings live under `data_dir`, so one setting moves all state (absolute after
+        this, which keeps re-validation idempotent)."""
+        root = Path(self.data_dir).resolve()
+        self.data_dir = str(root)
+        self.model.path = _under(root, self.model.path)
+        self.outbox.path = _under(root, self.outbox.path)
+        self.alerts.path = _under(root, self.alerts.path)
+        return self
+
+
+def _under(root: Path, path: str) -> str:
+    candidate = Path(path)
+    return str(candidate if candidate.is_absolute() else root / candidate)

@@ -12,11 +12,11 @@ class ModelSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    path: str = Field("data/models/default.onnx", description="ONNX model the runtime loads.")
+    path: str = Field("models/default.onnx", description="ONNX model; relative to data_dir.")
     auto_build: bool = Field(True, description="Train and export a model on first run if `path` is missing.")
     backbone: Literal["efficientnet_lite0", "efficientnet_lite2"] = "efficientnet_lite0"
     image_size: int = Field(256, ge=64, le=1024, description="Square input size the model sees.")
-    memory_bank_size: int = Field(2048, ge=16, le=100_000, description="Patches kept after coreset selection.")
+    memory_bank_size: int = Field(2048, ge=16, le=100_000, description="Coreset patches kept.")
     target_false_reject_rate: float = Field(
         0.01, gt=0.0, lt=0.5, description="Share of good parts allowed above the calibrated threshold."
     )

@@ -1,0 +1,185 @@
+"""`edgeinspect`: the one command line for the box and the workstation.
+
+    edgeinspect run --config configs/default.yaml [--max-frames N] [--mqtt-url mqtt://host:port]
+    edgeinspect dataset make --out data/datasets/synthetic [--categories pcb tiles] [--seed 0]
+    edgeinspect train --data DIR --category NAME [--out FILE.onnx]
+    edgeinspect eval --data DIR --category NAME --model FILE.onnx --out DIR
+    edgeinspect compress --model FILE.pt --data DIR --category NAME --budget params=0.2 --heal-steps N --int8 --out DIR
+
+Heavy imports (torch, onnxruntime, uvicorn) happen inside each command so `--help` stays instant and the
+edge box never needs the training extra unless it builds a model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from app.settings import ConfigError, load_settings
+
+log = logging.getLogger("edgeinspect")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from app.serve import run_line
+
+    overrides: dict[str, Any] = {}
+    if args.mqtt_url:
+        overrides.setdefault("mqtt", {})["url"] = args.mqtt_url
+    if args.port is not None:
+        overrides.setdefault("api", {})["port"] = args.port
+    if args.data_dir:
+        overrides["data_dir"] = args.data_dir
+    settings = load_settings(args.config, overrides)
+    return run_line(settings, max_frames=args.max_frames)
+
+
+def _cmd_dataset_make(args: argparse.Namespace) -> int:
+    from vision.data.synthetic import write_dataset
+
+    out = write_dataset(
+        args.out,
+        categories=args.categories,
+        seed=args.seed,
+        n_train=args.n_train,
+        n_test_good=args.n_test_good,
+        n_test_defect_per_type=args.n_test_defect,
+        image_size=args.image_size,
+    )
+    print(f"dataset written to {out}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from vision.config import ModelSettings
+    from vision.train import train_model
+
+    settings = ModelSettings(backbone=args.backbone, image_size=args.image_size)
+    if args.memory_bank_size:
+        settings = settings.model_copy(update={"memory_bank_size": args.memory_bank_size})
+    out = Path(args.out or f"data/models/{args.category}.onnx")
+    path = train_model(Path(args.data), args.category, out, settings, progress=True)
+    print(f"model written to {path} (PyTorch checkpoint: {path.with_suffix('.pt')})")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from vision.evaluate import evaluate
+
+    metrics = evaluate(Path(args.data), args.category, Path(args.model), Path(args.out), heatmaps=args.heatmaps)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _parse_ranks(items: list[str]) -> dict[str, int]:
+    ranks: dict[str, int] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not value.isdigit() or int(value) < 1:
+            raise ValueError(f"--rank must look like layer.name=16, got {item!r}")
+        ranks[name] = int(value)
+    return ranks
+
+
+def _cmd_compress(args: argparse.Namespace) -> int:
+    from compression.pipeline import compress
+
+    result = compress(
+        Path(args.model),
+        Path(args.data),
+        args.category,
+        budget=args.budget,
+        heal_steps=args.heal_steps,
+        int8=args.int8,
+        out_dir=Path(args.out),
+        fixed_ranks=_parse_ranks(args.rank) or None,
+        progress=True,
+    )
+    print(result)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgeinspect", description="Defect inspection on the edge box.")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the line: camera -> model -> MQTT alerts, API and panel")
+    run.add_argument("--config", default="configs/default.yaml")
+    run.add_argument("--max-frames", type=int, default=None, help="stop after judging N frames")
+    run.add_argument("--mqtt-url", default=None, help="override mqtt.url, e.g. mqtt://127.0.0.1:1883")
+    run.add_argument("--port", type=int, default=None, help="override api.port")
+    run.add_argument("--data-dir", default=None, help="override data_dir")
+    run.set_defaults(func=_cmd_run)
+
+    dataset = sub.add_parser("dataset", help="datasets").add_subparsers(dest="dataset_command", required=True)
+    make = dataset.add_parser("make", help="write the synthetic line dataset in the MVTec AD layout")
+    make.add_argument("--out", default="data/datasets/synthetic")
+    make.add_argument("--categories", nargs="*", default=None)
+    make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--n-train", type=int, default=150)
+    make.add_argument("--n-test-good", type=int, default=40)
+    make.add_argument("--n-test-defect", type=int, default=10, help="test images per defect type")
+    make.add_argument("--image-size", type=int, default=256)
+    make.set_defaults(func=_cmd_dataset_make)
+
+    train = sub.add_parser("train", help="train a defect model from good images and export ONNX")
+    train.add_argument("--data", required=True, help="dataset root in the MVTec AD layout")
+    train.add_argument("--category", required=True)
+    train.add_argument("--out", default=None, help="ONNX path (default data/models/<category>.onnx)")
+    train.add_argument("--backbone", default="efficientnet_lite0", choices=["efficientnet_lite0", "efficientnet_lite2"])
+    train.add_argument("--image-size", type=int, default=256)
+    train.add_argument("--memory-bank-size", type=int, default=None)
+    train.set_defaults(func=_cmd_train)
+
+    ev = sub.add_parser("eval", help="evaluate an ONNX model on a dataset folder")
+    ev.add_argument("--data", required=True)
+    ev.add_argument("--category", required=True)
+    ev.add_argument("--model", required=True)
+    ev.add_argument("--out", required=True)
+    ev.add_argument("--heatmaps", type=int, default=8, help="overlay PNGs to write")
+    ev.set_defaults(func=_cmd_eval)
+
+    comp = sub.add_parser("compress", help="tensor-decompose, heal and quantize a trained model")
+    comp.add_argument("--model", required=True, help="PyTorch checkpoint written by `train` (FILE.pt)")
+    comp.add_argument("--data", required=True)
+    comp.add_argument("--category", required=True)
+    comp.add_argument("--budget", default="params=0.2", help="params=<share> | latency=<ms> | drop=<auroc drop>")
+    comp.add_argument("--heal-steps", type=int, default=200)
+    comp.add_argument("--int8", action="store_true", help="also write an int8 model")
+    comp.add_argument("--rank", action="append", default=[], help="fix a layer's rank: name=16 (repeatable)")
+    comp.add_argument("--out", required=True)
+    comp.set_defaults(func=_cmd_compress)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"edgeinspect: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"edgeinspect: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""The inference thread: takes frames from the capture queue, judges them, and hands defects on.
+
+Order matters for the no-loss promise: an alert is written to the outbox (durable) *before* anything else
+learns of it, and the latency we report ends there.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from vision.inspector import Inspector
+
+from device.camera.base import Frame
+from device.capture import FrameQueue
+from device.metrics import RuntimeMetrics
+from vision.types import InspectionResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Judgement:
+    frame: Frame
+    result: InspectionResult | None  # None while inspection is paused
+    latency_ms: float
+    seq: int
+
+
+@dataclass
+class DecisionKnobs:
+    """What the worker reads on every frame; the runtime replaces it whole on a change (no torn reads)."""
+
+    threshold: float
+    min_area: int
+    max_boxes: int
+    judging: bool
+
+
+class InspectionWorker:
+    def __init__(
+        self,
+        queue: FrameQueue,
+        inspector: Callable[[], Inspector],
+        knobs: Callable[[], DecisionKnobs],
+        on_defect: Callable[[Frame, InspectionResult], None],
+        metrics: RuntimeMetrics,
+    ) -> None:
+        self._queue = queue
+        self._inspector = inspector
+        self._knobs = knobs
+        self._on_defect = on_defect
+        self._metrics = metrics
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="inspection", daemon=True)
+        self.latest: Judgement | None = None
+        self.seq = 0
+        self.last_judged_mono: float | None = None
+        self.last_error: str | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            frame = self._queue.get(timeout=0.2)
+            if frame is None:
+                continue
+            try:
+                self._judge(frame)
+            except Exception as exc:  # a bug must not stop the line; it is counted and shown in health
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("inspection failed on frame %s", frame.frame_id)
+                self._metrics.record_corrupt()
+
+    def _judge(self, frame: Frame) -> None:
+        knobs = self._knobs()
+        self.seq += 1
+        if not knobs.judging:
+            self.latest = Judgement(frame, None, 0.0, self.seq)
+            return
+        try:
+            result = self._inspector().inspect(
+                frame.image, threshold=knobs.threshold, min_area=knobs.min_area, max_boxes=knobs.max_boxes
+            )
+        except ValueError as exc:  # corrupt / wrong-shaped frame
+            self.last_error = f"frame {frame.frame_id}: {exc}"
+            self._metrics.record_corrupt()
+            return
+        if result.is_defect:
+            self._on_defect(frame, result)
+        latency_ms = (time.monotonic() - frame.captured_mono) * 1000.0
+        self._metrics.record_frame(latency_ms, result.inference_ms, result.is_defect)
+        self.last_judged_mono = time.monotonic()
+        self.latest = Judgement(frame, result, latency_ms, self.seq)

@@ -1,0 +1,489 @@
+"""EdgeRuntime: owns the line's threads and is the one door for changes (`execute`).
+
+The API, the panel and the MQTT command topic read `status()`/`health()` and send typed commands;
+nothing outside this class touches a thread or a queue.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from vision.inspector import Inspector, ModelFileError
+from vision.overlay import render_overlay
+
+from device import commands as cmd
+from device.alerts import AlertStore, build_alert, iso_utc
+from device.camera import open_source
+from device.camera.base import Frame, FrameSource
+from device.capture import CaptureWorker, FrameQueue
+from device.config import RegionOfInterest, RuntimeSettings
+from device.inspection_worker import DecisionKnobs, InspectionWorker
+from device.metrics import RuntimeMetrics
+from device.model_registry import ModelRegistry, sha256_of_file
+from device.mqtt_link import MqttLink
+from device.outbox import Outbox
+from device.reject import RejectScheduler
+from device.status import ComponentHealth, HealthReport, LatencyStatus, ModelStatus, RuntimeStatus
+from device.topics import Topics
+from vision.types import InspectionResult
+
+log = logging.getLogger(__name__)
+
+# Fields an operator may change while the line runs (everything else needs a restart).
+LIVE_FIELDS = {
+    "inspection.threshold",
+    "inspection.min_defect_area_px",
+    "inspection.max_boxes",
+    "reject.enabled",
+    "reject.gate_delay_ms",
+}
+STATUS_PERIOD_S = 5.0
+
+
+class EdgeRuntime:
+    def __init__(self, settings: RuntimeSettings, source: FrameSource | None = None) -> None:
+        self.settings = settings.model_copy(deep=True)
+        self._source = source
+        data_dir = Path(self.settings.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.topics = Topics(
+            self.settings.mqtt.topic_prefix, self.settings.line.line_id, self.settings.line.station_id
+        )
+        self.metrics = RuntimeMetrics()
+        self.outbox = Outbox(self.settings.outbox.path, self.settings.outbox.max_alerts)
+        self.alert_store = AlertStore(self.settings.alerts.path, self.settings.alerts.keep_alerts)
+        self.models = ModelRegistry(data_dir / "models" / "registry")
+        self.queue = FrameQueue(self.settings.camera.queue_size)
+        self._lock = threading.RLock()
+        self._state = "starting"
+        self._inspector: Inspector | None = None
+        self._threshold_override = self.settings.inspection.threshold
+        self._line_speed_ppm: float | None = None
+        self._started_mono = time.monotonic()
+        self._stop_event = threading.Event()
+        self._capture: CaptureWorker | None = None
+        self._knobs = DecisionKnobs(0.0, 0, 1, False)
+        self._jpeg_cache: tuple[int, bool, bytes] | None = None
+        self.reject = RejectScheduler(self.settings.reject, self._emit_reject)
+        self.worker = InspectionWorker(
+            self.queue, self._current_inspector, lambda: self._knobs, self._on_defect, self.metrics
+        )
+        self.link = MqttLink(
+            self.settings.mqtt, self.topics, self.outbox, self._on_mqtt_command, self._status_payload
+        )
+        self._sparkplug = None
+        self._housekeeping = threading.Thread(target=self._housekeep, name="housekeeping", daemon=True)
+
+    # ---- life cycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        self._load_initial_model()
+        self.link.start()
+        if self.settings.mqtt.sparkplug:
+            from device.sparkplug import SparkplugNode
+
+            self._sparkplug = SparkplugNode(self.settings.mqtt, self.settings.line, self._sparkplug_metrics)
+            self._sparkplug.start()
+        self.reject.start()
+        self.worker.start()
+        self._state = "stopped"
+        if self.settings.inspection.enabled:
+            self._start_line()
+        self._housekeeping.start()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self._stop_line()
+        self.worker.stop()
+        self.reject.stop()
+        if self._sparkplug is not None:
+            self._sparkplug.stop()
+        self.link.stop()
+        self.alert_store.close()
+
+    def __enter__(self) -> EdgeRuntime:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _start_line(self) -> None:
+        with self._lock:
+            if self._capture is None:
+                source = self._source or open_source(self.settings.camera)
+                self._capture = CaptureWorker(source, self.settings.camera, self.queue)
+                self._capture.start()
+            self._state = "running"
+            self._refresh_knobs()
+
+    def _stop_line(self) -> None:
+        with self._lock:
+            capture, self._capture = self._capture, None
+            self._state = "stopped"
+            self._refresh_knobs()
+        if capture is not None:
+            capture.stop()
+            if self._source is None:
+                pass  # a source we opened is closed by the worker
+        self.queue.clear()
+
+    # ---- model ---------------------------------------------------------------------------------
+    def _load_initial_model(self) -> None:
+        configured = Path(self.settings.model.path)
+        model_id: str | None = None
+        if configured.exists():
+            digest = sha256_of_file(configured)
+            known = {e.sha256: e.id for e in self.models.list()}
+            if digest not in known:
+                model_id = self.models.register_file(configured).id
+                self.models.mark_active(model_id)
+        model_id = self.models.active_id or model_id
+        if model_id is None:
+            raise ModelFileError(
+                f"model file not found: {configured} (set model.path or enable model.auto_build)"
+            )
+        self._activate(model_id)
+
+    def _activate(self, model_id: str) -> Inspector:
+        entry = self.models.get(model_id)
+        inspector = Inspector(self.models.path_of(model_id), threads=2, expected_sha256=entry.sha256)
+        with self._lock:
+            self._inspector = inspector  # the worker picks it up on its next frame: no frame is dropped
+            self._active_model_id = model_id
+            self.models.mark_active(model_id)
+            self._refresh_knobs()
+        return inspector
+
+    def _current_inspector(self) -> Inspector:
+        assert self._inspector is not None
+        return self._inspector
+
+    @property
+    def threshold(self) -> float:
+        if self._threshold_override is not None:
+            return self._threshold_override
+        return self._inspector.info.threshold if self._inspector else 0.0
+
+    def _refresh_knobs(self) -> None:
+        self._knobs = DecisionKnobs(
+            threshold=self.threshold,
+            min_area=self.settings.inspection.min_defect_area_px,
+            max_boxes=self.settings.inspection.max_boxes,
+            judging=self._state == "running" and self._inspector is not None,
+        )
+        self.metrics.set_gauge("threshold", self._knobs.threshold)
+
+    # ---- the data path -------------------------------------------------------------------------
+    def _on_defect(self, frame: Frame, result: InspectionResult) -> None:
+        assert self._inspector is not None
+        height, width = frame.image.shape[:2]
+        alert = build_alert(
+            frame_id=frame.frame_id,
+            captured_at=frame.captured_at,
+            result=result,
+            model=self._inspector.info,
+            line_id=self.settings.line.line_id,
+            station_id=self.settings.line.station_id,
+            frame_size=(width, height),
+            latency_ms=(time.monotonic() - frame.captured_mono) * 1000.0,
+        )
+        self.outbox.put(alert["alert_id"], self.topics.alert, json.dumps(alert).encode(), qos=1)
+        self.link.wake()
+        self.reject.schedule(frame.frame_id, alert["alert_id"], frame.captured_mono)
+        self.alert_store.add(alert, self._thumbnail(frame.image, result))
+
+    def _thumbnail(self, image: np.ndarray, result: InspectionResult) -> bytes | None:
+        overlay = render_overlay(image, result.anomaly_map, result.threshold, result.boxes)
+        size = self.settings.alerts.thumbnail_size
+        scale = size / max(overlay.shape[:2])
+        small = cv2.resize(overlay, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        ok, buf = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])
+        return buf.tobytes() if ok else None
+
+    def _emit_reject(self, command: dict[str, Any]) -> None:
+        command["ts"] = iso_utc(time.time())
+        message_id = f"reject-{command['alert_id']}"
+        self.outbox.put(message_id, self.topics.reject, json.dumps(command).encode(), qos=1)
+        self.link.wake()
+
+    # ---- the one door for changes --------------------------------------------------------------
+    def execute(self, command: cmd.Command, actor: str = "system") -> cmd.CommandResult:
+        name = command.command
+        try:
+            old, new, message = self._apply(command)
+        except (ValueError, KeyError, ModelFileError) as exc:
+            log.warning("command %s by %s refused: %s", name, actor, exc)
+            return cmd.CommandResult(ok=False, command=name, request_id=command.request_id, message=str(exc))
+        log.info("command %s by %s: %s -> %s", name, actor, old, new)
+        self.link.publish_status()
+        return cmd.CommandResult(
+            ok=True,
+            command=name,
+            request_id=command.request_id,
+            message=message,
+            old_value=old,
+            new_value=new,
+        )
+
+    def _apply(self, command: cmd.Command) -> tuple[Any, Any, str]:
+        old_state = self._state
+        if isinstance(command, cmd.StartLine | cmd.ResumeInspection):
+            if isinstance(command, cmd.ResumeInspection) and self._state == "stopped":
+                raise ValueError("line is stopped; start it instead of resuming")
+            self._start_line()
+            return old_state, self._state, "inspection running"
+        if isinstance(command, cmd.StopLine):
+            self._stop_line()
+            return old_state, self._state, "line stopped"
+        if isinstance(command, cmd.PauseInspection):
+            if self._state != "running":
+                raise ValueError(f"cannot pause while {self._state}")
+            with self._lock:
+                self._state = "paused"
+                self._refresh_knobs()
+            return old_state, self._state, "inspection paused; frames still shown"
+        if isinstance(command, cmd.SetThreshold | cmd.ResetThreshold):
+            old = self.threshold
+            with self._lock:
+                self._threshold_override = (
+                    command.threshold if isinstance(command, cmd.SetThreshold) else None
+                )
+                self._refresh_knobs()
+            return old, self.threshold, "threshold changed"
+        if isinstance(command, cmd.SetRegionOfInterest | cmd.ClearRegionOfInterest):
+            old_roi = self.settings.camera.roi.model_dump() if self.settings.camera.roi else None
+            roi = None
+            if isinstance(command, cmd.SetRegionOfInterest):
+                roi = RegionOfInterest(x=command.x, y=command.y, width=command.width, height=command.height)
+            self.settings.camera.roi = roi
+            if self._capture is not None:
+                self._capture.set_roi(roi)
+            return old_roi, roi.model_dump() if roi else None, "region of interest changed"
+        if isinstance(command, cmd.RequestLineSpeed):
+            old = self._line_speed_ppm
+            self._line_speed_ppm = command.parts_per_minute
+            payload = {
+                "parts_per_minute": command.parts_per_minute,
+                "request_id": command.request_id,
+                "ts": iso_utc(time.time()),
+                "station_id": self.settings.line.station_id,
+            }
+            message_id = f"speed-{time.time_ns()}"
+            self.outbox.put(message_id, self.topics.line_speed, json.dumps(payload).encode(), qos=1)
+            self.link.wake()
+            return old, command.parts_per_minute, "line-speed request forwarded to the PLC"
+        if isinstance(command, cmd.AcknowledgeReject):
+            if not self.reject.acknowledge(command.frame_id):
+                raise ValueError(f"no reject pending for frame {command.frame_id}")
+            return None, command.frame_id, "reject acknowledged"
+        if isinstance(command, cmd.ActivateModel):
+            old_id = self._active_model_id
+            self._activate(command.model_id)
+            return old_id, command.model_id, "model activated"
+        if isinstance(command, cmd.RollbackModel):
+            old_id = self._active_model_id
+            previous = self.models.previous_id()
+            if previous is None:
+                raise ValueError("no previous model to roll back to")
+            self._activate(previous)  # load first: a broken previous file leaves the current one running
+            self.models.mark_rolled_back()
+            return old_id, previous, "rolled back"
+        raise ValueError(f"unsupported command {command.command!r}")
+
+    def _on_mqtt_command(self, command: cmd.Command) -> cmd.CommandResult:
+        return self.execute(command, actor="mqtt")
+
+    # ---- config --------------------------------------------------------------------------------
+    def config_view(self) -> dict[str, Any]:
+        data = self.settings.model_dump(mode="json")
+        if data["mqtt"].get("password"):
+            data["mqtt"]["password"] = "***"
+        data["inspection"]["threshold"] = self.threshold
+        return data
+
+    def patch_config(self, patch: dict[str, Any], actor: str = "system") -> list[dict[str, Any]]:
+        """Apply live-changeable fields only; validate everything before changing anything."""
+        flat = _flatten(patch)
+        unknown = sorted(set(flat) - LIVE_FIELDS)
+        if unknown:
+            raise ValueError(
+                f"not changeable while running: {', '.join(unknown)} (live: {sorted(LIVE_FIELDS)})"
+            )
+        candidate = self.settings.model_dump()
+        for key, value in flat.items():
+            section, field = key.split(".")
+            candidate[section][field] = value
+        validated = type(self.settings).model_validate(candidate)  # raises ValidationError naming the field
+        changes = []
+        for key in flat:
+            section, field = key.split(".")
+            old = (
+                self.threshold
+                if key == "inspection.threshold"
+                else getattr(getattr(self.settings, section), field)
+            )
+            new = getattr(getattr(validated, section), field)
+            changes.append({"field": key, "old": old, "new": new})
+        with self._lock:
+            self.settings.inspection = validated.inspection
+            self.settings.reject = validated.reject
+            self.reject.settings = validated.reject
+            if "inspection.threshold" in flat:
+                self._threshold_override = validated.inspection.threshold
+            self._refresh_knobs()
+        log.info("config patched by %s: %s", actor, changes)
+        self.link.publish_status()
+        return changes
+
+    # ---- views ---------------------------------------------------------------------------------
+    @property
+    def frame_seq(self) -> int:
+        return self.worker.seq
+
+    def latest_frame_jpeg(self, overlay: bool = True) -> bytes | None:
+        judgement = self.worker.latest
+        if judgement is None:
+            return None
+        cached = self._jpeg_cache
+        if cached is not None and cached[0] == judgement.seq and cached[1] == overlay:
+            return cached[2]
+        image = judgement.frame.image
+        if overlay and judgement.result is not None:
+            res = judgement.result
+            image = render_overlay(image, res.anomaly_map, res.threshold, res.boxes)
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
+        if not ok:
+            return None
+        self._jpeg_cache = (judgement.seq, overlay, buf.tobytes())
+        return self._jpeg_cache[2]
+
+    def _model_status(self) -> ModelStatus | None:
+        if self._inspector is None:
+            return None
+        info = self._inspector.info
+        return ModelStatus(
+            id=self._active_model_id,
+            name=info.name,
+            version=info.version,
+            sha256=info.sha256,
+            calibrated_threshold=info.threshold,
+            input_size=info.input_size,
+        )
+
+    def status(self) -> RuntimeStatus:
+        capture = self._capture
+        roi = self.settings.camera.roi
+        return RuntimeStatus(
+            state=self._state,  # type: ignore[arg-type]
+            fps=self.metrics.fps(),
+            frames=self.metrics.frames,
+            defects=self.metrics.defects,
+            dropped_frames=self.queue.dropped,
+            corrupt_frames=self.metrics.corrupt + (capture.corrupt_frames if capture else 0),
+            queue_depth=len(self.queue),
+            threshold=self.threshold,
+            model=self._model_status(),
+            broker_connected=self.link.connected,
+            camera_connected=bool(capture and capture.connected),
+            spool_depth=self.outbox.depth(),
+            latency=LatencyStatus(**self.metrics.latency_percentiles()),
+            roi=roi.model_dump() if roi else None,
+            line_speed_request_ppm=self._line_speed_ppm,
+            uptime_s=round(time.monotonic() - self._started_mono, 1),
+        )
+
+    def health(self) -> HealthReport:
+        capture = self._capture
+        running = self._state == "running"
+        camera_ok = not running or bool(capture and capture.connected)
+        camera_detail = (
+            "stopped" if not running else ("connected" if camera_ok else (capture.last_error or ""))
+        )
+        spool = self.outbox.depth()
+        components = {
+            "model": ComponentHealth(ok=self._inspector is not None, detail=self._active_model_id or "none"),
+            "inference": ComponentHealth(ok=self.worker.alive, detail=self.worker.last_error or "running"),
+            "camera": ComponentHealth(ok=camera_ok, detail=camera_detail),
+            "broker": ComponentHealth(
+                ok=self.link.connected,
+                detail="connected" if self.link.connected else (self.link.last_error or "disconnected"),
+            ),
+            "spool": ComponentHealth(
+                ok=spool < 0.9 * self.settings.outbox.max_alerts and self.outbox.dropped == 0,
+                detail=f"{spool} waiting, {self.outbox.dropped} dropped (full)",
+            ),
+        }
+        if not components["model"].ok or not components["inference"].ok:
+            overall = "down"
+        elif all(c.ok for c in components.values()):
+            overall = "ok"
+        else:
+            overall = "degraded"
+        return HealthReport(status=overall, components=components)  # type: ignore[arg-type]
+
+    def metrics_text(self) -> bytes:
+        self._update_gauges()
+        return self.metrics.exposition()
+
+    def _update_gauges(self) -> None:
+        capture = self._capture
+        self.metrics.set_gauge("fps", self.metrics.fps())
+        self.metrics.set_gauge("queue_depth", len(self.queue))
+        self.metrics.set_gauge("dropped_frames", self.queue.dropped)
+        self.metrics.set_gauge("spool_depth", self.outbox.depth())
+        self.metrics.set_gauge("spool_dropped", self.outbox.dropped)
+        self.metrics.set_gauge("broker_connected", float(self.link.connected))
+        self.metrics.set_gauge("camera_connected", float(bool(capture and capture.connected)))
+
+    def _status_payload(self) -> dict[str, Any]:
+        model = self._model_status()
+        return {
+            "ts": iso_utc(time.time()),
+            "runtime_state": self._state,
+            "threshold": self.threshold,
+            "model": model.model_dump() if model else None,
+            "frames": self.metrics.frames,
+            "defects": self.metrics.defects,
+            "fps": self.metrics.fps(),
+        }
+
+    def _sparkplug_metrics(self) -> dict[str, Any]:
+        status = self.status()
+        return {
+            "frames": status.frames,
+            "defects": status.defects,
+            "fps": status.fps,
+            "threshold": status.threshold,
+            "spool_depth": status.spool_depth,
+            "broker_connected": status.broker_connected,
+            "camera_connected": status.camera_connected,
+            "state": status.state,
+        }
+
+    def _housekeep(self) -> None:
+        while not self._stop_event.wait(STATUS_PERIOD_S):
+            try:
+                self._update_gauges()
+                self.link.publish_status()
+                if self._sparkplug is not None:
+                    self._sparkplug.publish_data()
+            except Exception:  # housekeeping must never take the line down
+                log.exception("housekeeping failed")
+
+
+def _flatten(patch: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in patch.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
