@@ -4,7 +4,7 @@
     edgeinspect dataset make --out data/datasets/synthetic [--categories pcb tiles] [--seed 0]
     edgeinspect train --data DIR --category NAME [--out FILE.onnx]
     edgeinspect eval --data DIR --category NAME --model FILE.onnx --out DIR
-    edgeinspect compress --model FILE.pt --data DIR --category NAME --budget params=0.2 --heal-steps N --int8 --out DIR
+    edgeinspect compress --model FILE.pt --data DIR --category NAME --budget params=0.2 --int8 --out DIR
 
 Heavy imports (torch, onnxruntime, uvicorn) happen inside each command so `--help` stays instant and the
 edge box never needs the training extra unless it builds a model.
@@ -78,7 +78,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from vision.evaluate import evaluate
 
-    metrics = evaluate(Path(args.data), args.category, Path(args.model), Path(args.out), heatmaps=args.heatmaps)
+    metrics = evaluate(
+        Path(args.data), args.category, Path(args.model), Path(args.out), heatmaps=args.heatmaps
+    )
     print(json.dumps(metrics, indent=2))
     return 0
 
@@ -139,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", required=True, help="dataset root in the MVTec AD layout")
     train.add_argument("--category", required=True)
     train.add_argument("--out", default=None, help="ONNX path (default data/models/<category>.onnx)")
-    train.add_argument("--backbone", default="efficientnet_lite0", choices=["efficientnet_lite0", "efficientnet_lite2"])
+    train.add_argument(
+        "--backbone", default="efficientnet_lite0", choices=["efficientnet_lite0", "efficientnet_lite2"]
+    )
     train.add_argument("--image-size", type=int, default=256)
     train.add_argument("--memory-bank-size", type=int, default=None)
     train.set_defaults(func=_cmd_train)
@@ -156,7 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--model", required=True, help="PyTorch checkpoint written by `train` (FILE.pt)")
     comp.add_argument("--data", required=True)
     comp.add_argument("--category", required=True)
-    comp.add_argument("--budget", default="params=0.2", help="params=<share> | latency=<ms> | drop=<auroc drop>")
+    comp.add_argument(
+        "--budget", default="params=0.2", help="params=<share> | latency=<ms> | drop=<auroc drop>"
+    )
     comp.add_argument("--heal-steps", type=int, default=200)
     comp.add_argument("--int8", action="store_true", help="also write an int8 model")
     comp.add_argument("--rank", action="append", default=[], help="fix a layer's rank: name=16 (repeatable)")

@@ -6,6 +6,7 @@ import logging
 import signal
 import threading
 import time
+from pathlib import Path
 from types import FrameType
 
 import uvicorn
@@ -24,7 +25,10 @@ def run_line(settings: Settings, max_frames: int | None = None) -> int:
     from device.runtime import EdgeRuntime
 
     ensure_model(settings)
-    broker = ensure_local_broker(settings.mqtt.url) if settings.mqtt.start_local_broker else None
+    broker = None
+    if settings.mqtt.start_local_broker:
+        # Persistent sessions: QoS 1 messages for subscribers survive a restart of this local broker.
+        broker = ensure_local_broker(settings.mqtt.url, persistence_dir=Path(settings.data_dir) / "mosquitto")
     if broker is not None:
         log.info("started a local Mosquitto at %s", broker.url)
     runtime = EdgeRuntime(settings)

@@ -15,8 +15,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-from vision.inspector import Inspector, ModelFileError
-from vision.overlay import render_overlay
 
 from device import commands as cmd
 from device.alerts import AlertStore, build_alert, iso_utc
@@ -32,6 +30,8 @@ from device.outbox import Outbox
 from device.reject import RejectScheduler
 from device.status import ComponentHealth, HealthReport, LatencyStatus, ModelStatus, RuntimeStatus
 from device.topics import Topics
+from vision.inspector import Inspector, ModelFileError
+from vision.overlay import render_overlay
 from vision.types import InspectionResult
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ class EdgeRuntime:
         self._started_mono = time.monotonic()
         self._stop_event = threading.Event()
         self._capture: CaptureWorker | None = None
+        self._next_frame_id = 0
         self._knobs = DecisionKnobs(0.0, 0, 1, False)
         self._jpeg_cache: tuple[int, bool, bytes] | None = None
         self.reject = RejectScheduler(self.settings.reject, self._emit_reject)
@@ -106,6 +107,7 @@ class EdgeRuntime:
             self._sparkplug.stop()
         self.link.stop()
         self.alert_store.close()
+        self.outbox.close()
 
     def __enter__(self) -> EdgeRuntime:
         self.start()
@@ -117,8 +119,11 @@ class EdgeRuntime:
     def _start_line(self) -> None:
         with self._lock:
             if self._capture is None:
-                source = self._source or open_source(self.settings.camera)
-                self._capture = CaptureWorker(source, self.settings.camera, self.queue)
+                if self._source is None:  # kept across stop/start: the simulator's sequence continues
+                    self._source = open_source(self.settings.camera)
+                self._capture = CaptureWorker(
+                    self._source, self.settings.camera, self.queue, first_frame_id=self._next_frame_id
+                )
                 self._capture.start()
             self._state = "running"
             self._refresh_knobs()
@@ -130,8 +135,9 @@ class EdgeRuntime:
             self._refresh_knobs()
         if capture is not None:
             capture.stop()
-            if self._source is None:
-                pass  # a source we opened is closed by the worker
+            # Frame ids never repeat within a run, so consumers can key on them across a stop/start.
+            if capture.latest_frame is not None:
+                self._next_frame_id = max(self._next_frame_id, capture.latest_frame.frame_id + 1)
         self.queue.clear()
 
     # ---- model ---------------------------------------------------------------------------------

@@ -1,0 +1,57 @@
+"""First run: make sure a model exists before the line starts.
+
+When `model.path` is missing and `model.auto_build` is on, build one from the simulator's good parts (the
+same generator the simulated camera draws from), calibrate it on held-back good parts and export ONNX to
+`model.path`. Needs the `train` extra (torch); the edge box with a shipped model never does.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from app.settings import ConfigError, Settings
+from vision.config import ModelSettings
+
+log = logging.getLogger("edgeinspect")
+
+
+def ensure_model(settings: Settings, progress: bool = True) -> Path:
+    path = Path(settings.model.path)
+    if path.exists():
+        return path
+    if not settings.model.auto_build:
+        raise ConfigError(f"model.path: {path} does not exist and model.auto_build is false")
+    try:
+        import torch  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(
+            f"model.path: {path} does not exist, and building one needs the training extra "
+            "(pip install -e '.[train]') or a model file copied to that path"
+        ) from exc
+    log.info(
+        "no model at %s: building one from simulated good %r parts (first run only)",
+        path,
+        settings.camera.category,
+    )
+    started = time.monotonic()
+    built = build_default_model(settings.camera.category, settings.model, path, progress=progress)
+    log.info("model built in %.0f s: %s", time.monotonic() - started, built)
+    return built
+
+
+def build_default_model(category: str, model: ModelSettings, out_path: Path, progress: bool = True) -> Path:
+    from tqdm import tqdm
+
+    from vision.data.synthetic import LineSimulator
+    from vision.train import build_model_files
+
+    # A different seed from the camera's: the model must generalise to parts it has never seen.
+    simulator = LineSimulator(category, seed=model.seed + 7919, defect_rate=0.0, image_size=model.image_size)
+    images = [
+        simulator.next_part().image
+        for _ in tqdm(range(model.train_images), desc="simulating good parts", disable=not progress)
+    ]
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    return build_model_files(images, out_path, model, model_name=f"default-{category}", progress=progress)
