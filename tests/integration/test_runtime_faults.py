@@ -36,12 +36,15 @@ class PersistentSubscriber:
             mqtt.CallbackAPIVersion.VERSION2, client_id="historian", protocol=mqtt.MQTTv5
         )
         self.client.reconnect_delay_set(0.2, 1.0)
+        self.subscribed = threading.Event()
         self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda *_: self.subscribed.set()
         self.client.on_message = self._on_message
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600
         self.client.connect("127.0.0.1", port, clean_start=False, properties=props)
         self.client.loop_start()
+        assert self.subscribed.wait(10), "subscriber got no SUBACK"
 
     def _on_message(self, _c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
         alert = json.loads(msg.payload)
