@@ -1,0 +1,265 @@
+"""A deterministic-by-seed synthetic production line: good and defective parts with exact defect masks.
+
+It stands in for a camera on a real line (the simulator camera), and writes datasets in the MVTec AD
+layout so training and evaluation read synthetic and real data through the same reader.
+Part `i` of a stream depends only on (seed, category, stream, i), never on what was generated before it,
+so a dataset or a simulator run can be reproduced exactly, part by part.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from vision.data.defects import Scene
+from vision.data.nuisance import apply_camera, sample_lighting
+from vision.data.parts import BRACKET_PAINTERS, PCB_PAINTERS, PartProduct, bracket_template, pcb_template
+from vision.data.textures import CARPET, STONE, TILE, TextureProduct
+
+GENERATOR_NAME = "edgeinspect.synthetic"
+GENERATOR_VERSION = "1"
+DEFAULT_CATEGORY = "pcb"
+
+# Separate random streams so simulator parts never repeat the images a model was trained or tested on.
+_STREAM_TRAIN, _STREAM_TEST_GOOD, _STREAM_TEST_DEFECT, _STREAM_LINE = 0, 1, 2, 3
+
+
+class Product(Protocol):
+    name: str
+    defect_types: tuple[str, ...]
+
+    def render(self, rng: np.random.Generator, size: int) -> Scene: ...
+
+    def add_defect(self, scene: Scene, defect_type: str, rng: np.random.Generator) -> np.ndarray: ...
+
+
+_PRODUCTS: dict[str, Product] = {
+    "pcb": PartProduct("pcb", pcb_template, PCB_PAINTERS),
+    "bracket": PartProduct("bracket", bracket_template, BRACKET_PAINTERS),
+    "tile": TextureProduct("tile", TILE),
+    "stone": TextureProduct("stone", STONE),
+    "carpet": TextureProduct("carpet", CARPET),
+}
+
+CATEGORIES: tuple[str, ...] = tuple(_PRODUCTS)
+
+
+@dataclass
+class SyntheticPart:
+    """One part as the camera sees it. `mask` is 255 exactly where the defect changed the part."""
+
+    image: np.ndarray  # RGB uint8 HxWx3
+    mask: np.ndarray  # uint8 HxW in {0, 255}
+    defect_type: str | None
+    index: int
+
+
+def _product(category: str) -> Product:
+    try:
+        return _PRODUCTS[category]
+    except KeyError:
+        raise ValueError(
+            f"unknown category {category!r}; valid categories: {', '.join(CATEGORIES)}"
+        ) from None
+
+
+def defect_types(category: str) -> tuple[str, ...]:
+    """The defect types a category can show (the folder names under `test/` in a written dataset)."""
+    return _product(category).defect_types
+
+
+def _check_size(image_size: int) -> None:
+    if not isinstance(image_size, int) or image_size < 32:
+        raise ValueError(f"image_size must be an integer >= 32, got {image_size!r}")
+
+
+def render_part(
+    category: str, seed: int, stream: int, index: int, defect_type: str | None, image_size: int = 256
+) -> SyntheticPart:
+    """Render one part. The defect does not change the pose, lighting or noise: with and without a defect,
+    the same (seed, stream, index) differ only inside the mask."""
+    product = _product(category)
+    _check_size(image_size)
+    if defect_type is not None and defect_type not in product.defect_types:
+        raise ValueError(
+            f"unknown defect type {defect_type!r} for {category!r}; valid: {', '.join(product.defect_types)}"
+        )
+    entropy = [int(seed) & 0xFFFFFFFF, zlib.crc32(category.encode()), int(stream), int(index)]
+    pose_rng, defect_rng, noise_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(entropy).spawn(3)
+    )
+    scene = product.render(pose_rng, image_size)
+    lighting = sample_lighting(pose_rng)
+    mask = np.zeros((image_size, image_size), np.uint8)
+    if defect_type is not None:
+        mask[product.add_defect(scene, defect_type, defect_rng)] = 255
+    image = apply_camera(scene.image, lighting, noise_rng)
+    return SyntheticPart(image=image, mask=mask, defect_type=defect_type, index=index)
+
+
+class LineSimulator:
+    """An endless stream of parts from one product line, `defect_rate` of them defective."""
+
+    def __init__(self, category: str, seed: int = 0, defect_rate: float = 0.1, image_size: int = 256) -> None:
+        self.product = _product(category)
+        _check_size(image_size)
+        if not 0.0 <= defect_rate <= 1.0:
+            raise ValueError(f"defect_rate must be within [0, 1], got {defect_rate!r}")
+        self.category = category
+        self.seed = seed
+        self.defect_rate = defect_rate
+        self.image_size = image_size
+        self._index = 0
+
+    def next_part(self) -> SyntheticPart:
+        index = self._index
+        self._index += 1
+        decide = np.random.default_rng(
+            [int(self.seed) & 0xFFFFFFFF, zlib.crc32(self.category.encode()), 99, index]
+        )
+        defect_type = None
+        if decide.random() < self.defect_rate:
+            defect_type = self.product.defect_types[int(decide.integers(len(self.product.defect_types)))]
+        return render_part(self.category, self.seed, _STREAM_LINE, index, defect_type, self.image_size)
+
+
+# ------------------------------------------------------------------------------------------ dataset writer
+
+_PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3]
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    data = image[:, :, ::-1] if image.ndim == 3 else image  # OpenCV encodes BGR
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(data), _PNG_PARAMS)
+    if not ok:
+        raise OSError(f"could not encode {path}")
+    path.write_bytes(encoded.tobytes())
+
+
+def _plan(
+    category: str, n_train: int, n_test_good: int, n_per_type: int
+) -> list[tuple[str, int, int, str | None]]:
+    """(relative folder, stream, index, defect type) for every image of one category, in writing order."""
+    jobs: list[tuple[str, int, int, str | None]] = []
+    jobs += [("train/good", _STREAM_TRAIN, i, None) for i in range(n_train)]
+    jobs += [("test/good", _STREAM_TEST_GOOD, i, None) for i in range(n_test_good)]
+    for t, defect in enumerate(defect_types(category)):
+        jobs += [(f"test/{defect}", _STREAM_TEST_DEFECT, t * 100_000 + i, defect) for i in range(n_per_type)]
+    return jobs
+
+
+def _read_manifest(path: Path) -> dict[str, object]:
+    if not path.exists():
+        return {}
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path} exists but is not a readable dataset manifest: {exc}") from exc
+    if not isinstance(manifest, dict) or manifest.get("generator") != GENERATOR_NAME:
+        raise ValueError(f"{path} was not written by {GENERATOR_NAME}; refusing to write into {path.parent}")
+    return manifest
+
+
+def write_dataset(
+    out_dir: str | os.PathLike[str],
+    categories: Sequence[str] | None = None,
+    seed: int = 0,
+    n_train: int = 150,
+    n_test_good: int = 40,
+    n_test_defect_per_type: int = 10,
+    image_size: int = 256,
+    progress: bool = True,
+) -> Path:
+    """Write an MVTec AD style dataset and return `out_dir`.
+
+    Each category is written to a temporary folder and swapped in at the end, so an interrupted run never
+    leaves a half-written category. An existing category folder is only replaced when `dataset.json` shows
+    this generator wrote it; anything else in `out_dir` is left untouched.
+    """
+    from tqdm.auto import tqdm
+
+    if isinstance(categories, str):
+        raise ValueError("categories must be a sequence of names, not a single string")
+    chosen = list(CATEGORIES if categories is None else categories)
+    for name in chosen:
+        _product(name)
+    if len(set(chosen)) != len(chosen):
+        raise ValueError(f"categories contain duplicates: {chosen}")
+    for label, value in (
+        ("n_train", n_train),
+        ("n_test_good", n_test_good),
+        ("n_test_defect_per_type", n_test_defect_per_type),
+    ):
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(f"{label} must be a non-negative integer, got {value!r}")
+    if n_train < 1:
+        raise ValueError("n_train must be at least 1: a category without training images is unusable")
+    _check_size(image_size)
+
+    root = Path(out_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    manifest_path = root / "dataset.json"
+    manifest = _read_manifest(manifest_path)
+    known: dict[str, object] = dict(manifest.get("categories", {}))  # type: ignore[arg-type]
+    for name in chosen:
+        if (root / name).exists() and name not in known:
+            raise ValueError(
+                f"{root / name} exists and was not written by {GENERATOR_NAME}; refusing to replace it"
+            )
+
+    plans = {name: _plan(name, n_train, n_test_good, n_test_defect_per_type) for name in chosen}
+    total = sum(len(jobs) for jobs in plans.values())
+    with tqdm(total=total, desc="writing dataset", unit="img", disable=not progress) as bar:
+        for name, jobs in plans.items():
+            staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+            try:
+                counters: dict[str, int] = {}
+                for folder, stream, index, defect in jobs:
+                    number = counters.get(folder, 0)
+                    counters[folder] = number + 1
+                    part = render_part(name, seed, stream, index, defect, image_size)
+                    (staging / folder).mkdir(parents=True, exist_ok=True)
+                    _write_png(staging / folder / f"{number:03d}.png", part.image)
+                    if defect is not None:
+                        mask_dir = staging / "ground_truth" / defect
+                        mask_dir.mkdir(parents=True, exist_ok=True)
+                        _write_png(mask_dir / f"{number:03d}_mask.png", part.mask)
+                    bar.update(1)
+                if (root / name).exists():
+                    shutil.rmtree(root / name)
+                staging.rename(root / name)
+            finally:
+                if staging.exists():
+                    shutil.rmtree(staging)
+            known[name] = {
+                "seed": seed,
+                "image_size": image_size,
+                "n_train": n_train,
+                "n_test_good": n_test_good,
+                "n_test_defect_per_type": n_test_defect_per_type,
+                "defect_types": list(defect_types(name)),
+            }
+            _write_manifest(manifest_path, known)
+    return root
+
+
+def _write_manifest(path: Path, categories: dict[str, object]) -> None:
+    manifest = {
+        "generator": GENERATOR_NAME,
+        "generator_version": GENERATOR_VERSION,
+        "layout": "mvtec_ad",
+        "categories": {name: categories[name] for name in sorted(categories)},
+    }
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    temporary.replace(path)
