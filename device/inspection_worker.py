@@ -12,11 +12,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vision.inspector import Inspector
-
 from device.camera.base import Frame
 from device.capture import FrameQueue
 from device.metrics import RuntimeMetrics
+from vision.inspector import Inspector
 from vision.types import InspectionResult
 
 log = logging.getLogger(__name__)

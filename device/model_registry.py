@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from pydantic import BaseModel
+
 from vision.inspector import Inspector, ModelFileError
 
 
