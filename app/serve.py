@@ -47,7 +47,12 @@ def run_line(settings: Settings, max_frames: int | None = None) -> int:
         keys = KeyStore.from_settings(settings.auth, settings.data_dir)
         app = create_app(runtime, settings, keys)
         config = uvicorn.Config(
-            app, host=settings.api.host, port=settings.api.port, log_level="warning", lifespan="on"
+            app,
+            host=settings.api.host,
+            port=settings.api.port,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=2,  # an open MJPEG viewer must not hold up a stop
         )
         server = uvicorn.Server(config)
         server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # we own signals

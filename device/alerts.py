@@ -95,6 +95,7 @@ class AlertStore:
                    alert_id TEXT UNIQUE NOT NULL,
                    ts TEXT NOT NULL,
                    defect_class TEXT NOT NULL,
+                   is_defect INTEGER NOT NULL DEFAULT 1,
                    payload TEXT NOT NULL,
                    thumbnail BLOB)"""
         )
@@ -104,9 +105,16 @@ class AlertStore:
     def add(self, alert: dict[str, Any], thumbnail_jpeg: bytes | None) -> None:
         with self._lock:
             self._db.execute(
-                "INSERT OR IGNORE INTO alerts(alert_id, ts, defect_class, payload, thumbnail)"
-                " VALUES (?,?,?,?,?)",
-                (alert["alert_id"], alert["ts"], alert["defect_class"], json.dumps(alert), thumbnail_jpeg),
+                "INSERT OR IGNORE INTO alerts(alert_id, ts, defect_class, is_defect, payload, thumbnail)"
+                " VALUES (?,?,?,?,?,?)",
+                (
+                    alert["alert_id"],
+                    alert["ts"],
+                    alert["defect_class"],
+                    int(bool(alert["is_defect"])),
+                    json.dumps(alert),
+                    thumbnail_jpeg,
+                ),
             )
             self._added += 1
             if self._added % 100 == 0:
@@ -134,6 +142,8 @@ class AlertStore:
         if defect_type:
             clauses.append("defect_class = ?")
             params.append(defect_type)
+        if defects_only:
+            clauses.append("is_defect = 1")
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         with self._lock:
             total = self._db.execute(f"SELECT COUNT(*) FROM alerts {where}", params).fetchone()[0]
@@ -141,10 +151,7 @@ class AlertStore:
                 f"SELECT payload FROM alerts {where} ORDER BY seq DESC LIMIT ? OFFSET ?",
                 [*params, int(limit), int(offset)],
             ).fetchall()
-        alerts = [json.loads(row[0]) for row in rows]
-        if defects_only:
-            alerts = [a for a in alerts if a.get("is_defect")]
-        return total, alerts
+        return total, [json.loads(row[0]) for row in rows]
 
     def thumbnail(self, alert_id: str) -> bytes | None:
         with self._lock:

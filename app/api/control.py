@@ -1,0 +1,105 @@
+"""The one path from an HTTP request to a change on the line: run it through the runtime, audit it.
+
+Every control router calls `execute_command` or `apply_config_patch`, so no change can skip the audit log
+and every refusal reaches the caller with the runtime's own reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import HTTPException
+from fastapi.responses import JSONResponse
+
+from app.api.schemas import ConfigChange, ConfigPatchResult
+from app.api.security import Principal
+from app.audit import AuditLog
+from device.commands import Command, CommandResult
+
+REFUSED_RESPONSE: dict[int | str, dict[str, Any]] = {
+    409: {"model": CommandResult, "description": "The runtime refused the command (reason in `message`)."}
+}
+
+
+def execute_command(
+    runtime: Any, audit: AuditLog, principal: Principal, command: Command, target: str
+) -> CommandResult | JSONResponse:
+    """Run `command`; 200 with the result when it worked, 409 with the result when the runtime refused."""
+    requested = command.model_dump(exclude={"command", "request_id"}) or None
+    try:
+        result: CommandResult = runtime.execute(command, principal.actor)
+    except Exception as exc:
+        audit.record(
+            actor=principal.name,
+            role=principal.role.name,
+            action=command.command,
+            target=target,
+            ok=False,
+            new_value=requested,
+            message=f"{type(exc).__name__}: {exc}",
+        )
+        raise
+    audit.record(
+        actor=principal.name,
+        role=principal.role.name,
+        action=command.command,
+        target=target,
+        ok=result.ok,
+        old_value=result.old_value,
+        new_value=result.new_value if result.new_value is not None else requested,
+        message=result.message,
+    )
+    if not result.ok:
+        return JSONResponse(status_code=409, content=result.model_dump(mode="json"))
+    return result
+
+
+def apply_config_patch(
+    runtime: Any, audit: AuditLog, principal: Principal, patch: dict[str, Any], target: str
+) -> ConfigPatchResult:
+    """Apply a live settings patch; a refusal (ValueError naming the field) becomes a 422."""
+    try:
+        changes = runtime.patch_config(patch, principal.actor)
+    except ValueError as exc:
+        audit.record(
+            actor=principal.name,
+            role=principal.role.name,
+            action="patch_config",
+            target=target,
+            ok=False,
+            new_value=patch,
+            message=str(exc),
+        )
+        raise HTTPException(422, detail=str(exc)) from exc
+    except Exception as exc:
+        audit.record(
+            actor=principal.name,
+            role=principal.role.name,
+            action="patch_config",
+            target=target,
+            ok=False,
+            new_value=patch,
+            message=f"{type(exc).__name__}: {exc}",
+        )
+        raise
+    if not changes:
+        audit.record(
+            actor=principal.name,
+            role=principal.role.name,
+            action="patch_config",
+            target=target,
+            ok=True,
+            new_value=patch,
+            message="no change",
+        )
+    for change in changes:
+        audit.record(
+            actor=principal.name,
+            role=principal.role.name,
+            action="patch_config",
+            target=f"{target} {change.get('field')}",
+            ok=True,
+            old_value=change.get("old"),
+            new_value=change.get("new"),
+        )
+    return ConfigPatchResult(changes=[ConfigChange(**change) for change in changes])

@@ -1,0 +1,54 @@
+"""Decision knobs (operator): threshold, region of interest, minimum defect area."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.api.control import REFUSED_RESPONSE, apply_config_patch, execute_command
+from app.api.deps import CONTROL_RESPONSES, AuditDep, Operator, RuntimeDep
+from app.api.schemas import ConfigPatchResult, RoiRequest, SensitivityRequest, ThresholdRequest
+from device.commands import (
+    ClearRegionOfInterest,
+    CommandResult,
+    ResetThreshold,
+    SetRegionOfInterest,
+    SetThreshold,
+)
+
+router = APIRouter(
+    prefix="/inspection", tags=["inspection"], responses={**CONTROL_RESPONSES, **REFUSED_RESPONSE}
+)
+
+
+@router.post("/threshold", response_model=CommandResult)
+def set_threshold(body: ThresholdRequest, runtime: RuntimeDep, audit: AuditDep, principal: Operator):
+    return execute_command(
+        runtime, audit, principal, SetThreshold(threshold=body.threshold), "POST /inspection/threshold"
+    )
+
+
+@router.post("/threshold/reset", response_model=CommandResult)
+def reset_threshold(runtime: RuntimeDep, audit: AuditDep, principal: Operator):
+    """Back to the threshold calibrated with the active model."""
+    return execute_command(runtime, audit, principal, ResetThreshold(), "POST /inspection/threshold/reset")
+
+
+@router.post("/roi", response_model=CommandResult)
+def set_roi(body: RoiRequest, runtime: RuntimeDep, audit: AuditDep, principal: Operator):
+    command = SetRegionOfInterest(**body.model_dump())
+    return execute_command(runtime, audit, principal, command, "POST /inspection/roi")
+
+
+@router.delete("/roi", response_model=CommandResult)
+def clear_roi(runtime: RuntimeDep, audit: AuditDep, principal: Operator):
+    return execute_command(runtime, audit, principal, ClearRegionOfInterest(), "DELETE /inspection/roi")
+
+
+@router.post(
+    "/sensitivity",
+    response_model=ConfigPatchResult,
+    responses={422: {"description": "Validation error or the runtime refused the value."}},
+)
+def set_sensitivity(body: SensitivityRequest, runtime: RuntimeDep, audit: AuditDep, principal: Operator):
+    patch = {"inspection": {"min_defect_area_px": body.min_defect_area_px}}
+    return apply_config_patch(runtime, audit, principal, patch, "POST /inspection/sensitivity")

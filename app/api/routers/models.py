@@ -1,0 +1,95 @@
+"""Model management (admin): upload a checked ONNX file, activate it, roll back.
+
+An upload is only registered; it runs after `activate`. A file that fails its sha256 or the ONNX contract
+is refused with the reason, and the running model is not touched.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, HTTPException, Path, UploadFile
+
+from app.api.control import REFUSED_RESPONSE, execute_command
+from app.api.deps import AUTH_RESPONSES, CONTROL_RESPONSES, Admin, AuditDep, RuntimeDep, Viewer
+from app.api.schemas import ErrorBody, ModelOut
+from device.commands import ActivateModel, CommandResult, RollbackModel
+from vision.inspector import ModelFileError
+
+router = APIRouter(prefix="/models", tags=["models"], responses=AUTH_RESPONSES)
+
+ModelId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")]
+
+
+@router.get("", response_model=list[ModelOut])
+def list_models(runtime: RuntimeDep, _: Viewer) -> list[ModelOut]:
+    return [ModelOut.model_validate(entry.model_dump()) for entry in runtime.models.list()]
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=ModelOut,
+    responses={
+        **CONTROL_RESPONSES,
+        400: {"model": ErrorBody, "description": "sha256 of the upload does not match the `sha256` field."},
+        422: {"model": ErrorBody, "description": "Not a valid EdgeInspect ONNX model, or a bad form."},
+    },
+)
+def upload_model(
+    runtime: RuntimeDep,
+    audit: AuditDep,
+    principal: Admin,
+    file: Annotated[UploadFile, File(description="The ONNX model file.")],
+    sha256: Annotated[
+        str, Form(pattern=r"^[0-9a-fA-F]{64}$", description="Expected sha256 (hex) of the file.")
+    ],
+) -> ModelOut:
+    filename = PurePath(file.filename or "upload.onnx").name[:200] or "upload.onnx"
+    data = file.file.read()
+    target = f"POST /models {filename}"
+
+    def refuse(status: int, reason: str) -> HTTPException:
+        audit.record(
+            actor=principal.name,
+            role=principal.role.name,
+            action="upload_model",
+            target=target,
+            ok=False,
+            new_value={"sha256": sha256.lower(), "size_bytes": len(data)},
+            message=reason,
+        )
+        return HTTPException(status, detail=f"{reason}; the running model is unchanged")
+
+    try:
+        entry = runtime.models.register(data, filename, sha256.lower())
+    except ModelFileError as exc:
+        raise refuse(422, f"model file rejected: {exc}") from exc
+    except ValueError as exc:
+        raise refuse(400, str(exc)) from exc
+    model = ModelOut.model_validate(entry.model_dump())
+    audit.record(
+        actor=principal.name,
+        role=principal.role.name,
+        action="upload_model",
+        target=target,
+        ok=True,
+        new_value={"id": model.id, "sha256": model.sha256, "size_bytes": model.size_bytes},
+    )
+    return model
+
+
+@router.post("/rollback", response_model=CommandResult, responses={**CONTROL_RESPONSES, **REFUSED_RESPONSE})
+def rollback(runtime: RuntimeDep, audit: AuditDep, principal: Admin):
+    """Back to the previously active model."""
+    return execute_command(runtime, audit, principal, RollbackModel(), "POST /models/rollback")
+
+
+@router.post(
+    "/{model_id}/activate", response_model=CommandResult, responses={**CONTROL_RESPONSES, **REFUSED_RESPONSE}
+)
+def activate(model_id: ModelId, runtime: RuntimeDep, audit: AuditDep, principal: Admin):
+    """Hot swap: the current model keeps judging until the new one has loaded."""
+    command = ActivateModel(model_id=model_id)
+    return execute_command(runtime, audit, principal, command, f"POST /models/{model_id}/activate")

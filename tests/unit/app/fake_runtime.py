@@ -1,0 +1,340 @@
+"""A stand-in for `device.runtime.EdgeRuntime` with the same facade, for API, schema and panel tests.
+
+It produces real JPEG frames (a part with a frame counter, a red box on defective parts) and alerts with
+thumbnails, either on a background thread (`start()`, for uvicorn + Chromium) or one at a time
+(`advance()`, for deterministic unit tests). Commands and config patches change its state the way the
+real runtime's do, so tests can check effects through `/status`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+import cv2
+import numpy as np
+
+from device.commands import (
+    ActivateModel,
+    ClearRegionOfInterest,
+    Command,
+    CommandResult,
+    PauseInspection,
+    RequestLineSpeed,
+    ResetThreshold,
+    ResumeInspection,
+    RollbackModel,
+    SetRegionOfInterest,
+    SetThreshold,
+    StartLine,
+    StopLine,
+)
+from device.model_registry import ModelEntry
+from device.status import ComponentHealth, HealthReport, LatencyStatus, ModelStatus, RuntimeStatus
+from vision.inspector import ModelFileError
+
+FAKE_MODEL_MAGIC = b"FAKE-ONNX"
+CALIBRATED_THRESHOLD = 0.5
+LIVE_FIELDS = {
+    "inspection": {"threshold", "min_defect_area_px", "max_boxes"},
+    "reject": {"enabled", "gate_delay_ms"},
+}
+
+
+def fake_model_bytes(name: str = "fake", version: str = "2") -> bytes:
+    """Bytes the fake registry accepts as a model (the real one checks the ONNX contract instead)."""
+    return FAKE_MODEL_MAGIC + f":{name}:{version}".encode()
+
+
+class FakeAlertStore:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._alerts: list[dict[str, Any]] = []  # oldest first
+        self._thumbs: dict[str, bytes] = {}
+
+    def add(self, alert: dict[str, Any], thumbnail: bytes | None) -> None:
+        with self._lock:
+            self._alerts.append(alert)
+            if thumbnail is not None:
+                self._thumbs[alert["alert_id"]] = thumbnail
+
+    def query(
+        self,
+        limit: int = 50,
+        offset: int = 0,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        defect_type: str | None = None,
+        defects_only: bool = True,
+    ) -> tuple[int, list[dict[str, Any]]]:
+        with self._lock:
+            items = list(reversed(self._alerts))
+        if since is not None:
+            items = [a for a in items if datetime.fromisoformat(a["ts"].replace("Z", "+00:00")) >= since]
+        if until is not None:
+            items = [a for a in items if datetime.fromisoformat(a["ts"].replace("Z", "+00:00")) <= until]
+        if defect_type:
+            items = [a for a in items if a["defect_class"] == defect_type]
+        if defects_only:
+            items = [a for a in items if a["is_defect"]]
+        return len(items), items[offset : offset + limit]
+
+    def thumbnail(self, alert_id: str) -> bytes | None:
+        with self._lock:
+            return self._thumbs.get(alert_id)
+
+
+class FakeModelRegistry:
+    def __init__(self) -> None:
+        self.entries: list[ModelEntry] = [self._entry(fake_model_bytes("fake", "1"), "fake", "1")]
+        self.active_id = self.entries[0].id
+        self.history = [self.active_id]
+
+    @staticmethod
+    def _entry(data: bytes, name: str, version: str) -> ModelEntry:
+        digest = hashlib.sha256(data).hexdigest()
+        return ModelEntry(
+            id=f"{name}-{digest[:12]}",
+            name=name,
+            version=version,
+            sha256=digest,
+            size_bytes=len(data),
+            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+
+    def list(self) -> list[ModelEntry]:
+        return [e.model_copy(update={"active": e.id == self.active_id}) for e in self.entries]
+
+    def register(self, data: bytes, filename: str, expected_sha256: str) -> ModelEntry:
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != expected_sha256.strip().lower():
+            raise ValueError(f"sha256 mismatch for {filename!r}: expected {expected_sha256}, got {actual}")
+        if not data.startswith(FAKE_MODEL_MAGIC):
+            raise ModelFileError(f"{filename}: not an ONNX model with the EdgeInspect contract")
+        _, name, version = data.decode().split(":")
+        entry = self._entry(data, name, version)
+        self.entries.append(entry)
+        return entry
+
+    def get(self, model_id: str) -> ModelEntry | None:
+        return next((e for e in self.entries if e.id == model_id), None)
+
+
+class FakeRuntime:
+    """Same methods as EdgeRuntime's API facade; state changes are visible in `status()`."""
+
+    def __init__(self, fps: float = 8.0, defect_every: int = 4, size: int = 160) -> None:
+        self.fps = fps
+        self.defect_every = defect_every
+        self.size = size
+        self.alert_store = FakeAlertStore()
+        self.models = FakeModelRegistry()
+        self.commands: list[tuple[Command, str]] = []
+        self.patches: list[tuple[dict[str, Any], str]] = []
+        self.state = "running"
+        self.threshold_override: float | None = None
+        self.settings: dict[str, dict[str, Any]] = {
+            "inspection": {"threshold": None, "min_defect_area_px": 16, "max_boxes": 10},
+            "reject": {"enabled": True, "gate_delay_ms": 0},
+        }
+        self.roi: dict[str, int] | None = None
+        self.line_speed: float | None = None
+        self.frames = 0
+        self.defects = 0
+        self.broker_connected = True
+        self._frame_jpeg: dict[bool, bytes] | None = None
+        self._lock = threading.Lock()
+        self._started = time.monotonic()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ---- frame production --------------------------------------------------------------------
+    @property
+    def frame_seq(self) -> int:
+        return self.frames
+
+    @property
+    def threshold(self) -> float:
+        return self.threshold_override if self.threshold_override is not None else CALIBRATED_THRESHOLD
+
+    def advance(self) -> dict[str, Any] | None:
+        """Judge one more frame; return the alert if this frame was a defect."""
+        with self._lock:
+            if self.state != "running":
+                return None
+            frame_id = self.frames + 1
+            is_defect = frame_id % self.defect_every == 0
+            score = 0.9 if is_defect else 0.1
+            is_defect = score > self.threshold
+            image = np.full((self.size, self.size, 3), 70, np.uint8)
+            cv2.rectangle(image, (20, 20), (self.size - 20, self.size - 20), (150, 150, 150), -1)
+            cv2.putText(image, str(frame_id), (30, 60), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (20, 20, 20), 2)
+            box = {"x": 60, "y": 80, "width": 40, "height": 12, "score": score}
+            overlay = image.copy()
+            if is_defect:
+                cv2.rectangle(overlay, (60, 80), (100, 92), (0, 0, 255), 2)
+            self._frame_jpeg = {False: _jpeg(image), True: _jpeg(overlay)}
+            self.frames = frame_id
+            if not is_defect:
+                return None
+            self.defects += 1
+            alert = {
+                "schema_version": 1,
+                "alert_id": str(uuid.uuid4()),
+                "line_id": "line1",
+                "station_id": "station1",
+                "frame_id": frame_id,
+                "ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "score": score,
+                "threshold": self.threshold,
+                "is_defect": True,
+                "defect_class": "linear",
+                "boxes": [box],
+                "image_size": [self.size, self.size],
+                "model": {"name": "fake", "version": "1", "sha256": self.models.active_id},
+                "latency_ms": 12.5,
+            }
+        self.alert_store.add(alert, _jpeg(cv2.resize(overlay, (48, 48))))
+        return alert
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._produce, name="fake-runtime", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _produce(self) -> None:
+        while not self._stop.wait(1.0 / self.fps):
+            self.advance()
+
+    # ---- read-only views ---------------------------------------------------------------------
+    def latest_frame_jpeg(self, overlay: bool = True) -> bytes | None:
+        with self._lock:
+            return None if self._frame_jpeg is None else self._frame_jpeg[overlay]
+
+    def status(self) -> RuntimeStatus:
+        active = self.models.get(self.models.active_id)
+        return RuntimeStatus(
+            state=self.state,
+            fps=self.fps if self.state == "running" else 0.0,
+            frames=self.frames,
+            defects=self.defects,
+            dropped_frames=0,
+            corrupt_frames=0,
+            queue_depth=0,
+            threshold=self.threshold,
+            model=ModelStatus(
+                id=active.id if active else None,
+                name=active.name if active else "fake",
+                version=active.version if active else "1",
+                sha256=active.sha256 if active else "0" * 64,
+                calibrated_threshold=CALIBRATED_THRESHOLD,
+                input_size=self.size,
+            ),
+            broker_connected=self.broker_connected,
+            camera_connected=True,
+            spool_depth=0,
+            latency=LatencyStatus(p50_ms=12.5, p99_ms=30.0, inference_p50_ms=9.0),
+            roi=self.roi,
+            line_speed_request_ppm=self.line_speed,
+            uptime_s=time.monotonic() - self._started,
+        )
+
+    def health(self) -> HealthReport:
+        components = {
+            "camera": ComponentHealth(ok=True),
+            "broker": ComponentHealth(
+                ok=self.broker_connected, detail="" if self.broker_connected else "spooling"
+            ),
+        }
+        return HealthReport(status="ok" if self.broker_connected else "degraded", components=components)
+
+    def config_view(self) -> dict[str, Any]:
+        return {
+            "line": {"line_id": "line1", "station_id": "station1"},
+            "mqtt": {"url": "mqtt://127.0.0.1:1883", "password": "***"},
+            **{section: dict(values) for section, values in self.settings.items()},
+        }
+
+    def metrics_text(self) -> bytes:
+        return (
+            "# HELP edgeinspect_frames_total Frames judged.\n# TYPE edgeinspect_frames_total counter\n"
+            f"edgeinspect_frames_total {self.frames}\n"
+        ).encode()
+
+    # ---- changes -----------------------------------------------------------------------------
+    def execute(self, command: Command, actor: str) -> CommandResult:
+        self.commands.append((command, actor))
+        name = command.command
+        old: Any = None
+        new: Any = None
+        if isinstance(command, StartLine | StopLine | PauseInspection | ResumeInspection):
+            wanted = {"start": "running", "stop": "stopped", "pause": "paused", "resume": "running"}[name]
+            if name == "resume" and self.state == "stopped":
+                return CommandResult(ok=False, command=name, message="line is stopped; start it first")
+            old, new, self.state = self.state, wanted, wanted
+        elif isinstance(command, SetThreshold):
+            old, new = self.threshold, command.threshold
+            self.threshold_override = command.threshold
+        elif isinstance(command, ResetThreshold):
+            old, new = self.threshold, CALIBRATED_THRESHOLD
+            self.threshold_override = None
+        elif isinstance(command, SetRegionOfInterest):
+            old, new = self.roi, command.model_dump(include={"x", "y", "width", "height"})
+            self.roi = new
+        elif isinstance(command, ClearRegionOfInterest):
+            old, new, self.roi = self.roi, None, None
+        elif isinstance(command, RequestLineSpeed):
+            old, new = self.line_speed, command.parts_per_minute
+            self.line_speed = new
+        elif isinstance(command, ActivateModel):
+            if self.models.get(command.model_id) is None:
+                return CommandResult(ok=False, command=name, message=f"unknown model id {command.model_id!r}")
+            old, new = self.models.active_id, command.model_id
+            self.models.active_id = command.model_id
+            self.models.history.append(command.model_id)
+        elif isinstance(command, RollbackModel):
+            if len(self.models.history) < 2:
+                return CommandResult(ok=False, command=name, message="no previous model to roll back to")
+            old = self.models.history.pop()
+            new = self.models.active_id = self.models.history[-1]
+        else:
+            return CommandResult(ok=False, command=name, message=f"{name} is not supported here")
+        return CommandResult(
+            ok=True, command=name, request_id=command.request_id, old_value=old, new_value=new
+        )
+
+    def patch_config(self, patch: dict[str, Any], actor: str) -> list[dict[str, Any]]:
+        self.patches.append((patch, actor))
+        for section, values in patch.items():
+            if not isinstance(values, dict):
+                raise ValueError(f"{section}: expected a mapping of fields")
+            for field in values:
+                if field not in LIVE_FIELDS.get(section, set()):
+                    raise ValueError(f"{section}.{field}: not changeable while the line runs")
+        changes = []
+        for section, values in patch.items():
+            for field, value in values.items():
+                old = (
+                    self.threshold
+                    if (section, field) == ("inspection", "threshold")
+                    else self.settings[section][field]
+                )
+                if (section, field) == ("inspection", "threshold"):
+                    self.threshold_override = value
+                self.settings[section][field] = value
+                changes.append({"field": f"{section}.{field}", "old": old, "new": value})
+        return changes
+
+
+def _jpeg(image: np.ndarray) -> bytes:
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    assert ok
+    return encoded.tobytes()

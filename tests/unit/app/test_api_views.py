@@ -1,0 +1,101 @@
+"""Read-only views: alerts with thumbnails, frames, health, metrics, the panel and the offline docs."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from fastapi.testclient import TestClient
+from unit.app.api_helpers import headers
+from unit.app.fake_runtime import FakeRuntime
+
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def test_alerts_are_paged_newest_first_with_thumbnails(client: TestClient, runtime: FakeRuntime) -> None:
+    alerts = [a for a in (runtime.advance() for _ in range(12)) if a]
+    assert len(alerts) == 3
+    page = client.get("/alerts?limit=2", headers=headers("viewer")).json()
+    assert page["total"] == 3 and page["limit"] == 2
+    assert [a["alert_id"] for a in page["items"]] == [alerts[2]["alert_id"], alerts[1]["alert_id"]]
+    rest = client.get("/alerts?limit=2&offset=2", headers=headers("viewer")).json()
+    assert [a["alert_id"] for a in rest["items"]] == [alerts[0]["alert_id"]]
+
+    thumb = client.get(f"/alerts/{alerts[0]['alert_id']}/thumbnail.jpg", headers=headers("viewer"))
+    assert thumb.headers["content-type"] == "image/jpeg" and thumb.content.startswith(JPEG_MAGIC)
+    assert client.get("/alerts/missing/thumbnail.jpg", headers=headers("viewer")).status_code == 404
+
+
+def test_alert_filters(client: TestClient, runtime: FakeRuntime) -> None:
+    for _ in range(8):
+        runtime.advance()
+    future = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    assert client.get("/alerts", params={"since": future}, headers=headers("viewer")).json()["total"] == 0
+    naive_past = "2000-01-01T00:00:00"
+    assert client.get("/alerts", params={"since": naive_past}, headers=headers("viewer")).json()["total"] == 2
+    assert client.get("/alerts?defect_type=linear", headers=headers("viewer")).json()["total"] == 2
+    assert client.get("/alerts?defect_type=area", headers=headers("viewer")).json()["total"] == 0
+    bad = client.get("/alerts?limit=0&since=yesterday", headers=headers("viewer"))
+    assert bad.status_code == 422
+    assert {tuple(d["loc"]) for d in bad.json()["detail"]} == {("query", "limit"), ("query", "since")}
+    extreme = client.get("/alerts", params={"since": "0001-01-01T00:00:00+05:00"}, headers=headers("viewer"))
+    assert extreme.status_code == 422 and "out of range" in extreme.json()["detail"]
+
+
+def test_latest_frame_with_etag_and_overlay(client: TestClient, runtime: FakeRuntime) -> None:
+    empty = client.get("/frames/latest.jpg", headers=headers("viewer"))
+    assert empty.status_code == 503 and empty.headers["retry-after"] == "1"
+    for _ in range(4):  # frame 4 is a defect: the overlay differs from the plain frame
+        runtime.advance()
+    frame = client.get("/frames/latest.jpg?overlay=1", headers=headers("viewer"))
+    assert frame.status_code == 200 and frame.content.startswith(JPEG_MAGIC)
+    assert frame.headers["x-frame-seq"] == "4"
+    plain = client.get("/frames/latest.jpg?overlay=0", headers=headers("viewer"))
+    assert plain.content != frame.content
+    same = client.get(
+        "/frames/latest.jpg?overlay=1", headers={**headers("viewer"), "If-None-Match": frame.headers["etag"]}
+    )
+    assert same.status_code == 304
+    runtime.advance()
+    newer = client.get(
+        "/frames/latest.jpg?overlay=1", headers={**headers("viewer"), "If-None-Match": frame.headers["etag"]}
+    )
+    assert newer.status_code == 200 and newer.headers["x-frame-seq"] == "5"
+
+
+def test_mjpeg_stream_parts_are_jpegs(client: TestClient, runtime: FakeRuntime) -> None:
+    runtime.advance()
+    response = client.get("/frames/stream.mjpeg?max_frames=1", headers=headers("viewer"))
+    assert response.headers["content-type"] == "multipart/x-mixed-replace; boundary=frame"
+    head, _, rest = response.content.partition(b"\r\n\r\n")
+    assert head.startswith(b"--frame\r\nContent-Type: image/jpeg")
+    assert rest.startswith(JPEG_MAGIC)
+
+
+def test_health_needs_no_key_and_reports_degraded(client: TestClient, runtime: FakeRuntime) -> None:
+    runtime.broker_connected = False
+    report = client.get("/health")
+    assert report.status_code == 200
+    assert report.json()["status"] == "degraded"
+    assert report.json()["components"]["broker"]["ok"] is False
+
+
+def test_metrics_joins_runtime_and_api_counters(client: TestClient, runtime: FakeRuntime) -> None:
+    runtime.advance()
+    client.get("/status")  # an auth failure
+    text = client.get("/metrics", headers=headers("viewer")).text
+    assert "edgeinspect_frames_total 1" in text
+    assert "edgeinspect_api_auth_failures_total 1.0" in text
+    assert 'edgeinspect_api_requests_total{method="GET",route="/status",status="401"} 1.0' in text
+
+
+def test_panel_and_docs_are_served_offline_with_security_headers(client: TestClient) -> None:
+    panel = client.get("/")
+    assert panel.status_code == 200 and 'data-testid="login-key"' in panel.text
+    assert "http://" not in panel.text and "https://" not in panel.text
+    assert "default-src 'self'" in panel.headers["content-security-policy"]
+    assert panel.headers["x-frame-options"] == "DENY"
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/static/docs.js" in docs.text and "cdn" not in docs.text.lower()
+    for asset in ("app.js", "style.css", "docs.js", "docs.css"):
+        body = client.get(f"/static/{asset}").text
+        assert "https://" not in body and "http://" not in body, asset
