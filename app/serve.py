@@ -81,7 +81,7 @@ def run_line(settings: Settings, max_frames: int | None = None) -> int:
             server.should_exit = True
         runtime.stop()
         if broker is not None:
-            broker.stop()
+            broker.close()
     return 0
 
 
