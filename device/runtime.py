@@ -462,7 +462,10 @@ class EdgeRuntime:
 
     def _sparkplug_metrics(self) -> dict[str, Any]:
         status = self.status()
+        latest = self.worker.latest
+        last_score = float(latest.result.score) if latest and latest.result else 0.0
         return {
+            "last_score": last_score,
             "frames": status.frames,
             "defects": status.defects,
             "fps": status.fps,
