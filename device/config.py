@@ -56,7 +56,7 @@ class CameraSettings(_Section):
     reconnect_max_s: float = Field(30.0, gt=0)
     loop: bool = Field(True, description="Video file / image folder: start again at the end.")
     timeout_s: float = Field(
-        5.0, gt=0, le=300, description="Network sources: connect/read timeout; silence this long is a disconnect."
+        5.0, gt=0, le=300, description="Network sources: connect/read timeout; silence = disconnect."
     )
 
 
