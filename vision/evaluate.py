@@ -1,0 +1,160 @@
+"""Evaluate an exported model exactly as the edge box runs it (ONNX Runtime through `Inspector`).
+
+Works on any folder in the MVTec AD layout and writes `metrics.json`, `metrics.md` and overlay PNGs, so
+a model's numbers and pictures come from the very file that will be deployed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from vision import metrics
+from vision.data.mvtec import MvtecCategory, load_image, load_mask
+from vision.inspector import Inspector
+from vision.overlay import render_overlay
+
+TRUTH_COLOR_BGR = (0, 255, 0)
+
+
+def _heatmap_indices(labels: list[int], count: int) -> set[int]:
+    """An even spread over the defective images and the good ones, about half each."""
+    if count <= 0:
+        return set()
+    defective = [i for i, label in enumerate(labels) if label == 1]
+    good = [i for i, label in enumerate(labels) if label == 0]
+    wanted_defective = min(len(defective), max(count - min(len(good), count // 2), 0))
+    wanted_good = min(len(good), count - wanted_defective)
+    chosen: set[int] = set()
+    for group, wanted in ((defective, wanted_defective), (good, wanted_good)):
+        if wanted:
+            chosen.update(group[int(i)] for i in np.linspace(0, len(group) - 1, wanted).round())
+    return chosen
+
+
+def _write_heatmap(path: Path, image_rgb: np.ndarray, result: Any, mask: np.ndarray) -> None:
+    image_bgr = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)
+    overlay = render_overlay(image_bgr, result.anomaly_map, result.threshold, result.boxes)
+    if mask.any():
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(overlay, contours, -1, TRUTH_COLOR_BGR, 1)
+    cv2.imwrite(str(path), np.hstack([image_bgr, overlay]))
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def evaluate(
+    data_root: str | Path,
+    category: str,
+    model_path: str | Path,
+    out_dir: str | Path,
+    heatmaps: int = 8,
+    progress: bool = True,
+    threads: int = 2,
+) -> dict[str, Any]:
+    """Score every test image of `<data_root>/<category>/test`; return and write the metrics."""
+    dataset = MvtecCategory.load(Path(data_root), category)
+    if not dataset.test:
+        raise ValueError(f"{Path(data_root) / category / 'test'} holds no test images")
+    inspector = Inspector(model_path, threads=threads)
+    info = inspector.info
+    size = info.input_size
+    out = Path(out_dir)
+    heatmap_dir = out / "heatmaps"
+    heatmap_dir.mkdir(parents=True, exist_ok=True)
+
+    labels = [int(item.label) for item in dataset.test]
+    sampled = _heatmap_indices(labels, heatmaps)
+    scores, maps, masks, latencies, inference = [], [], [], [], []
+    for index, item in enumerate(tqdm(dataset.test, desc=f"evaluating {category}", disable=not progress)):
+        image = load_image(item.path, size)
+        mask = load_mask(item.mask_path, size) if item.mask_path is not None else np.zeros((size, size), bool)
+        started = time.perf_counter()
+        result = inspector.inspect(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        latencies.append((time.perf_counter() - started) * 1000.0)
+        inference.append(result.inference_ms)
+        scores.append(result.score)
+        maps.append(result.anomaly_map.astype(np.float32))
+        masks.append(mask.astype(bool))
+        if index in sampled:
+            name = f"{index:04d}_{item.defect_type}_{Path(item.path).stem}.png"
+            _write_heatmap(heatmap_dir / name, image, result, masks[-1])
+
+    truth = np.asarray(labels)
+    image_scores = np.asarray(scores)
+    pixel_maps, pixel_masks = np.stack(maps), np.stack(masks)
+    has_defects, has_good = bool(truth.any()), bool((truth == 0).any())
+    has_both = has_defects and has_good
+    best_f1, best_threshold = metrics.best_f1_threshold(truth, image_scores) if has_defects else (None, None)
+    report: dict[str, Any] = {
+        "category": category,
+        "model": {"name": info.name, "version": info.version, "sha256": info.sha256, "path": str(model_path)},
+        "images": {"total": len(labels), "defective": int(truth.sum()), "good": int((truth == 0).sum())},
+        "image_auroc": metrics.image_auroc(truth, image_scores) if has_both else None,
+        "pixel_auroc": metrics.pixel_auroc(pixel_masks, pixel_maps) if pixel_masks.any() else None,
+        "aupro_0.3": metrics.aupro(pixel_masks, pixel_maps, max_fpr=0.3) if pixel_masks.any() else None,
+        "threshold": info.threshold,
+        "f1_at_threshold": metrics.f1_at_threshold(truth, image_scores, info.threshold)
+        if has_defects
+        else None,
+        "false_reject_rate": metrics.false_reject_rate(truth, image_scores, info.threshold)
+        if has_good
+        else None,
+        "best_f1": best_f1,
+        "best_f1_threshold": best_threshold,
+        "latency_ms": {"p50": _percentile(latencies, 50), "p99": _percentile(latencies, 99)},
+        "inference_ms": {"p50": _percentile(inference, 50), "p99": _percentile(inference, 99)},
+        "threads": threads,
+    }
+    report = json.loads(json.dumps(report, default=float))  # plain floats, no numpy scalars
+    (out / "metrics.json").write_text(json.dumps(report, indent=2))
+    (out / "metrics.md").write_text(metrics_markdown(report))
+    return report
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def metrics_markdown(report: dict[str, Any]) -> str:
+    """A short human-readable report of one evaluation."""
+    rows = [
+        ("Image AUROC", _fmt(report["image_auroc"])),
+        ("Pixel AUROC", _fmt(report["pixel_auroc"])),
+        ("AUPRO@0.3", _fmt(report["aupro_0.3"])),
+        ("Threshold (calibrated)", _fmt(report["threshold"])),
+        ("F1 at threshold", _fmt(report["f1_at_threshold"])),
+        ("False-reject rate at threshold", _fmt(report["false_reject_rate"])),
+        ("Best F1", _fmt(report["best_f1"])),
+        ("Best-F1 threshold", _fmt(report["best_f1_threshold"])),
+        (
+            "Latency p50 / p99 (ms)",
+            f"{_fmt(report['latency_ms']['p50'], 1)} / {_fmt(report['latency_ms']['p99'], 1)}",
+        ),
+        (
+            "Inference p50 / p99 (ms)",
+            f"{_fmt(report['inference_ms']['p50'], 1)} / {_fmt(report['inference_ms']['p99'], 1)}",
+        ),
+    ]
+    images = report["images"]
+    lines = [
+        f"# Evaluation: {report['category']}",
+        "",
+        f"Model `{report['model']['name']}` version `{report['model']['version']}` "
+        f"(sha256 `{report['model']['sha256'][:12]}…`), {images['total']} test images "
+        f"({images['defective']} defective, {images['good']} good), {report['threads']} threads.",
+        "",
+        "| Metric | Value |",
+        "|---|---|",
+        *[f"| {name} | {value} |" for name, value in rows],
+        "",
+    ]
+    return "\n".join(lines)

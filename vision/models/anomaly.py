@@ -1,0 +1,108 @@
+"""PatchCore-style anomaly model: pretrained patch features, distance to a bank of normal patches.
+
+One module from uint8 pixels to (anomaly map, score) so the exported ONNX file carries its own
+preprocessing and the edge box only resizes frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vision.models.backbone import INPUT_MEAN, INPUT_STD, FeatureBackbone
+from vision.models.memory_bank import MemoryBank
+from vision.models.smoothing import GaussianBlur
+
+# Contrast (std of pixel values in [0, 1]) of a typical photograph; normalised images are scaled to it.
+TYPICAL_STD = 0.25
+MIN_CONTRAST = 0.02
+
+
+@dataclass(frozen=True)
+class AnomalyModelConfig:
+    """Everything needed to rebuild the module before loading its state dict."""
+
+    backbone: str = "efficientnet_lite0"
+    image_size: int = 256
+    feature_blocks: tuple[int, ...] = (1, 2, 4)
+    patch_stride: int = 8
+    memory_bank_size: int = 2048
+    neighbourhood: int = 3
+    smoothing_sigma: float = 4.0
+    normalize_illumination: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AnomalyModelConfig:
+        values = dict(data)
+        values["feature_blocks"] = tuple(values.get("feature_blocks", cls.feature_blocks))
+        return cls(**values)
+
+
+class AnomalyModel(nn.Module):
+    """uint8 NHWC RGB [N,H,W,3] -> (anomaly_map [N,1,H,W] float32, score [N] float32)."""
+
+    def __init__(self, config: AnomalyModelConfig, pretrained: bool = True) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = FeatureBackbone(config.backbone, config.feature_blocks, pretrained=pretrained)
+        self.feature_stride = config.patch_stride
+        self.embedding_dim = sum(self.backbone.channels)
+        self.memory_bank = MemoryBank(self.embedding_dim, config.memory_bank_size)
+        self.blur = GaussianBlur(config.smoothing_sigma)
+        self.eval()
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 NHWC RGB -> normalised float NCHW, as the backbone was trained."""
+        x = images.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+        if self.config.normalize_illumination:
+            # Lighting and tint drift between frames is not a defect: remove each image's per-channel
+            # mean and its overall contrast, then restore typical values so the backbone sees a normal image.
+            x = x - x.mean(dim=(2, 3), keepdim=True)
+            # The floor keeps a blank frame (lens cap, no part) from having its sensor noise blown up.
+            contrast = x.flatten(1).std(dim=1).clamp_min(MIN_CONTRAST).reshape(-1, 1, 1, 1)
+            x = x / contrast * TYPICAL_STD + INPUT_MEAN
+        return (x - INPUT_MEAN) / INPUT_STD
+
+    def extract_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Patch embeddings [N, C, H/stride, W/stride] before scoring (what healing distills)."""
+        maps = self.backbone(self.preprocess(images))
+        size = (images.shape[1] // self.feature_stride, images.shape[2] // self.feature_stride)
+        pooled = []
+        for feature, stride in zip(maps, self.backbone.strides, strict=True):
+            if self.config.neighbourhood > 1:
+                feature = F.avg_pool2d(
+                    feature,
+                    self.config.neighbourhood,
+                    stride=1,
+                    padding=self.config.neighbourhood // 2,
+                    count_include_pad=False,
+                )
+            if stride < self.feature_stride:
+                # Finer than the patch grid: average, so small details still count.
+                feature = F.avg_pool2d(feature, self.feature_stride // stride)
+            if feature.shape[-2:] != size:
+                feature = F.interpolate(feature, size=size, mode="bilinear", align_corners=False)
+            pooled.append(feature)
+        return torch.cat(pooled, dim=1)
+
+    def score_features(
+        self, features: torch.Tensor, output_size: tuple[int, int]
+    ) -> tuple[torch.Tensor, ...]:
+        """Embeddings -> (smoothed anomaly map at `output_size`, image score = its max)."""
+        distances = self.memory_bank(features)
+        anomaly_map = F.interpolate(distances, size=output_size, mode="bilinear", align_corners=False)
+        anomaly_map = self.blur(anomaly_map)
+        score = anomaly_map.flatten(1).amax(dim=1)
+        return anomaly_map, score
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.extract_features(images)
+        anomaly_map, score = self.score_features(features, (images.shape[1], images.shape[2]))
+        return anomaly_map, score

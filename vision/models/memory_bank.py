@@ -1,0 +1,43 @@
+"""Nearest-neighbour distance to a bank of normal patch embeddings, written as one matrix product.
+
+The bank lives in an `nn.Linear` (weight = bank rows, bias = -|m|^2/2), so
+`|f - m|^2 = |f|^2 - 2 (f.m - |m|^2/2)` turns the search into `Linear` + `max`: cheap on ONNX Runtime and a
+plain layer that compression can factorize like any other.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class MemoryBank(nn.Module):
+    """Distance of every patch embedding to its nearest bank entry."""
+
+    def __init__(self, dim: int, size: int) -> None:
+        super().__init__()
+        self.similarity = nn.Linear(dim, size, bias=True)
+        nn.init.zeros_(self.similarity.weight)
+        nn.init.zeros_(self.similarity.bias)
+
+    @property
+    def size(self) -> int:
+        return self.similarity.out_features
+
+    @torch.no_grad()
+    def set_bank(self, bank: torch.Tensor) -> None:
+        """Store `bank` [size, dim]; the bias term carries each entry's squared norm."""
+        if bank.shape != self.similarity.weight.shape:
+            raise ValueError(
+                f"bank shape {tuple(bank.shape)} does not fit {tuple(self.similarity.weight.shape)}"
+            )
+        self.similarity.weight.copy_(bank)
+        self.similarity.bias.copy_(-0.5 * (bank * bank).sum(dim=1))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """[N, C, h, w] embeddings -> [N, 1, h, w] Euclidean distance to the nearest bank entry."""
+        n, c, h, w = features.shape
+        patches = features.permute(0, 2, 3, 1).reshape(n, h * w, c)
+        best = self.similarity(patches).amax(dim=2)
+        squared = (patches * patches).sum(dim=2) - 2.0 * best
+        return squared.clamp_min(0.0).sqrt().reshape(n, 1, h, w)

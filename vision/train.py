@@ -1,0 +1,191 @@
+"""Fit the anomaly model on good images, calibrate its threshold, export ONNX plus a PyTorch checkpoint.
+
+`fit_model` works on images in memory (the runtime's first-run auto-build with simulator parts);
+`train_model` reads an MVTec-layout folder. Both end in `build_model_files`, so a model built either way
+carries the same metadata.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from vision.calibration import threshold_from_good_scores
+from vision.config import ModelSettings
+from vision.export import (
+    META_MODEL_NAME,
+    META_MODEL_VERSION,
+    META_THRESHOLD,
+    META_TRAIN_DATA_SHA256,
+    export_onnx,
+)
+from vision.inspector import resize_to_input, validate_frame
+from vision.models import AnomalyModel, AnomalyModelConfig, greedy_coreset, save_checkpoint
+
+BATCH_SIZE = 8
+
+
+# Backbone stride: feature maps pool evenly onto the patch grid only at multiples of it (ONNX needs that).
+SIZE_MULTIPLE = 32
+
+
+def model_config(settings: ModelSettings) -> AnomalyModelConfig:
+    if settings.image_size % SIZE_MULTIPLE:
+        raise ValueError(f"model.image_size must be a multiple of {SIZE_MULTIPLE}, got {settings.image_size}")
+    return AnomalyModelConfig(
+        backbone=settings.backbone,
+        image_size=settings.image_size,
+        memory_bank_size=settings.memory_bank_size,
+    )
+
+
+def prepare_images(images: Sequence[np.ndarray], size: int) -> np.ndarray:
+    """Validate RGB uint8 images and stack them resized to [N, size, size, 3]."""
+    if len(images) == 0:
+        raise ValueError("no images given")
+    prepared = []
+    for index, image in enumerate(images):
+        try:
+            validate_frame(image)
+        except ValueError as exc:
+            raise ValueError(f"image {index}: {exc}") from exc
+        prepared.append(resize_to_input(image, size))
+    return np.stack(prepared)
+
+
+def images_sha256(images: np.ndarray) -> str:
+    """Identity of in-memory training data (shape and pixels)."""
+    digest = hashlib.sha256(str(images.shape).encode())
+    digest.update(np.ascontiguousarray(images).tobytes())
+    return digest.hexdigest()
+
+
+def _batches(images: np.ndarray, desc: str, progress: bool):
+    for start in tqdm(range(0, len(images), BATCH_SIZE), desc=desc, disable=not progress, leave=False):
+        yield torch.from_numpy(images[start : start + BATCH_SIZE])
+
+
+@torch.inference_mode()
+def extract_patches(model: AnomalyModel, images: np.ndarray, progress: bool = True) -> torch.Tensor:
+    """Every patch embedding of every image, [N * h * w, C]."""
+    rows = []
+    for batch in _batches(images, "features", progress):
+        features = model.extract_features(batch)
+        rows.append(features.permute(0, 2, 3, 1).reshape(-1, features.shape[1]))
+    return torch.cat(rows)
+
+
+@torch.inference_mode()
+def score_images(model: AnomalyModel, images: np.ndarray, progress: bool = False) -> np.ndarray:
+    """Image scores [N] of prepared uint8 images."""
+    scores = [model(batch)[1] for batch in _batches(images, "scoring", progress)]
+    return torch.cat(scores).numpy()
+
+
+def fit_model(images: Sequence[np.ndarray], settings: ModelSettings, progress: bool = True) -> AnomalyModel:
+    """Build the model on good RGB uint8 images: pretrained features, coreset memory bank."""
+    config = model_config(settings)
+    prepared = prepare_images(images, config.image_size)
+    torch.manual_seed(settings.seed)
+    model = AnomalyModel(config, pretrained=True)
+    patches = extract_patches(model, prepared, progress=progress)
+    chosen = greedy_coreset(patches, config.memory_bank_size, seed=settings.seed, progress=progress)
+    bank = patches[chosen]
+    if bank.shape[0] < config.memory_bank_size:
+        # Fewer patches than bank slots: repeat rows (a duplicate never changes a nearest distance).
+        repeats = torch.arange(config.memory_bank_size) % bank.shape[0]
+        bank = bank[repeats]
+    model.memory_bank.set_bank(bank)
+    return model.eval()
+
+
+def split_holdout(count: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (fit, calibration); at least one image on each side."""
+    if count < 2:
+        raise ValueError(f"need at least 2 good images to fit and calibrate, got {count}")
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"holdout fraction must be in (0, 1), got {fraction}")
+    order = np.random.default_rng(seed).permutation(count)
+    held = min(count - 1, max(1, round(count * fraction)))
+    return np.sort(order[held:]), np.sort(order[:held])
+
+
+def build_model_files(
+    images: Sequence[np.ndarray],
+    out_path: str | Path,
+    settings: ModelSettings,
+    model_name: str,
+    train_data_sha256: str | None = None,
+    holdout_fraction: float = 0.2,
+    progress: bool = True,
+) -> Path:
+    """Hold back good images, fit on the rest, calibrate on the held-back ones, write .onnx and .pt."""
+    out_path = Path(out_path)
+    prepared = prepare_images(images, settings.image_size)
+    fit_idx, calib_idx = split_holdout(len(prepared), holdout_fraction, settings.seed)
+    model = fit_model(list(prepared[fit_idx]), settings, progress=progress)
+    calibration_scores = score_images(model, prepared[calib_idx])
+    threshold = threshold_from_good_scores(calibration_scores, settings.target_false_reject_rate)
+    metadata = {
+        META_THRESHOLD: repr(float(threshold)),
+        META_MODEL_NAME: model_name,
+        META_MODEL_VERSION: time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
+        META_TRAIN_DATA_SHA256: train_data_sha256 or images_sha256(prepared),
+        "edgeinspect.backbone": settings.backbone,
+        "edgeinspect.memory_bank_size": str(settings.memory_bank_size),
+        "edgeinspect.calibration": (
+            f"good-image quantile at false-reject rate {settings.target_false_reject_rate} "
+            f"over {len(calib_idx)} held-back images"
+        ),
+    }
+    export_onnx(model, out_path, metadata, settings.image_size)
+    save_checkpoint(
+        model,
+        out_path.with_suffix(".pt"),
+        extra={"threshold": float(threshold), "metadata": metadata},
+    )
+    return out_path
+
+
+def dataset_sha256(paths: Sequence[Path], root: Path) -> str:
+    """Identity of training files: their relative names and bytes, in sorted order."""
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def train_model(
+    data_root: str | Path,
+    category: str,
+    out_path: str | Path,
+    settings: ModelSettings,
+    progress: bool = True,
+    holdout_fraction: float = 0.2,
+) -> Path:
+    """Train on `<data_root>/<category>/train/good`; write `out_path` (ONNX) and its `.pt` checkpoint."""
+    from vision.data.mvtec import MvtecCategory, load_image
+
+    root = Path(data_root)
+    dataset = MvtecCategory.load(root, category)
+    paths = list(dataset.train_good)
+    images = [
+        load_image(path, settings.image_size)
+        for path in tqdm(paths, desc=f"loading {category}", disable=not progress, leave=False)
+    ]
+    return build_model_files(
+        images,
+        out_path,
+        settings,
+        model_name=f"patchcore-{settings.backbone}-{category}",
+        train_data_sha256=dataset_sha256(paths, root),
+        holdout_fraction=holdout_fraction,
+        progress=progress,
+    )
