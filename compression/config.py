@@ -1,0 +1,46 @@
+"""Typed knobs of the compression pipeline, so every constant lives in one validated place."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class CompressionSettings(BaseModel):
+    """How layers are chosen, ranked, healed and quantized. Defaults are the recipe the benchmark reports."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_layer_params: int = Field(
+        2048, ge=0, description="Layers smaller than this stay dense: factorizing them saves nothing."
+    )
+    conv_method: Literal["tucker2", "cp"] = Field("tucker2", description="Factorization of kxk convs.")
+    linear_method: Literal["svd", "tt"] = Field("svd", description="Factorization of Linear / 1x1 convs.")
+    energy_start: float = Field(
+        0.98, gt=0.0, le=1.0, description="Initial rank keeps this share of singular-value energy."
+    )
+    rank_multiple: int = Field(4, ge=1, description="Ranks are rounded to this (SIMD-friendly GEMMs).")
+    sensitivity_fractions: tuple[float, ...] = Field(
+        (0.125, 0.25, 0.5), description="Ranks probed per layer, as a share of the layer's full rank."
+    )
+    sensitivity_images: int = Field(8, ge=2, description="Held-out good images per sensitivity probe.")
+    min_rank_fraction: float = Field(
+        0.125, ge=0.0, lt=1.0, description="No layer goes below this share of its full rank."
+    )
+    greedy_step: float = Field(0.8, gt=0.0, lt=1.0, description="Rank ladder: each rung is this x the last.")
+    heal_lr: float = Field(3e-4, gt=0.0)
+    heal_batch_size: int = Field(8, ge=1)
+    heal_map_weight: float = Field(1.0, ge=0.0, description="Weight of anomaly-map vs feature distillation.")
+    heal_eval_every: int = Field(25, ge=1, description="Steps between validations while healing.")
+    heal_patience: int = Field(4, ge=1, description="Validations without improvement before stopping early.")
+    refit_bank: bool = Field(
+        False, description="After healing, rebuild the memory bank from student features."
+    )
+    holdout_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="Good images held back, as in training.")
+    target_false_reject_rate: float = Field(0.01, gt=0.0, lt=0.5, description="Same threshold procedure.")
+    calibration_images: int = Field(32, ge=1, description="Good images that calibrate int8 activations.")
+    latency_threads: int = Field(2, ge=1, description="ORT intra-op threads when latency is measured.")
+    latency_warmup: int = Field(3, ge=0)
+    latency_runs: int = Field(20, ge=1)
+    seed: int = 0

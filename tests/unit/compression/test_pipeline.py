@@ -1,0 +1,78 @@
+"""End to end on a real (small) EfficientNet-Lite PatchCore model: compress() writes deployable files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+
+from compression.config import CompressionSettings
+from compression.errors import BudgetError
+from compression.pipeline import compress
+from vision.config import ModelSettings
+from vision.data.synthetic import write_dataset
+from vision.inspector import Inspector
+from vision.train import train_model
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("compress")
+    data = write_dataset(
+        root / "data",
+        ["pcb"],
+        n_train=10,
+        n_test_good=4,
+        n_test_defect_per_type=2,
+        image_size=64,
+        progress=False,
+    )
+    settings = ModelSettings(image_size=64, memory_bank_size=64, train_images=8)
+    onnx_path = train_model(data, "pcb", root / "base" / "model.onnx", settings, progress=False)
+    return data, onnx_path.with_suffix(".pt")
+
+
+@pytest.mark.slow
+def test_compress_writes_models_and_reports(trained, tmp_path) -> None:
+    data, checkpoint = trained
+    fast = CompressionSettings(
+        sensitivity_fractions=(0.25,), sensitivity_images=4, latency_runs=2, latency_warmup=1
+    )
+    result = compress(checkpoint, data, "pcb", "params=0.5", 3, True, tmp_path, progress=False, settings=fast)
+    for path in (
+        result.model_path,
+        result.int8_path,
+        result.report_path,
+        result.markdown_path,
+        result.plot_path,
+    ):
+        assert path is not None and path.is_file() and path.stat().st_size > 0
+    report = json.loads(result.report_path.read_text())
+    names = [v["name"] for v in report["variants"]]
+    assert names == ["baseline", "tensorized+healed", "tensorized+healed+int8"]
+    base, compressed, int8 = report["variants"]
+    assert compressed["params"] <= 0.5 * base["params"]
+    assert int8["file_bytes"] < compressed["file_bytes"] < base["file_bytes"]
+    assert all(0.0 <= v["image_auroc"] <= 1.0 for v in report["variants"])
+    assert any(layer["sensitivity"] for layer in report["layers"])
+    assert report["healing"]["steps_run"] == 3
+    assert "| layer | method |" in result.markdown_path.read_text()
+    props = {p.key: p.value for p in onnx.load(str(result.model_path)).metadata_props}
+    assert float(props["edgeinspect.threshold"]) == pytest.approx(result.threshold)
+    assert props["edgeinspect.model_name"].endswith("-tn")
+    for path in (result.model_path, result.int8_path):
+        inspector = Inspector(path, threads=1)  # the edge box accepts both files
+        assert inspector.info.threshold == pytest.approx(result.threshold)
+
+
+def test_bad_budget_and_rank_fail_before_compressing(trained, tmp_path) -> None:
+    data, checkpoint = trained
+    with pytest.raises(BudgetError, match="unknown budget term 'size'"):
+        compress(checkpoint, data, "pcb", "size=3", 1, False, tmp_path, progress=False)
+    with pytest.raises(BudgetError, match=r"no\.such\.layer"):
+        compress(
+            checkpoint, data, "pcb", "params=0.5", 1, False, tmp_path, {"no.such.layer": 4}, progress=False
+        )
+    assert not (tmp_path / "model.onnx").exists()
