@@ -26,9 +26,12 @@ from vision.export import (
     export_onnx,
 )
 from vision.inspector import resize_to_input, validate_frame
-from vision.models import AnomalyModel, AnomalyModelConfig, greedy_coreset, save_checkpoint
+from vision.models import AnomalyModel, AnomalyModelConfig, MemoryBank, greedy_coreset, save_checkpoint
+from vision.models.position_norm import alignment_strength
 
 BATCH_SIZE = 8
+# Below this many good images per-position spreads are guesses; the map is then left unnormalised.
+MIN_POSITION_STAT_IMAGES = 8
 
 
 # Backbone stride: feature maps pool evenly onto the patch grid only at multiples of it (ONNX needs that).
@@ -88,6 +91,45 @@ def score_images(model: AnomalyModel, images: np.ndarray, progress: bool = False
     return torch.cat(scores).numpy()
 
 
+def coreset_bank(patches: torch.Tensor, size: int, seed: int, progress: bool) -> torch.Tensor:
+    """`size` bank rows chosen from `patches` [N, C] by the greedy coreset."""
+    bank = patches[greedy_coreset(patches, size, seed=seed, progress=progress)]
+    if bank.shape[0] < size:
+        # Fewer patches than bank slots: repeat rows (a duplicate never changes a nearest distance).
+        bank = bank[torch.arange(size) % bank.shape[0]]
+    return bank
+
+
+@torch.inference_mode()
+def fit_position_statistics(
+    model: AnomalyModel, patches: torch.Tensor, image_count: int, seed: int, progress: bool = True
+) -> None:
+    """Fit the per-position distance statistics on good patches the bank has not seen.
+
+    Distances of the bank's own images are biased low exactly where the coreset sampled densely (the
+    unusual border patches), so the images are split: a bank from the first half scores the second half.
+    """
+    if model.position_norm is None or image_count < MIN_POSITION_STAT_IMAGES:
+        return
+    grid = model.position_norm.gain.shape[-2:]
+    per_image = patches.reshape(image_count, grid[0] * grid[1], -1)
+    strength = alignment_strength(per_image)
+    if strength == 0.0:
+        return  # an aligned part: keep the raw map (and skip the extra coreset)
+    half = image_count // 2
+    reference = per_image[:half].reshape(-1, per_image.shape[-1])
+    held = per_image[half:]
+    probe = MemoryBank(reference.shape[1], model.memory_bank.size)
+    probe.set_bank(coreset_bank(reference, model.memory_bank.size, seed + 1, progress))
+    distances = torch.cat(
+        [
+            probe(chunk.reshape(len(chunk), *grid, -1).permute(0, 3, 1, 2))
+            for chunk in torch.split(held, BATCH_SIZE)
+        ]
+    )[:, 0]
+    model.position_norm.set_statistics(distances.mean(dim=0), distances.std(dim=0), strength)
+
+
 def fit_model(images: Sequence[np.ndarray], settings: ModelSettings, progress: bool = True) -> AnomalyModel:
     """Build the model on good RGB uint8 images: pretrained features, coreset memory bank."""
     config = model_config(settings)
@@ -95,13 +137,8 @@ def fit_model(images: Sequence[np.ndarray], settings: ModelSettings, progress: b
     torch.manual_seed(settings.seed)
     model = AnomalyModel(config, pretrained=True)
     patches = extract_patches(model, prepared, progress=progress)
-    chosen = greedy_coreset(patches, config.memory_bank_size, seed=settings.seed, progress=progress)
-    bank = patches[chosen]
-    if bank.shape[0] < config.memory_bank_size:
-        # Fewer patches than bank slots: repeat rows (a duplicate never changes a nearest distance).
-        repeats = torch.arange(config.memory_bank_size) % bank.shape[0]
-        bank = bank[repeats]
-    model.memory_bank.set_bank(bank)
+    model.memory_bank.set_bank(coreset_bank(patches, config.memory_bank_size, settings.seed, progress))
+    fit_position_statistics(model, patches, len(prepared), settings.seed, progress=progress)
     return model.eval()
 
 

@@ -5,12 +5,15 @@ from vision.models.backbone import FeatureBackbone, create_classifier, rename_st
 from vision.models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from vision.models.coreset import greedy_coreset
 from vision.models.memory_bank import MemoryBank
+from vision.models.position_norm import PositionNormalizer, alignment_strength
 
 __all__ = [
     "AnomalyModel",
     "AnomalyModelConfig",
     "FeatureBackbone",
     "MemoryBank",
+    "PositionNormalizer",
+    "alignment_strength",
     "create_classifier",
     "greedy_coreset",
     "load_checkpoint",
