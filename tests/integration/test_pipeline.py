@@ -52,7 +52,7 @@ def test_every_defective_part_raises_an_alert(tmp_path: Path, trained_model: Pat
             "data_dir": str(tmp_path),
             "line": {"line_id": "lineA", "station_id": "cam1"},
             "camera": {
-                "category": "pcb",
+                "category": "bracket",
                 "fps": 25,
                 "defect_rate": DEFECT_RATE,
                 "seed": SEED,
@@ -83,7 +83,7 @@ def test_every_defective_part_raises_an_alert(tmp_path: Path, trained_model: Pat
         runtime.stop()
         collector.close()
 
-    simulator = LineSimulator("pcb", seed=SEED, defect_rate=DEFECT_RATE, image_size=256)
+    simulator = LineSimulator("bracket", seed=SEED, defect_rate=DEFECT_RATE, image_size=256)
     truth = [simulator.next_part().defect_type is not None for _ in range(judged)]
     defective = {i for i, bad in enumerate(truth) if bad}
     alerted = {a["frame_id"] for a in collector.alerts if a["frame_id"] < judged}

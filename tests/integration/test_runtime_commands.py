@@ -39,7 +39,7 @@ def runtime(tmp_path: Path, trained_model: Path, mosquitto):
         None,
         {
             "data_dir": str(tmp_path),
-            "camera": {"category": "pcb", "fps": 15, "defect_rate": 0.2, "queue_size": 64},
+            "camera": {"category": "bracket", "fps": 15, "defect_rate": 0.2, "queue_size": 64},
             "model": {"path": str(trained_model), "auto_build": False},
             "mqtt": {"url": mosquitto.url, "client_id": "edge-commands"},
         },

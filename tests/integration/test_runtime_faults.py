@@ -61,7 +61,7 @@ def _settings(tmp_path: Path, model: Path, broker: MosquittoBroker, client_id: s
         None,
         {
             "data_dir": str(tmp_path / "data"),
-            "camera": {"category": "pcb", "fps": 20, "defect_rate": 0.5, "seed": 7, "queue_size": 500},
+            "camera": {"category": "bracket", "fps": 20, "defect_rate": 0.5, "seed": 7, "queue_size": 500},
             "model": {"path": str(model), "auto_build": False},
             "mqtt": {"url": broker.url, "client_id": client_id, "reconnect_max_s": 1.0},
         },
