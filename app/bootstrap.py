@@ -47,6 +47,19 @@ def build_default_model(category: str, model: ModelSettings, out_path: Path, pro
     from vision.data.synthetic import LineSimulator
     from vision.train import build_model_files
 
+    compact = None
+    if model.compression_budget:
+        from compression.budget import parse_budget
+        from compression.pipeline import compress_for_deploy
+
+        budget, heal_steps = model.compression_budget, model.heal_steps
+        parse_budget(budget)  # a bad budget fails before minutes of work
+
+        def compact(dense, fit_images):
+            return compress_for_deploy(
+                dense, fit_images, budget=budget, heal_steps=heal_steps, progress=progress
+            )
+
     # A different seed from the camera's: the model must generalise to parts it has never seen.
     simulator = LineSimulator(category, seed=model.seed + 7919, defect_rate=0.0, image_size=model.image_size)
     images = [
@@ -54,4 +67,12 @@ def build_default_model(category: str, model: ModelSettings, out_path: Path, pro
         for _ in tqdm(range(model.train_images), desc="simulating good parts", disable=not progress)
     ]
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    return build_model_files(images, out_path, model, model_name=f"default-{category}", progress=progress)
+    return build_model_files(
+        images,
+        out_path,
+        model,
+        model_name=f"default-{category}",
+        progress=progress,
+        compact=compact,
+        compact_note=f"{model.compression_budget}, healed {model.heal_steps} steps" if compact else "",
+    )

@@ -21,4 +21,10 @@ class ModelSettings(BaseModel):
         0.01, gt=0.0, lt=0.5, description="Share of good parts allowed above the calibrated threshold."
     )
     train_images: int = Field(120, ge=8, description="Good images used when the model is auto-built.")
+    compression_budget: str | None = Field(
+        None,
+        description="Auto-build: tensor-compress and heal the model to this budget (e.g. params=0.5); "
+        "None deploys the dense model.",
+    )
+    heal_steps: int = Field(200, ge=0, le=100_000, description="Auto-build: healing steps after compression.")
     seed: int = 0

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from vision.calibration import threshold_from_good_scores
@@ -161,12 +162,19 @@ def build_model_files(
     train_data_sha256: str | None = None,
     holdout_fraction: float = 0.2,
     progress: bool = True,
+    compact: Callable[[AnomalyModel, np.ndarray], nn.Module] | None = None,
+    compact_note: str = "",
 ) -> Path:
-    """Hold back good images, fit on the rest, calibrate on the held-back ones, write .onnx and .pt."""
+    """Hold back good images, fit on the rest, calibrate on the held-back ones, write .onnx and .pt.
+
+    `compact(model, fit_images)` (e.g. tensor compression) turns the fitted model into the one that is
+    deployed; it is calibrated like the dense one. The .pt checkpoint always holds the dense model, the
+    starting point for `edgeinspect compress`."""
     out_path = Path(out_path)
     prepared = prepare_images(images, settings.image_size)
     fit_idx, calib_idx = split_holdout(len(prepared), holdout_fraction, settings.seed)
-    model = fit_model(list(prepared[fit_idx]), settings, progress=progress)
+    dense = fit_model(list(prepared[fit_idx]), settings, progress=progress)
+    model = compact(dense, prepared[fit_idx]) if compact is not None else dense
     calibration_scores = score_images(model, prepared[calib_idx])
     threshold = threshold_from_good_scores(calibration_scores, settings.target_false_reject_rate)
     metadata = {
@@ -181,9 +189,11 @@ def build_model_files(
             f"over {len(calib_idx)} held-back images"
         ),
     }
+    if compact is not None:
+        metadata["edgeinspect.compression"] = compact_note or "compressed"
     export_onnx(model, out_path, metadata, settings.image_size)
     save_checkpoint(
-        model,
+        dense,
         out_path.with_suffix(".pt"),
         extra={"threshold": float(threshold), "metadata": metadata},
     )
