@@ -58,45 +58,23 @@ def apply_config_patch(
     runtime: Any, audit: AuditLog, principal: Principal, patch: dict[str, Any], target: str
 ) -> ConfigPatchResult:
     """Apply a live settings patch; a refusal (ValueError naming the field) becomes a 422."""
+
+    def record(**entry: Any) -> None:
+        entry.setdefault("target", target)
+        audit.record(actor=principal.name, role=principal.role.name, action="patch_config", **entry)
+
     try:
         changes = runtime.patch_config(patch, principal.actor)
     except ValueError as exc:
-        audit.record(
-            actor=principal.name,
-            role=principal.role.name,
-            action="patch_config",
-            target=target,
-            ok=False,
-            new_value=patch,
-            message=str(exc),
-        )
+        record(ok=False, new_value=patch, message=str(exc))
         raise HTTPException(422, detail=str(exc)) from exc
     except Exception as exc:
-        audit.record(
-            actor=principal.name,
-            role=principal.role.name,
-            action="patch_config",
-            target=target,
-            ok=False,
-            new_value=patch,
-            message=f"{type(exc).__name__}: {exc}",
-        )
+        record(ok=False, new_value=patch, message=f"{type(exc).__name__}: {exc}")
         raise
     if not changes:
-        audit.record(
-            actor=principal.name,
-            role=principal.role.name,
-            action="patch_config",
-            target=target,
-            ok=True,
-            new_value=patch,
-            message="no change",
-        )
+        record(ok=True, new_value=patch, message="no change")
     for change in changes:
-        audit.record(
-            actor=principal.name,
-            role=principal.role.name,
-            action="patch_config",
+        record(
             target=f"{target} {change.get('field')}",
             ok=True,
             old_value=change.get("old"),
