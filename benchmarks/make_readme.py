@@ -46,6 +46,10 @@ def main() -> None:
         parts += ["", f"## {title}", "", how, ""]
         table = HERE / folder / "results.md"
         parts.append(table.read_text().strip() if table.exists() else "_not run yet_")
+        for example in sorted((HERE / folder).glob("example_*/tradeoff.png")):
+            name = example.parent.name
+            parts += ["", f"Example `{name}` (`edgeinspect compress` report, `report.md` beside it):", ""]
+            parts.append(f"![{name}]({folder}/{name}/tradeoff.png)")
     (HERE / "README.md").write_text("\n".join(parts) + "\n")
 
 
