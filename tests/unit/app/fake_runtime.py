@@ -18,6 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from device.alerts import AlertStore
 from device.commands import (
     ActivateModel,
     ClearRegionOfInterest,
@@ -48,44 +49,6 @@ LIVE_FIELDS = {
 def fake_model_bytes(name: str = "fake", version: str = "2") -> bytes:
     """Bytes the fake registry accepts as a model (the real one checks the ONNX contract instead)."""
     return FAKE_MODEL_MAGIC + f":{name}:{version}".encode()
-
-
-class FakeAlertStore:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._alerts: list[dict[str, Any]] = []  # oldest first
-        self._thumbs: dict[str, bytes] = {}
-
-    def add(self, alert: dict[str, Any], thumbnail: bytes | None) -> None:
-        with self._lock:
-            self._alerts.append(alert)
-            if thumbnail is not None:
-                self._thumbs[alert["alert_id"]] = thumbnail
-
-    def query(
-        self,
-        limit: int = 50,
-        offset: int = 0,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        defect_type: str | None = None,
-        defects_only: bool = True,
-    ) -> tuple[int, list[dict[str, Any]]]:
-        with self._lock:
-            items = list(reversed(self._alerts))
-        if since is not None:
-            items = [a for a in items if datetime.fromisoformat(a["ts"].replace("Z", "+00:00")) >= since]
-        if until is not None:
-            items = [a for a in items if datetime.fromisoformat(a["ts"].replace("Z", "+00:00")) <= until]
-        if defect_type:
-            items = [a for a in items if a["defect_class"] == defect_type]
-        if defects_only:
-            items = [a for a in items if a["is_defect"]]
-        return len(items), items[offset : offset + limit]
-
-    def thumbnail(self, alert_id: str) -> bytes | None:
-        with self._lock:
-            return self._thumbs.get(alert_id)
 
 
 class FakeModelRegistry:
@@ -131,7 +94,7 @@ class FakeRuntime:
         self.fps = fps
         self.defect_every = defect_every
         self.size = size
-        self.alert_store = FakeAlertStore()
+        self.alert_store = AlertStore(":memory:")  # the real history, in memory
         self.models = FakeModelRegistry()
         self.commands: list[tuple[Command, str]] = []
         self.patches: list[tuple[dict[str, Any], str]] = []
