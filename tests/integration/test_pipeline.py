@@ -8,12 +8,11 @@ worker numbers frames in the order the simulator produced them.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
+from fixtures_mqtt import MessageCollector
 
 from app.settings import load_settings
 from device.commands import StopLine
@@ -26,23 +25,6 @@ N_FRAMES = 240
 SEED = 4242
 DEFECT_RATE = 0.2
 FALSE_ALERT_TOLERANCE = 0.03  # share of good parts
-
-
-class AlertCollector:
-    def __init__(self, host: str, port: int, topic: str) -> None:
-        self.alerts: list[dict] = []
-        self._subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-collector")
-        self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
-        self.client.on_subscribe = lambda *_: self._subscribed.set()
-        self.client.on_message = lambda _c, _u, msg: self.alerts.append(json.loads(msg.payload))
-        self.client.connect(host, port)
-        self.client.loop_start()
-        assert self._subscribed.wait(10), "collector could not subscribe"
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
 
 
 def test_every_defective_part_raises_an_alert(tmp_path: Path, trained_model: Path, mosquitto) -> None:
@@ -63,7 +45,7 @@ def test_every_defective_part_raises_an_alert(tmp_path: Path, trained_model: Pat
         },
     )
     runtime = EdgeRuntime(settings)
-    collector = AlertCollector("127.0.0.1", mosquitto.port, runtime.topics.alert)
+    collector = MessageCollector(mosquitto.url, [runtime.topics.alert]).start()
     try:
         runtime.start()
         deadline = time.monotonic() + 120
@@ -81,23 +63,24 @@ def test_every_defective_part_raises_an_alert(tmp_path: Path, trained_model: Pat
         status = runtime.status()
     finally:
         runtime.stop()
-        collector.close()
+        collector.stop()
 
+    alerts = [json.loads(m.payload) for m in collector.snapshot()]
     simulator = LineSimulator("bracket", seed=SEED, defect_rate=DEFECT_RATE, image_size=256)
     truth = [simulator.next_part().defect_type is not None for _ in range(judged)]
     defective = {i for i, bad in enumerate(truth) if bad}
-    alerted = {a["frame_id"] for a in collector.alerts if a["frame_id"] < judged}
+    alerted = {a["frame_id"] for a in alerts if a["frame_id"] < judged}
 
     assert len(defective) >= 0.1 * judged
     missed = sorted(defective - alerted)
     assert not missed, f"defective parts without an alert: {missed}"
     false_alerts = alerted - defective
     assert len(false_alerts) <= FALSE_ALERT_TOLERANCE * (judged - len(defective)), sorted(false_alerts)
-    ids = [a["alert_id"] for a in collector.alerts]
+    ids = [a["alert_id"] for a in alerts]
     assert len(ids) == len(set(ids))
-    first = collector.alerts[0]
+    first = alerts[0]
     assert first["is_defect"] is True and first["score"] >= first["threshold"]
     assert first["model"]["sha256"] == status.model.sha256
     assert first["line_id"] == "lineA" and first["station_id"] == "cam1"
     assert first["ts"].endswith("Z")
-    assert status.defects == len([a for a in collector.alerts])
+    assert status.defects == len([a for a in alerts])

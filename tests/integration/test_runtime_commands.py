@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import onnx
 import pytest
+from fixtures_mqtt import wait_until
 
 from app.settings import load_settings
 from device import commands as cmd
@@ -26,13 +26,6 @@ def _variant(model: Path, version: str) -> bytes:
     return proto.SerializeToString()
 
 
-def _wait(predicate, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def runtime(tmp_path: Path, trained_model: Path, mosquitto):
     settings = load_settings(
@@ -46,7 +39,7 @@ def runtime(tmp_path: Path, trained_model: Path, mosquitto):
     )
     rt = EdgeRuntime(settings)
     rt.start()
-    _wait(lambda: rt.metrics.frames >= 3)
+    wait_until(lambda: rt.metrics.frames >= 3, 30)
     yield rt
     rt.stop()
 
@@ -62,17 +55,17 @@ def test_threshold_pause_resume_and_stop(runtime: EdgeRuntime) -> None:
 
     assert runtime.execute(cmd.PauseInspection(), actor="test").ok
     judged, seq = runtime.metrics.frames, runtime.frame_seq
-    _wait(lambda: runtime.frame_seq >= seq + 5)  # frames still shown...
+    wait_until(lambda: runtime.frame_seq >= seq + 5, 30)  # frames still shown...
     assert runtime.metrics.frames <= judged + 1  # ...but not judged
     assert runtime.status().state == "paused"
     assert runtime.execute(cmd.ResumeInspection(), actor="test").ok
-    _wait(lambda: runtime.metrics.frames >= judged + 3)
+    wait_until(lambda: runtime.metrics.frames >= judged + 3, 30)
 
     assert runtime.execute(cmd.StopLine(), actor="test").new_value == "stopped"
     refused = runtime.execute(cmd.ResumeInspection(), actor="test")
     assert not refused.ok and "start" in refused.message
     assert runtime.execute(cmd.StartLine(), actor="test").ok
-    _wait(lambda: runtime.status().camera_connected)
+    wait_until(lambda: runtime.status().camera_connected, 30)
 
 
 def test_hot_swap_and_rollback_drop_no_frames(runtime: EdgeRuntime, trained_model: Path) -> None:
@@ -84,7 +77,7 @@ def test_hot_swap_and_rollback_drop_no_frames(runtime: EdgeRuntime, trained_mode
     assert result.ok, result.message
     assert runtime.status().model.id == entry.id and runtime.status().model.version == "2"
     frames = runtime.metrics.frames
-    _wait(lambda: runtime.metrics.frames >= frames + 5)
+    wait_until(lambda: runtime.metrics.frames >= frames + 5, 30)
     assert runtime.queue.dropped == dropped_before
     assert [m.id for m in runtime.models.list() if m.active] == [entry.id]
 
@@ -112,7 +105,7 @@ def test_bad_models_are_refused_and_the_running_one_keeps_running(
     assert not unknown.ok and "unknown model" in unknown.message
     assert runtime.status().model.id == running
     frames = runtime.metrics.frames
-    _wait(lambda: runtime.metrics.frames >= frames + 3)
+    wait_until(lambda: runtime.metrics.frames >= frames + 3, 30)
 
 
 def test_config_patch_applies_live_fields_only(runtime: EdgeRuntime) -> None:
@@ -134,5 +127,5 @@ def test_config_patch_applies_live_fields_only(runtime: EdgeRuntime) -> None:
 def test_line_speed_request_and_reject_ack(runtime: EdgeRuntime) -> None:
     result = runtime.execute(cmd.RequestLineSpeed(parts_per_minute=90), actor="test")
     assert result.ok and runtime.status().line_speed_request_ppm == 90
-    _wait(lambda: runtime.reject.issued >= 1, 60)
+    wait_until(lambda: runtime.reject.issued >= 1, 60)
     assert not runtime.execute(cmd.AcknowledgeReject(frame_id=10**9), actor="test").ok
