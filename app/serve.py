@@ -8,11 +8,15 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import uvicorn
 
 from app.bootstrap import ensure_model
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from device.runtime import EdgeRuntime
 
 log = logging.getLogger("edgeinspect")
 PROGRESS_PERIOD_S = 5.0
@@ -85,8 +89,8 @@ def run_line(settings: Settings, max_frames: int | None = None) -> int:
     return 0
 
 
-def _report(runtime: object) -> None:
-    status = runtime.status()  # type: ignore[attr-defined]
+def _report(runtime: EdgeRuntime) -> None:
+    status = runtime.status()
     log.info(
         "frames=%d defects=%d fps=%.1f latency p50=%s p99=%s ms dropped=%d spool=%d broker=%s",
         status.frames,
@@ -100,8 +104,8 @@ def _report(runtime: object) -> None:
     )
 
 
-def _drain_outbox(runtime: object, timeout_s: float = 10.0) -> None:
+def _drain_outbox(runtime: EdgeRuntime, timeout_s: float = 10.0) -> None:
     """Before a planned stop, give the link a moment to deliver what is spooled (it is kept anyway)."""
     deadline = time.monotonic() + timeout_s
-    while runtime.outbox.depth() > 0 and time.monotonic() < deadline:  # type: ignore[attr-defined]
+    while runtime.outbox.depth() > 0 and time.monotonic() < deadline:
         time.sleep(0.1)

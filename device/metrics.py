@@ -94,6 +94,16 @@ class RuntimeMetrics:
             "inference_p50_ms": round(float(np.percentile(inf, 50)), 2),
         }
 
+    def restart_latency_window(self) -> None:
+        """Forget recent latencies, e.g. after a warm-up, so percentiles describe the steady state."""
+        with self._lock:
+            self._latencies_ms.clear()
+            self._inference_ms.clear()
+
+    def latency_samples_ms(self) -> list[float]:
+        with self._lock:
+            return list(self._latencies_ms)
+
     def set_gauge(self, name: str, value: float) -> None:
         self.gauges[name].set(value)
 

@@ -109,13 +109,13 @@ def main() -> int:
         runtime.start()
         time.sleep(3.0)  # warm-up: sessions, first frames
         warm_frames, warm_dropped = runtime.metrics.frames, runtime.queue.dropped
-        runtime.metrics._latencies_ms.clear()  # measure the steady state only
+        runtime.metrics.restart_latency_window()  # measure the steady state only
         started = time.monotonic()
         time.sleep(args.seconds)
         elapsed = time.monotonic() - started
         judged = runtime.metrics.frames - warm_frames
         dropped = runtime.queue.dropped - warm_dropped
-        latencies = np.asarray(runtime.metrics._latencies_ms)
+        latencies = np.asarray(runtime.metrics.latency_samples_ms())
         status = runtime.status()
         runtime.stop()
         time.sleep(1.0)
