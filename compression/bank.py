@@ -1,4 +1,4 @@
-"""Refit the PatchCore memory bank on the (healed) student's own features, keeping its factorization."""
+"""Refit the PatchCore memory bank on the (compressed) student's own features, keeping its factorization."""
 
 from __future__ import annotations
 
@@ -9,27 +9,25 @@ from compression.layers import SVDLinear, TTLinear
 
 
 def refit_memory_bank(model: nn.Module, images: np.ndarray, seed: int = 0, progress: bool = True) -> None:
-    """Rebuild the bank with the same coreset procedure as training, then re-factorize it at its rank.
+    """Rebuild the bank (and position statistics) with the training procedure, then re-factorize it.
 
-    After healing, the student's features are close to but not equal to the teacher's; a bank of the
-    student's own normal patches keeps 'normal' at distance ~0, which is what the threshold relies on."""
-    import torch
+    A factorized backbone's features differ from the teacher's; a bank of the student's own normal
+    patches keeps 'normal' at distance ~0, which is what the threshold relies on. The bank's bias is
+    synced to the projected entries so distances stay exact at the bank's rank."""
 
-    from vision.models import greedy_coreset
-    from vision.train import extract_patches
+    from vision.train import coreset_bank, extract_patches, fit_position_statistics
 
     memory_bank = model.memory_bank
     current = memory_bank.similarity
-    size, dim = current.out_features, current.in_features
+    size, dim = memory_bank.size, memory_bank.dim
     patches = extract_patches(model, images, progress=progress)
-    chosen = greedy_coreset(patches, size, seed=seed, progress=progress)
-    bank = patches[chosen]
-    if bank.shape[0] < size:
-        bank = bank[torch.arange(size) % bank.shape[0]]
     dense = nn.Linear(dim, size, bias=True)
     memory_bank.similarity = dense
-    memory_bank.set_bank(bank)
+    memory_bank.set_bank(coreset_bank(patches, size, seed, progress))
     if isinstance(current, SVDLinear):
         memory_bank.similarity = SVDLinear.from_layer(dense, current.rank)
     elif isinstance(current, TTLinear):
         memory_bank.similarity = TTLinear.from_layer(dense, current.bond_dim)
+    memory_bank.sync_bias()
+    if getattr(model, "position_norm", None) is not None:
+        fit_position_statistics(model, patches, len(images), seed, progress=progress)

@@ -35,7 +35,14 @@ class CompressionSettings(BaseModel):
     heal_eval_every: int = Field(25, ge=1, description="Steps between validations while healing.")
     heal_patience: int = Field(4, ge=1, description="Validations without improvement before stopping early.")
     refit_bank: bool = Field(
-        False, description="After healing, rebuild the memory bank from student features."
+        True, description="After healing, rebuild the memory bank from student features."
+    )
+    data_aware: bool = Field(
+        True, description="SVD factors minimize the error on real layer inputs (whitened SVD)."
+    )
+    covariance_images: int = Field(32, ge=1, description="Held-back good images that measure layer inputs.")
+    heal_augment: bool = Field(
+        True, description="Heal on good images plus copies with pasted patches (keeps defects visible)."
     )
     holdout_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="Good images held back, as in training.")
     target_false_reject_rate: float = Field(0.01, gt=0.0, lt=0.5, description="Same threshold procedure.")

@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from compression.errors import BudgetError, LayerNotFactorizableError
@@ -51,7 +52,12 @@ def default_method(layer: nn.Module, conv_method: str = "tucker2", linear_method
     raise LayerNotFactorizableError(f"{type(layer).__name__} is not a dense Linear/Conv2d")
 
 
-def build_factorized(layer: nn.Module, method: str, rank: int) -> nn.Module:
+def build_factorized(
+    layer: nn.Module, method: str, rank: int, input_covariance: torch.Tensor | None = None
+) -> nn.Module:
+    """The factorized replacement of `layer`; SVD uses `input_covariance` (data-aware) when given."""
+    if method == "svd":
+        return SVDLinear.from_layer(layer, rank, input_covariance=input_covariance)
     builders: dict[str, Callable[[nn.Module, int], nn.Module]] = {
         "svd": SVDLinear.from_layer,
         "tucker2": Tucker2Conv2d.from_layer,
@@ -127,7 +133,11 @@ def set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
 
 
 def apply_ranks(
-    model: nn.Module, ranks: Mapping[str, int], methods: Mapping[str, str], inplace: bool = False
+    model: nn.Module,
+    ranks: Mapping[str, int],
+    methods: Mapping[str, str],
+    inplace: bool = False,
+    covariances: Mapping[str, torch.Tensor] | None = None,
 ) -> nn.Module:
     """Return a copy of `model` with each named layer replaced by its factorization at the given rank.
 
@@ -141,8 +151,17 @@ def apply_ranks(
         method = methods[name]
         if rank >= full_rank(shape_of(layer), method):
             continue
-        set_submodule(target, name, build_factorized(layer, method, rank))
+        covariance = (covariances or {}).get(name)
+        set_submodule(target, name, build_factorized(layer, method, rank, covariance))
+    sync_memory_bank(target)
     return target
+
+
+def sync_memory_bank(model: nn.Module) -> None:
+    """Keep an anomaly model's bank distances exact after its bank matrix was swapped or factorized."""
+    bank = getattr(model, "memory_bank", None)
+    if bank is not None and hasattr(bank, "sync_bias"):
+        bank.sync_bias()
 
 
 def shape_of(layer: nn.Module, rows_in: int = 1, rows_out: int = 1) -> LayerShape:

@@ -22,6 +22,8 @@ class HealingResult:
     best_step: int = 0
     best_val_loss: float = float("inf")
     stopped_early: bool = False
+    kept: bool = True  # False: the healed weights scored worse than the unhealed ones and were dropped
+    check: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
 
 

@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from compression.activations import input_covariances
+from compression.augment import paste_patches
 from compression.bank import refit_memory_bank
 from compression.budget import parse_budget, validate_fixed_ranks
 from compression.config import CompressionSettings
@@ -91,9 +93,25 @@ def factorize_to_budget(
     methods = {info.name: info.method for info in inventory.compressible}
     # fixed ranks are checked now, before the slow sensitivity sweep
     validate_fixed_ranks(fixed_ranks or {}, {info.name: info.full_rank for info in inventory.compressible})
+    covariances = (
+        input_covariances(
+            model,
+            [name for name, method in methods.items() if method == "svd"],
+            holdout_images[: settings.covariance_images],
+            progress=progress,
+        )
+        if settings.data_aware
+        else {}
+    )
     probe = Evaluator.build(model, holdout_images[: settings.sensitivity_images])
     sensitivity = profile_sensitivity(
-        model, inventory, probe, settings.sensitivity_fractions, settings.rank_multiple, progress
+        model,
+        inventory,
+        probe,
+        settings.sensitivity_fractions,
+        settings.rank_multiple,
+        progress,
+        covariances=covariances,
     )
     judge = _judge(model, holdout_images, labelled)
     plan = select_ranks(
@@ -107,9 +125,9 @@ def factorize_to_budget(
         step=settings.greedy_step,
         min_rank_fraction=settings.min_rank_fraction,
         baseline_latency_ms=baseline_latency_ms,
-        measure_drop=lambda ranks: judge.drop(apply_ranks(model, ranks, methods)),
+        measure_drop=lambda ranks: judge.drop(apply_ranks(model, ranks, methods, covariances=covariances)),
     )
-    student = apply_ranks(model, plan.ranks, methods).eval()
+    student = apply_ranks(model, plan.ranks, methods, covariances=covariances).eval()
     return CompressedModel(student, inventory, sensitivity, plan, methods, HealingResult())
 
 
@@ -130,10 +148,15 @@ def heal_compressed(
     labelled: Evaluator | None = None,
     progress: bool = True,
 ) -> CompressedModel:
-    """Distil `teacher` into a copy of the factorized model, optionally refit its bank, freeze it."""
+    """Distil `teacher` into a copy of the factorized model, refit its bank, freeze it.
+
+    Healing is kept only if it helps: the healed and the unhealed student (both with refitted banks) are
+    scored by AUROC on held-back good images with pasted patches (no labels needed), and the better
+    one is returned. `labelled` only feeds the metric tracked while healing."""
     settings = settings or CompressionSettings()
     if isinstance(heal_steps, bool) or not isinstance(heal_steps, int) or heal_steps < 0:
         raise ValueError(f"heal_steps must be a non-negative integer, got {heal_steps!r}")
+    rng = np.random.default_rng(settings.seed)
     student = copy.deepcopy(compressed.model)
     for parameter in student.parameters():
         parameter.requires_grad_(True)
@@ -143,10 +166,13 @@ def heal_compressed(
         scores = judge.evaluate(candidate)
         return {k: v for k, v in scores.items() if k in ("image_auroc", "fidelity")}
 
+    heal_images = fit_images
+    if settings.heal_augment and len(fit_images):
+        heal_images = np.concatenate([fit_images, paste_patches(fit_images, rng)[0]])
     healing = heal(
         student,
         teacher,
-        fit_images,
+        heal_images,
         holdout_images,
         heal_steps,
         lr=settings.heal_lr,
@@ -158,8 +184,24 @@ def heal_compressed(
         track=track,
         progress=progress,
     )
+    candidates = {"healed": student}
+    if healing.steps_run and settings.refit_bank:
+        candidates["unhealed"] = copy.deepcopy(compressed.model)
     if settings.refit_bank:
-        refit_memory_bank(student, fit_images, seed=settings.seed, progress=progress)
+        for model in candidates.values():
+            refit_memory_bank(model, fit_images, seed=settings.seed, progress=progress)
+    if len(candidates) > 1:
+        pasted, masks = paste_patches(holdout_images, rng)
+        probe = Evaluator.build(
+            teacher,
+            np.concatenate([holdout_images, pasted]),
+            np.repeat([0, 1], len(holdout_images)),
+            np.concatenate([np.zeros_like(masks), masks]),
+        )
+        checks = {name: probe.evaluate(model)["image_auroc"] for name, model in candidates.items()}
+        healing.kept = checks["healed"] >= checks["unhealed"]
+        healing.check = {f"{name}_pasted_auroc": value for name, value in checks.items()}
+        student = candidates["healed" if healing.kept else "unhealed"]
     for parameter in student.parameters():
         parameter.requires_grad_(False)
     return dataclasses.replace(compressed, model=student.eval(), healing=healing)
@@ -423,6 +465,8 @@ def compress(
         "baseline_threshold": baseline_threshold,
         "plan": result.plan.as_dict(),
         "healing": {
+            "kept": result.healing.kept,
+            "check": result.healing.check,
             "steps_run": result.healing.steps_run,
             "best_step": result.healing.best_step,
             "stopped_early": result.healing.stopped_early,

@@ -13,6 +13,15 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return "-" if value is None else str(value)
 
 
+def _healing_verdict(healing: dict[str, Any]) -> str:
+    """Whether the fine-tuned weights were kept, and the label-free check that decided it."""
+    check = ", ".join(f"{name} {value:.4f}" for name, value in healing.get("check", {}).items())
+    verdict = "kept" if healing.get("kept", True) else "dropped: the unhealed student scored better"
+    return f"Healing {verdict}" + (
+        f" (AUROC on held-back good images with pasted patches: {check})." if check else "."
+    )
+
+
 def write_json(report: dict[str, Any], path: Path) -> Path:
     path.write_text(json.dumps(report, indent=2, default=str))
     return path
@@ -25,6 +34,8 @@ def write_markdown(report: dict[str, Any], path: Path) -> Path:
         f"Budget `{report['budget']}`; heal steps {report['healing'].get('steps_run', 0)} "
         f"(best at {report['healing'].get('best_step', 0)}); threshold recalibrated to "
         f"{_fmt(report.get('threshold'))}.",
+        "",
+        _healing_verdict(report["healing"]),
         "",
         "| variant | params | share | MACs | file KiB | ORT p50 ms | p99 ms | image AUROC | pixel AUROC |",
         "|---|---|---|---|---|---|---|---|---|",

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
+import torch
 from torch import nn
 from tqdm import tqdm
 
 from compression.evaluation import Evaluator
-from compression.factorize import build_factorized, get_submodule, set_submodule
+from compression.factorize import build_factorized, get_submodule, set_submodule, sync_memory_bank
 from compression.inventory import Inventory
 
 
@@ -39,6 +41,7 @@ def profile_sensitivity(
     fractions: tuple[float, ...],
     rank_multiple: int = 4,
     progress: bool = True,
+    covariances: Mapping[str, torch.Tensor] | None = None,
 ) -> dict[str, list[SensitivityPoint]]:
     """Swap one layer at a time for its factorization at a few ranks; the model is restored afterwards."""
     jobs = [
@@ -49,8 +52,10 @@ def profile_sensitivity(
     result: dict[str, list[SensitivityPoint]] = {info.name: [] for info in inventory.compressible}
     for info, rank in tqdm(jobs, desc="sensitivity", disable=not progress, leave=False):
         original = get_submodule(model, info.name)
-        set_submodule(model, info.name, build_factorized(original, info.method, rank))
+        covariance = (covariances or {}).get(info.name)
+        set_submodule(model, info.name, build_factorized(original, info.method, rank, covariance))
         try:
+            sync_memory_bank(model)
             error = evaluator.evaluate(model, with_auroc=False)["map_error"]
         finally:
             set_submodule(model, info.name, original)

@@ -44,8 +44,14 @@ class SVDLinear(nn.Module):
         return min(weight.shape)
 
     @classmethod
-    def from_layer(cls, layer: nn.Module, rank: int) -> SVDLinear:
-        """Build from an `nn.Linear` or a dense 1x1 `nn.Conv2d`; ranks above full rank are clamped."""
+    def from_layer(
+        cls, layer: nn.Module, rank: int, input_covariance: torch.Tensor | None = None
+    ) -> SVDLinear:
+        """Build from an `nn.Linear` or a dense 1x1 `nn.Conv2d`; ranks above full rank are clamped.
+
+        With `input_covariance` (E[x x^T] of the layer's real inputs) the factorization minimizes the
+        error of the layer's *outputs* on that data instead of the weight error: pointwise convs of
+        MobileNet-style nets are not low-rank as matrices, but their inputs are."""
         check_rank(rank)
         weight = _weight_matrix(layer)
         rank = min(rank, min(weight.shape))
@@ -62,7 +68,10 @@ class SVDLinear(nn.Module):
             )
         else:
             module = cls(layer.in_features, layer.out_features, rank, bias=bias)
-        left, right = svd_factors(weight, rank)
+        if input_covariance is None:
+            left, right = svd_factors(weight, rank)
+        else:
+            left, right = whitened_svd_factors(weight, rank, input_covariance)
         first_w, second_w = right, left
         if module.conv:
             first_w, second_w = first_w[:, :, None, None], second_w[:, :, None, None]
@@ -87,6 +96,29 @@ def svd_factors(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Te
     left = (u[:, :rank] * root).to(weight.dtype)
     right = (root[:, None] * vh[:rank]).to(weight.dtype)
     return left, right
+
+
+def whitened_svd_factors(
+    weight: torch.Tensor, rank: int, covariance: torch.Tensor, damping: float = 1e-4
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(left, right) minimizing E|W x - left @ right x|^2 for inputs x with second moment `covariance`.
+
+    With C = L L^T, |(W - W') x|^2 averaged over the data is |(W - W') L|_F^2, so the best rank-r W' is the
+    truncated SVD of W L mapped back by L^-1. `damping` (relative to the mean input energy) keeps
+    directions the data never excites from blowing up L^-1."""
+    n = weight.shape[1]
+    if covariance.shape != (n, n):
+        raise ValueError(f"input covariance of shape {tuple(covariance.shape)} does not fit {n} inputs")
+    c = covariance.detach().double()
+    scale = c.diagonal().mean().clamp_min(1e-30)
+    c = c / scale + damping * torch.eye(n, dtype=c.dtype)
+    chol = torch.linalg.cholesky(c)
+    u, s, vh = torch.linalg.svd(weight.detach().double() @ chol, full_matrices=False)
+    root = s[:rank].sqrt()
+    left = u[:, :rank] * root
+    # right = diag(root) Vh_r L^-1, as a triangular solve rather than an explicit inverse
+    right = torch.linalg.solve_triangular(chol, root[:, None] * vh[:rank], upper=False, left=False)
+    return left.to(weight.dtype), right.to(weight.dtype)
 
 
 def _weight_matrix(layer: nn.Module) -> torch.Tensor:

@@ -16,6 +16,7 @@ class MemoryBank(nn.Module):
 
     def __init__(self, dim: int, size: int) -> None:
         super().__init__()
+        self.dim = dim
         self.similarity = nn.Linear(dim, size, bias=True)
         nn.init.zeros_(self.similarity.weight)
         nn.init.zeros_(self.similarity.bias)
@@ -33,6 +34,23 @@ class MemoryBank(nn.Module):
             )
         self.similarity.weight.copy_(bank)
         self.similarity.bias.copy_(-0.5 * (bank * bank).sum(dim=1))
+
+    @torch.no_grad()
+    def sync_bias(self) -> None:
+        """Reset each entry's bias to -|m|^2/2 of the entry the similarity layer really holds now.
+
+        After the bank's matrix is factorized (a low-rank projection of every entry) the old bias would
+        add |m|^2 - |m_projected|^2 to every distance, penalizing exactly the entries the projection
+        changed most; with the synced bias the layer computes exact distances to the projected bank."""
+        layer = self.similarity
+        zero = torch.zeros(1, self.dim, dtype=torch.float32)
+        entries = layer(torch.eye(self.dim)) - layer(zero)  # row i: how input axis i enters each entry
+        biases = [
+            p for name, p in layer.named_parameters() if name.endswith("bias") and p.shape == (self.size,)
+        ]
+        if not biases:
+            raise ValueError(f"{type(layer).__name__} has no per-entry bias to sync")
+        biases[-1].copy_(-0.5 * (entries * entries).sum(dim=0))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """[N, C, h, w] embeddings -> [N, 1, h, w] Euclidean distance to the nearest bank entry."""
