@@ -383,7 +383,9 @@ def compress(
         baseline_path = export_onnx(
             teacher, Path(tmp) / "baseline.onnx", _metadata(payload, baseline_threshold, "none"), size
         )
-        baseline_ms = measure_latency(baseline_path, data.test[0], settings.latency_threads, 2, 10)["p50_ms"]
+        baseline_ms = measure_latency(
+            baseline_path, data.test[0], settings.latency_threads, 2, 10, peak_memory=False
+        )["p50_ms"]
         labelled = Evaluator.build(
             teacher, data.test[data.selection], data.labels[data.selection], data.masks[data.selection]
         )

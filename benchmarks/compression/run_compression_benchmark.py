@@ -186,7 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     files = args.work_dir / "variants"
     files.mkdir(exist_ok=True)
     baseline_path = export(teacher, files / "baseline.onnx", size)
-    baseline_ms = measure_latency(baseline_path, data.test[0], settings.latency_threads, 2, 10)["p50_ms"]
+    baseline_ms = measure_latency(
+        baseline_path, data.test[0], settings.latency_threads, 2, 10, peak_memory=False
+    )["p50_ms"]
     factorized = factorize_to_budget(
         teacher,
         data.holdout,
