@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import signal
+import ssl
 import threading
 import time
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
 from app.bootstrap import ensure_model
-from app.settings import Settings
+from app.settings import ApiSettings, ConfigError, Settings
 
 if TYPE_CHECKING:
     from device.runtime import EdgeRuntime
@@ -50,25 +52,17 @@ def run_line(settings: Settings, max_frames: int | None = None) -> int:
         runtime.start()
         keys = KeyStore.from_settings(settings.auth, settings.data_dir)
         app = create_app(runtime, settings, keys)
-        config = uvicorn.Config(
-            app,
-            host=settings.api.host,
-            port=settings.api.port,
-            log_level="warning",
-            lifespan="on",
-            timeout_graceful_shutdown=2,  # an open MJPEG viewer must not hold up a stop
-        )
-        server = uvicorn.Server(config)
+        server = uvicorn.Server(api_server_config(app, settings.api))
         server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # we own signals
         threading.Thread(target=server.run, name="api", daemon=True).start()
         log.info(
-            "line %s/%s running: panel http://%s:%d/  alerts on %s",
+            "line %s/%s running: panel %s  alerts on %s",
             settings.line.line_id,
             settings.line.station_id,
-            settings.api.host,
-            settings.api.port,
+            panel_url(settings.api),
             runtime.topics.alert,
         )
+        warn_if_clear_text(settings.api)
         next_report = time.monotonic() + PROGRESS_PERIOD_S
         while not stop.wait(0.1):
             frames = runtime.metrics.frames
@@ -87,6 +81,54 @@ def run_line(settings: Settings, max_frames: int | None = None) -> int:
         if broker is not None:
             broker.close()
     return 0
+
+
+def api_server_config(app: Any, api: ApiSettings) -> uvicorn.Config:
+    """The API server as shipped, loaded here so a bad TLS file fails start-up, not the server thread."""
+    config = uvicorn.Config(
+        app,
+        host=api.host,
+        port=api.port,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=2,  # an open MJPEG viewer must not hold up a stop
+        ssl_certfile=api.tls_cert_file,  # both or neither (ApiSettings checks the pair)
+        ssl_keyfile=api.tls_key_file,
+    )
+    try:
+        config.load()  # builds the SSLContext; the settings checked the files, but they may have changed
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"invalid configuration:\n  api.tls_cert_file/api.tls_key_file: {exc}") from exc
+    return config
+
+
+def panel_url(api: ApiSettings) -> str:
+    scheme = "https" if api.tls_enabled else "http"
+    host = f"[{api.host}]" if ":" in api.host else api.host
+    return f"{scheme}://{host}:{api.port}/"
+
+
+def is_loopback(host: str) -> bool:
+    """Only this box can reach a loopback listener; any other address is on the plant network."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: assume it resolves to a network interface
+        return False
+
+
+def warn_if_clear_text(api: ApiSettings) -> bool:
+    """Log (and return True) when API keys would cross the network unencrypted."""
+    if api.tls_enabled or is_loopback(api.host):
+        return False
+    log.warning(
+        "API on %s:%d over plain HTTP: API keys and panel logins travel in clear text on the network; "
+        "set api.tls_cert_file and api.tls_key_file to serve HTTPS (README, 'HTTPS')",
+        api.host,
+        api.port,
+    )
+    return True
 
 
 def _report(runtime: EdgeRuntime) -> None:

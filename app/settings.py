@@ -5,11 +5,21 @@ A bad value stops start-up with a message that names the field, e.g. `mqtt.url: 
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from device.config import RuntimeSettings
@@ -20,6 +30,8 @@ class ConfigError(ValueError):
 
 
 class ApiSettings(BaseModel):
+    """Where the API and panel listen; with `tls_cert_file` + `tls_key_file` (PEM) they serve HTTPS only."""
+
     model_config = ConfigDict(extra="forbid")
 
     host: str = "127.0.0.1"
@@ -28,6 +40,82 @@ class ApiSettings(BaseModel):
     max_request_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Model uploads fit under this.")
     control_rate_per_minute: int = Field(120, ge=1, description="Per key, on control endpoints.")
     stream_fps: float = Field(5.0, gt=0, le=60)
+    tls_cert_file: str | None = Field(None, description="PEM certificate (leaf first, then intermediates).")
+    tls_key_file: str | None = Field(None, description="Unencrypted PEM private key of tls_cert_file.")
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert_file is not None and self.tls_key_file is not None
+
+    @field_validator("tls_cert_file")
+    @classmethod
+    def _readable_certificate(cls, value: str | None) -> str | None:
+        path = _readable_pem_file(value)
+        if path is not None:
+            _check_certificate(path)
+        return path
+
+    @field_validator("tls_key_file")
+    @classmethod
+    def _key_of_the_certificate(cls, value: str | None, info: ValidationInfo) -> str | None:
+        path = _readable_pem_file(value)
+        cert_file = info.data.get("tls_cert_file")  # absent when the certificate itself was refused
+        if path is not None and cert_file is not None:
+            _check_key_matches(cert_file, path)
+        return path
+
+    @model_validator(mode="after")
+    def _tls_both_or_neither(self) -> ApiSettings:
+        if self.tls_cert_file is None and self.tls_key_file is not None:
+            raise ValueError("tls_cert_file is required when tls_key_file is set (HTTPS needs both)")
+        if self.tls_key_file is None and self.tls_cert_file is not None:
+            raise ValueError("tls_key_file is required when tls_cert_file is set (HTTPS needs both)")
+        return self
+
+
+# TLS file checks for ApiSettings: run when the settings load, so a bad file stops start-up before the
+# model is built, with the field's name, instead of killing the server thread on the first request.
+def _readable_pem_file(value: str | None) -> str | None:
+    """The resolved path of a readable PEM file (relative to the working directory, like auth.keys_file)."""
+    if value is None:
+        return None
+    if not value.strip():
+        raise ValueError("must be a file path or unset")
+    path = Path(value).expanduser().resolve()
+    try:
+        content = path.read_bytes()
+    except OSError as exc:  # missing, a directory, no permission
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if b"-----BEGIN " not in content:
+        raise ValueError(f"{path} is not a PEM file")
+    return str(path)
+
+
+def _check_certificate(cert_file: str) -> None:
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_verify_locations(cafile=cert_file)  # parses each cert
+    except ssl.SSLError as exc:
+        raise ValueError(f"{cert_file} holds no valid PEM certificate ({exc.reason})") from exc
+
+
+class _EncryptedKeyError(ValueError):
+    """Raised by the passphrase callback: nobody is there to type one when the box starts."""
+
+
+def _refuse_passphrase() -> bytes:
+    raise _EncryptedKeyError("is encrypted; store it unencrypted (mode 0600): nobody types a passphrase here")
+
+
+def _check_key_matches(cert_file: str, key_file: str) -> None:
+    """Load the pair as the server will (`ssl.SSLContext.load_cert_chain`)."""
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_file, key_file, _refuse_passphrase)
+    except _EncryptedKeyError as exc:
+        raise ValueError(f"{key_file} {exc}") from exc
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise ValueError(f"{key_file} does not match the certificate in {cert_file}") from exc
+        raise ValueError(f"{key_file} is not a usable PEM private key ({exc.reason})") from exc
 
 
 class AuthSettings(BaseModel):
@@ -42,9 +130,10 @@ class AuthSettings(BaseModel):
 
     enabled: bool = True
     keys_file: str | None = None
-    viewer_key: str | None = None
-    operator_key: str | None = None
-    admin_key: str | None = None
+    # Secret types: a dump, repr or log line shows '**********', never the key.
+    viewer_key: SecretStr | None = None
+    operator_key: SecretStr | None = None
+    admin_key: SecretStr | None = None
     audit_path: str = Field("audit.sqlite3", description="Relative paths are under data_dir.")
 
 
@@ -90,11 +179,18 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
     return merged
 
 
+def _is_secret_field(dotted: str) -> bool:
+    """A field whose value must not be echoed in an error message (it may be a real credential)."""
+    name = dotted.rsplit(".", 1)[-1]
+    return name == "password" or name.endswith("_key")
+
+
 def format_validation_error(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
         field = ".".join(str(part) for part in item["loc"]) or "<root>"
-        lines.append(f"  {field}: {item['msg']} (got {item.get('input')!r})")
+        shown = "<secret>" if _is_secret_field(field) else repr(item.get("input"))
+        lines.append(f"  {field}: {item['msg']} (got {shown})")
     return "invalid configuration:\n" + "\n".join(lines)
 
 

@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from device.config import ThresholdValue
+
 
 class _Command(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -37,7 +39,7 @@ class ResumeInspection(_Command):
 
 class SetThreshold(_Command):
     command: Literal["set_threshold"] = "set_threshold"
-    threshold: float = Field(..., gt=0, lt=1e6, allow_inf_nan=False)
+    threshold: ThresholdValue
 
 
 class ResetThreshold(_Command):

@@ -7,11 +7,18 @@ the runtime never reads the API's settings.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from vision.config import ModelSettings
+
+# The one definition of what a decision threshold may be: settings, commands and API bodies all use it.
+ThresholdValue = Annotated[
+    float,
+    Field(gt=0, lt=1e6, allow_inf_nan=False, description="Anomaly score above which a part is rejected."),
+]
 
 
 class _Section(BaseModel):
@@ -63,7 +70,7 @@ class CameraSettings(_Section):
 class InspectionSettings(_Section):
     """Decision knobs an operator may change while the line runs."""
 
-    threshold: float | None = Field(None, description="Overrides the model's calibrated threshold.")
+    threshold: ThresholdValue | None = Field(None, description="Overrides the model's calibrated threshold.")
     min_defect_area_px: int = Field(16, ge=0, description="Smaller anomaly blobs are not reported as boxes.")
     max_boxes: int = Field(10, ge=1, le=100)
     enabled: bool = Field(True, description="Start with inspection running.")
@@ -84,7 +91,7 @@ class MqttSettings(_Section):
     client_id: str = "edgeinspect-station1"
     protocol: Literal["5", "3.1.1"] = "5"
     username: str | None = None
-    password: str | None = None
+    password: SecretStr | None = None
     tls_ca_file: str | None = None
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
@@ -121,6 +128,59 @@ class AlertStoreSettings(_Section):
     thumbnail_size: int = Field(96, ge=16, le=512)
 
 
+class OpcUaUser(_Section):
+    """One OPC UA login (username + password token). Without a password the login is off."""
+
+    username: str = Field(..., pattern=r"^[A-Za-z0-9_.@\-]{1,64}$")
+    password: SecretStr | None = Field(None, min_length=8)
+
+
+class OpcUaCertificate(_Section):
+    """Server certificate and key: with them the only endpoint is Basic256Sha256 SignAndEncrypt."""
+
+    certificate_file: str = Field(..., description="DER or PEM.")
+    private_key_file: str = Field(..., description="PEM or DER, unencrypted.")
+
+
+class OpcUaSettings(_Section):
+    """Optional OPC UA server for PLCs/SCADA that speak OPC UA, not MQTT (`device.opcua`).
+
+    Loopback and security mode None by default: a username/password sent to a None endpoint crosses the
+    network in plain text, so set `certificate` before binding to a plant network address.
+    """
+
+    enabled: bool = False
+    endpoint: str = Field(
+        "opc.tcp://127.0.0.1:4840/edgeinspect", description="opc.tcp://host:port/path; the host is bound."
+    )
+    namespace_uri: str = Field("urn:edgeinspect:station", min_length=1, max_length=256)
+    operator: OpcUaUser = Field(
+        OpcUaUser(username="operator"), description="May write the threshold (through `execute`)."
+    )
+    viewer: OpcUaUser = Field(OpcUaUser(username="viewer"), description="Reads only.")
+    allow_anonymous_read: bool = Field(
+        True, description="Anonymous sessions may browse and read, never write."
+    )
+    certificate: OpcUaCertificate | None = None
+    status_interval_s: float = Field(1.0, gt=0, le=60, description="How often state and counters refresh.")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _check_endpoint(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        if parts.scheme != "opc.tcp" or not parts.hostname:
+            raise ValueError("must look like opc.tcp://host:port/path")
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise ValueError(f"bad port: {exc}") from None
+        if not port:
+            raise ValueError("needs an explicit port, e.g. opc.tcp://127.0.0.1:4840/edgeinspect")
+        return value
+
+
 class RuntimeSettings(_Section):
     """Everything the edge runtime needs; the API adds its own sections on top."""
 
@@ -133,6 +193,7 @@ class RuntimeSettings(_Section):
     mqtt: MqttSettings = MqttSettings()
     outbox: OutboxSettings = OutboxSettings()
     alerts: AlertStoreSettings = AlertStoreSettings()
+    opcua: OpcUaSettings = OpcUaSettings()
 
     @model_validator(mode="after")
     def _paths_under_data_dir(self) -> RuntimeSettings:
@@ -149,3 +210,89 @@ class RuntimeSettings(_Section):
 def _under(root: Path, path: str) -> str:
     candidate = Path(path)
     return str(candidate if candidate.is_absolute() else root / candidate)
+
+
+# ---- the read-only view (GET /config) ---------------------------------------------------------------
+# Every field of every section is listed in exactly one of these (a unit test holds that), so a new field
+# is private until someone decides otherwise. Secrets, credentials and file paths are private.
+PUBLIC_FIELDS: dict[str, tuple[str, ...]] = {
+    "line": ("line_id", "station_id"),
+    "camera": (
+        "source",
+        "fps",
+        "defect_rate",
+        "category",
+        "seed",
+        "width",
+        "height",
+        "roi",
+        "queue_size",
+        "reconnect_initial_s",
+        "reconnect_max_s",
+        "loop",
+        "timeout_s",
+    ),
+    "model": (
+        "auto_build",
+        "backbone",
+        "image_size",
+        "memory_bank_size",
+        "target_false_reject_rate",
+        "train_images",
+        "compression_budget",
+        "heal_steps",
+        "seed",
+    ),
+    "inspection": ("threshold", "min_defect_area_px", "max_boxes", "enabled"),
+    "reject": ("enabled", "gate_delay_ms", "encoder_counts_per_frame"),
+    "mqtt": (
+        "url",
+        "client_id",
+        "protocol",
+        "username",
+        "tls_insecure",
+        "keepalive_s",
+        "topic_prefix",
+        "sparkplug",
+        "sparkplug_group_id",
+        "start_local_broker",
+        "reconnect_max_s",
+    ),
+    "outbox": ("max_alerts",),
+    "alerts": ("keep_alerts", "thumbnail_size"),
+    "opcua": ("enabled", "endpoint", "namespace_uri", "allow_anonymous_read", "status_interval_s"),
+}
+PRIVATE_FIELDS: dict[str, tuple[str, ...]] = {
+    "model": ("path",),
+    "mqtt": ("password", "tls_ca_file", "tls_cert_file", "tls_key_file"),
+    "outbox": ("path",),
+    "alerts": ("path",),
+    "opcua": ("operator", "viewer", "certificate"),  # user names with their passwords, key files
+}
+URL_FIELDS = {("camera", "source"), ("mqtt", "url")}
+
+
+def redact_url(value: str) -> str:
+    """`rtsp://user:secret@cam/x` -> `rtsp://user:***@cam/x`; anything that is not such a URL unchanged."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return value
+    if parts.password is None:
+        return value
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def public_view(settings: RuntimeSettings, threshold: float) -> dict[str, Any]:
+    """The allow-listed settings as JSON-able data; `threshold` is the one in force (override or model's)."""
+    view: dict[str, Any] = {}
+    for section, fields in PUBLIC_FIELDS.items():
+        values = getattr(settings, section).model_dump(mode="json", include=set(fields))
+        for name in fields:
+            if (section, name) in URL_FIELDS and isinstance(values.get(name), str):
+                values[name] = redact_url(values[name])
+        view[section] = values
+    view["inspection"]["threshold"] = threshold
+    return view

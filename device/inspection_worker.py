@@ -65,7 +65,8 @@ class InspectionWorker:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():  # also safe when start() never ran (a runtime that failed to start)
+            self._thread.join(timeout=5)
 
     @property
     def alive(self) -> bool:

@@ -61,7 +61,8 @@ def create_client(
         clean_session=None if v5 else not persistent,
     )
     if settings.username:
-        client.username_pw_set(settings.username, settings.password)
+        password = settings.password.get_secret_value() if settings.password else None
+        client.username_pw_set(settings.username, password)
     tls_files = {
         "mqtt.tls_ca_file": settings.tls_ca_file,
         "mqtt.tls_cert_file": settings.tls_cert_file,

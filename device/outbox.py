@@ -65,7 +65,9 @@ class OutboxMessage:
 class Outbox:
     """Thread-safe: one connection guarded by one lock (SQLite serialises writers anyway).
 
-    One `Outbox` object owns a file at a time; the depth is kept in memory so `put` stays O(1).
+    Depth and drop counts are read from the file itself (an indexed COUNT, microseconds), so they are
+    right whoever else touched the spool; one process owns a data directory at a time anyway
+    (`device.data_dir_lock`).
     """
 
     def __init__(self, path: str | Path, max_messages: int = 100_000) -> None:
@@ -76,8 +78,6 @@ class Outbox:
         self.recovered_from: Path | None = None
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
-        self._depth = 0
-        self._dropped = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._open()
 
@@ -99,9 +99,6 @@ class Outbox:
         if problems != ["ok"]:
             raise sqlite3.DatabaseError("integrity check failed: " + "; ".join(problems[:3]))
         conn.executescript(_SCHEMA)
-        self._depth = conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
-        row = conn.execute("SELECT value FROM counters WHERE name = 'dropped'").fetchone()
-        self._dropped = int(row[0]) if row else 0
 
     def _close_quietly(self) -> None:
         if self._conn is not None:
@@ -147,12 +144,8 @@ class Outbox:
         operation: Callable[[sqlite3.Connection], _T],
         what: str,
         write: bool = True,
-        on_commit: Callable[[_T], None] | None = None,
     ) -> _T:
-        """Run one operation under the lock; on a damaged file move it aside and retry on a fresh spool.
-
-        `on_commit` updates the in-memory counters under the same lock, only once the commit succeeded.
-        """
+        """Run one operation under the lock; on a damaged file move it aside and retry on a fresh spool."""
         with self._lock:
             if self._conn is None:
                 raise OutboxError(f"outbox {self.path} is closed")
@@ -170,8 +163,6 @@ class Outbox:
                     raise OutboxError(
                         f"outbox {what} failed on a fresh spool {self.path}: {again}"
                     ) from again
-            if on_commit is not None:
-                on_commit(result)
             return result
 
     def _execute(self, operation: Callable[[sqlite3.Connection], _T], write: bool) -> _T:
@@ -212,7 +203,7 @@ class Outbox:
                 ).fetchone()
                 return int(existing[0]), False, 0
             row_id = int(cursor.lastrowid or 0)
-            overflow = self._depth + 1 - self.max_messages
+            overflow = _count(conn) - self.max_messages
             dropped = 0
             if overflow > 0:
                 dropped = conn.execute(
@@ -225,12 +216,7 @@ class Outbox:
                 )
             return row_id, True, dropped
 
-        def count(result: tuple[int, bool, int]) -> None:
-            _, inserted, dropped = result
-            self._depth += int(inserted) - dropped
-            self._dropped += dropped
-
-        row_id, _, dropped = self._run(insert, "put", on_commit=count)
+        row_id, _, dropped = self._run(insert, "put")
         if dropped:
             log.warning(
                 "outbox full (%d messages): dropped the %d oldest undelivered", self.max_messages, dropped
@@ -250,10 +236,7 @@ class Outbox:
         def delete(conn: sqlite3.Connection) -> int:
             return sum(conn.execute("DELETE FROM outbox WHERE id = ?", (i,)).rowcount for i in ids)
 
-        def count(removed: int) -> None:
-            self._depth -= removed
-
-        return self._run(delete, "ack", on_commit=count)
+        return self._run(delete, "ack")
 
     def mark_attempt(self, row_ids: Iterable[int]) -> None:
         """Count a publish attempt (diagnostics: how often a message had to be sent)."""
@@ -283,14 +266,18 @@ class Outbox:
     peek_batch = peek
 
     def depth(self) -> int:
-        with self._lock:
-            return self._depth
+        """Undelivered messages, counted in the file."""
+        return self._run(_count, "depth", write=False)
 
     @property
     def dropped(self) -> int:
         """Messages dropped because the spool was full, since the file was created."""
-        with self._lock:
-            return self._dropped
+        row = self._run(
+            lambda conn: conn.execute("SELECT value FROM counters WHERE name = 'dropped'").fetchone(),
+            "read",
+            write=False,
+        )
+        return int(row[0]) if row else 0
 
     def oldest_age_s(self) -> float | None:
         """Age of the oldest undelivered message; None when the spool is empty."""
@@ -300,3 +287,7 @@ class Outbox:
         if row is None or row[0] is None:
             return None
         return max(0.0, time.time() - float(row[0]))
+
+
+def _count(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])

@@ -37,7 +37,8 @@ class RejectScheduler:
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
-        self._thread.join(timeout=2)
+        if self._thread.is_alive():  # also safe when start() never ran
+            self._thread.join(timeout=2)
 
     def schedule(self, frame_id: int, alert_id: str, captured_mono: float) -> None:
         if not self.settings.enabled:

@@ -10,6 +10,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ from device.alerts import AlertStore, build_alert, iso_utc
 from device.camera import open_source
 from device.camera.base import Frame, FrameSource
 from device.capture import CaptureWorker, FrameQueue
-from device.config import RegionOfInterest, RuntimeSettings
+from device.config import InspectionSettings, RegionOfInterest, RejectSettings, RuntimeSettings, public_view
+from device.data_dir_lock import DataDirLock
 from device.inspection_worker import DecisionKnobs, InspectionWorker
 from device.metrics import RuntimeMetrics
 from device.model_registry import ModelRegistry, sha256_of_file
@@ -46,13 +48,24 @@ LIVE_FIELDS = {
 }
 STATUS_PERIOD_S = 5.0
 
+# What a command changed: (old value, new value, message for the operator).
+Change = tuple[Any, Any, str]
+
 
 class EdgeRuntime:
     def __init__(self, settings: RuntimeSettings, source: FrameSource | None = None) -> None:
         self.settings = settings.model_copy(deep=True)
         self._source = source
         data_dir = Path(self.settings.data_dir)
-        data_dir.mkdir(parents=True, exist_ok=True)
+        self._data_dir_lock = DataDirLock(data_dir)
+        self._data_dir_lock.acquire()  # before any state file is opened: one runtime per data directory
+        try:
+            self._init_parts(data_dir)
+        except BaseException:
+            self._data_dir_lock.release()
+            raise
+
+    def _init_parts(self, data_dir: Path) -> None:
         self.topics = Topics(
             self.settings.mqtt.topic_prefix, self.settings.line.line_id, self.settings.line.station_id
         )
@@ -64,6 +77,7 @@ class EdgeRuntime:
         self._lock = threading.RLock()
         self._state = "starting"
         self._inspector: Inspector | None = None
+        self._active_model_id: str | None = None
         self._threshold_override = self.settings.inspection.threshold
         self._line_speed_ppm: float | None = None
         self._started_mono = time.monotonic()
@@ -81,6 +95,20 @@ class EdgeRuntime:
         )
         self._sparkplug = None
         self._housekeeping = threading.Thread(target=self._housekeep, name="housekeeping", daemon=True)
+        self._handlers: dict[str, Callable[[Any], Change]] = {
+            "start": self._cmd_start,
+            "resume": self._cmd_resume,
+            "stop": self._cmd_stop,
+            "pause": self._cmd_pause,
+            "set_threshold": self._cmd_set_threshold,
+            "reset_threshold": self._cmd_reset_threshold,
+            "set_roi": self._cmd_set_roi,
+            "clear_roi": self._cmd_clear_roi,
+            "line_speed": self._cmd_line_speed,
+            "reject_ack": self._cmd_reject_ack,
+            "activate_model": self._cmd_activate_model,
+            "rollback_model": self._cmd_rollback_model,
+        }
 
     # ---- life cycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -108,6 +136,7 @@ class EdgeRuntime:
         self.link.stop()
         self.alert_store.close()
         self.outbox.close()
+        self._data_dir_lock.release()
 
     def __enter__(self) -> EdgeRuntime:
         self.start()
@@ -157,15 +186,38 @@ class EdgeRuntime:
             )
         self._activate(model_id)
 
-    def _activate(self, model_id: str) -> Inspector:
+    def _activate(self, model_id: str, *, rollback: bool = False) -> Inspector:
+        """Load `model_id` (a broken file raises and leaves the current model running), then swap it in.
+
+        `rollback` pops the current model off the registry's history instead of pushing `model_id`, so a
+        restart loads the model rolled back to, not the one rolled back from."""
         entry = self.models.get(model_id)
         inspector = Inspector(self.models.path_of(model_id), threads=2, expected_sha256=entry.sha256)
         with self._lock:
+            if rollback:
+                self.models.mark_rolled_back()
+            else:
+                self.models.mark_active(model_id)
             self._inspector = inspector  # the worker picks it up on its next frame: no frame is dropped
             self._active_model_id = model_id
-            self.models.mark_active(model_id)
             self._refresh_knobs()
         return inspector
+
+    def _swap_model(self, model_id: str, *, rollback: bool) -> Change:
+        """Activate or roll back; an operator's threshold was chosen for the old model's scores, so it is
+        dropped and the new model's calibrated threshold applies."""
+        old_id = self._active_model_id
+        dropped = self._threshold_override
+        self._activate(model_id, rollback=rollback)
+        with self._lock:
+            self._threshold_override = None
+            self.settings.inspection.threshold = None
+            self._refresh_knobs()
+        message = "rolled back" if rollback else "model activated"
+        message += f"; threshold is now the model's calibrated {self.threshold:.6g}"
+        if dropped is not None:
+            message += f" (the override {dropped:.6g} was set for the previous model and is dropped)"
+        return old_id, model_id, message
 
     def _current_inspector(self) -> Inspector:
         assert self._inspector is not None
@@ -238,81 +290,107 @@ class EdgeRuntime:
             new_value=new,
         )
 
-    def _apply(self, command: cmd.Command) -> tuple[Any, Any, str]:
-        old_state = self._state
-        if isinstance(command, cmd.StartLine | cmd.ResumeInspection):
-            if isinstance(command, cmd.ResumeInspection) and self._state == "stopped":
-                raise ValueError("line is stopped; start it instead of resuming")
-            self._start_line()
-            return old_state, self._state, "inspection running"
-        if isinstance(command, cmd.StopLine):
-            self._stop_line()
-            return old_state, self._state, "line stopped"
-        if isinstance(command, cmd.PauseInspection):
+    def _apply(self, command: cmd.Command) -> Change:
+        handler = self._handlers.get(command.command)
+        if handler is None:
+            raise ValueError(f"unsupported command {command.command!r}")
+        return handler(command)
+
+    # One handler per command; each returns (old value, new value, message) or raises ValueError.
+    def _cmd_start(self, _: cmd.StartLine) -> Change:
+        old = self._state
+        self._start_line()
+        return old, self._state, "inspection running"
+
+    def _cmd_resume(self, _: cmd.ResumeInspection) -> Change:
+        if self._state == "stopped":
+            raise ValueError("line is stopped; start it instead of resuming")
+        old = self._state
+        self._start_line()
+        return old, self._state, "inspection running"
+
+    def _cmd_stop(self, _: cmd.StopLine) -> Change:
+        old = self._state
+        self._stop_line()
+        return old, self._state, "line stopped"
+
+    def _cmd_pause(self, _: cmd.PauseInspection) -> Change:
+        with self._lock:
             if self._state != "running":
                 raise ValueError(f"cannot pause while {self._state}")
-            with self._lock:
-                self._state = "paused"
-                self._refresh_knobs()
-            return old_state, self._state, "inspection paused; frames still shown"
-        if isinstance(command, cmd.SetThreshold | cmd.ResetThreshold):
-            old = self.threshold
-            with self._lock:
-                self._threshold_override = (
-                    command.threshold if isinstance(command, cmd.SetThreshold) else None
-                )
-                self._refresh_knobs()
-            return old, self.threshold, "threshold changed"
-        if isinstance(command, cmd.SetRegionOfInterest | cmd.ClearRegionOfInterest):
-            old_roi = self.settings.camera.roi.model_dump() if self.settings.camera.roi else None
-            roi = None
-            if isinstance(command, cmd.SetRegionOfInterest):
-                roi = RegionOfInterest(x=command.x, y=command.y, width=command.width, height=command.height)
+            self._state = "paused"
+            self._refresh_knobs()
+        return "running", "paused", "inspection paused; frames still shown"
+
+    def _set_threshold_override(self, value: float | None) -> Change:
+        old = self.threshold
+        with self._lock:
+            self._threshold_override = value
+            self.settings.inspection.threshold = value
+            self._refresh_knobs()
+        return old, self.threshold, "threshold changed"
+
+    def _cmd_set_threshold(self, command: cmd.SetThreshold) -> Change:
+        return self._set_threshold_override(command.threshold)
+
+    def _cmd_reset_threshold(self, _: cmd.ResetThreshold) -> Change:
+        return self._set_threshold_override(None)
+
+    def _set_roi(self, roi: RegionOfInterest | None) -> Change:
+        with self._lock:
+            old = self.settings.camera.roi
             self.settings.camera.roi = roi
             if self._capture is not None:
                 self._capture.set_roi(roi)
-            return old_roi, roi.model_dump() if roi else None, "region of interest changed"
-        if isinstance(command, cmd.RequestLineSpeed):
-            old = self._line_speed_ppm
-            self._line_speed_ppm = command.parts_per_minute
-            payload = {
-                "parts_per_minute": command.parts_per_minute,
-                "request_id": command.request_id,
-                "ts": iso_utc(time.time()),
-                "station_id": self.settings.line.station_id,
-            }
-            message_id = f"speed-{time.time_ns()}"
-            self.outbox.put(message_id, self.topics.line_speed, json.dumps(payload).encode(), qos=1)
-            self.link.wake()
-            return old, command.parts_per_minute, "line-speed request forwarded to the PLC"
-        if isinstance(command, cmd.AcknowledgeReject):
-            if not self.reject.acknowledge(command.frame_id):
-                raise ValueError(f"no reject pending for frame {command.frame_id}")
-            return None, command.frame_id, "reject acknowledged"
-        if isinstance(command, cmd.ActivateModel):
-            old_id = self._active_model_id
-            self._activate(command.model_id)
-            return old_id, command.model_id, "model activated"
-        if isinstance(command, cmd.RollbackModel):
-            old_id = self._active_model_id
-            previous = self.models.previous_id()
-            if previous is None:
-                raise ValueError("no previous model to roll back to")
-            self._activate(previous)  # load first: a broken previous file leaves the current one running
-            self.models.mark_rolled_back()
-            return old_id, previous, "rolled back"
-        raise ValueError(f"unsupported command {command.command!r}")
+        return (
+            old.model_dump() if old else None,
+            roi.model_dump() if roi else None,
+            "region of interest changed",
+        )
+
+    def _cmd_set_roi(self, command: cmd.SetRegionOfInterest) -> Change:
+        roi = RegionOfInterest(x=command.x, y=command.y, width=command.width, height=command.height)
+        return self._set_roi(roi)
+
+    def _cmd_clear_roi(self, _: cmd.ClearRegionOfInterest) -> Change:
+        return self._set_roi(None)
+
+    def _cmd_line_speed(self, command: cmd.RequestLineSpeed) -> Change:
+        old = self._line_speed_ppm
+        self._line_speed_ppm = command.parts_per_minute
+        payload = {
+            "parts_per_minute": command.parts_per_minute,
+            "request_id": command.request_id,
+            "ts": iso_utc(time.time()),
+            "station_id": self.settings.line.station_id,
+        }
+        message_id = f"speed-{time.time_ns()}"
+        self.outbox.put(message_id, self.topics.line_speed, json.dumps(payload).encode(), qos=1)
+        self.link.wake()
+        return old, command.parts_per_minute, "line-speed request forwarded to the PLC"
+
+    def _cmd_reject_ack(self, command: cmd.AcknowledgeReject) -> Change:
+        if not self.reject.acknowledge(command.frame_id):
+            raise ValueError(f"no reject pending for frame {command.frame_id}")
+        return None, command.frame_id, "reject acknowledged"
+
+    def _cmd_activate_model(self, command: cmd.ActivateModel) -> Change:
+        return self._swap_model(command.model_id, rollback=False)
+
+    def _cmd_rollback_model(self, _: cmd.RollbackModel) -> Change:
+        previous = self.models.previous_id()
+        if previous is None:
+            raise ValueError("no previous model to roll back to")
+        return self._swap_model(previous, rollback=True)
 
     def _on_mqtt_command(self, command: cmd.Command) -> cmd.CommandResult:
         return self.execute(command, actor="mqtt")
 
     # ---- config --------------------------------------------------------------------------------
     def config_view(self) -> dict[str, Any]:
-        data = self.settings.model_dump(mode="json")
-        if data["mqtt"].get("password"):
-            data["mqtt"]["password"] = "***"
-        data["inspection"]["threshold"] = self.threshold
-        return data
+        """The settings a viewer may read: built from an allow-list, so a new or secret field stays out."""
+        with self._lock:
+            return public_view(self.settings, threshold=self.threshold)
 
     def patch_config(self, patch: dict[str, Any], actor: str = "system") -> list[dict[str, Any]]:
         """Apply live-changeable fields only; validate everything before changing anything."""
@@ -322,27 +400,34 @@ class EdgeRuntime:
             raise ValueError(
                 f"not changeable while running: {', '.join(unknown)} (live: {sorted(LIVE_FIELDS)})"
             )
-        candidate = self.settings.model_dump()
+        # Validate the sections alone (ValidationError names the field); the root settings class would
+        # re-read the environment and could quietly override the patch.
+        with self._lock:
+            candidate = {
+                "inspection": self.settings.inspection.model_dump(),
+                "reject": self.settings.reject.model_dump(),
+            }
         for key, value in flat.items():
             section, field = key.split(".")
             candidate[section][field] = value
-        validated = type(self.settings).model_validate(candidate)  # raises ValidationError naming the field
+        inspection = InspectionSettings.model_validate(candidate["inspection"])
+        reject = RejectSettings.model_validate(candidate["reject"])
+        validated = {"inspection": inspection, "reject": reject}
         changes = []
-        for key in flat:
-            section, field = key.split(".")
-            old = (
-                self.threshold
-                if key == "inspection.threshold"
-                else getattr(getattr(self.settings, section), field)
-            )
-            new = getattr(getattr(validated, section), field)
-            changes.append({"field": key, "old": old, "new": new})
         with self._lock:
-            self.settings.inspection = validated.inspection
-            self.settings.reject = validated.reject
-            self.reject.settings = validated.reject
+            for key in flat:
+                section, field = key.split(".")
+                old = (
+                    self.threshold
+                    if key == "inspection.threshold"
+                    else getattr(getattr(self.settings, section), field)
+                )
+                changes.append({"field": key, "old": old, "new": getattr(validated[section], field)})
+            self.settings.inspection = inspection
+            self.settings.reject = reject
+            self.reject.settings = reject
             if "inspection.threshold" in flat:
-                self._threshold_override = validated.inspection.threshold
+                self._threshold_override = inspection.threshold
             self._refresh_knobs()
         log.info("config patched by %s: %s", actor, changes)
         self.link.publish_status()

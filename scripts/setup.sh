@@ -43,8 +43,8 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 
-extras="edge,train"
-if [ "$DEV" -eq 1 ]; then extras="edge,train,dev"; fi
+extras="edge,opcua,train"
+if [ "$DEV" -eq 1 ]; then extras="edge,opcua,train,dev"; fi
 stamp=".venv/.edgeinspect-installed"
 want="$(sha256sum pyproject.toml | cut -d' ' -f1) $extras"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then

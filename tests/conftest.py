@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,23 +71,27 @@ def write_stack_config(data_dir: Path, model: Path, mqtt_url: str, port: int, **
     return path
 
 
-@pytest.fixture
-def edge_stack(tmp_path: Path, trained_model: Path, mosquitto) -> Iterator[EdgeStack]:  # noqa: F811
-    """The real main job (`edgeinspect run`) as a subprocess: runtime, model, broker, API and panel."""
+STACK_KEYS = {
+    "viewer": "viewer-key-0123456789",
+    "operator": "operator-key-0123456789",
+    "admin": "admin-key-0123456789",
+}
+
+
+@contextmanager
+def launch_edge_stack(
+    data_dir: Path, model: Path, mqtt_url: str, extra_env: dict[str, str] | None = None
+) -> Iterator[EdgeStack]:
+    """Run the real main job (`edgeinspect run`) in `data_dir` until the API answers; stop it on exit."""
     from device.topics import Topics
 
     port = free_port()
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    config = write_stack_config(data_dir, trained_model, mosquitto.url, port)
-    keys = {
-        "viewer": "viewer-key-0123456789",
-        "operator": "operator-key-0123456789",
-        "admin": "admin-key-0123456789",
-    }
+    data_dir.mkdir(parents=True, exist_ok=True)
+    config = write_stack_config(data_dir, model, mqtt_url, port)
     env = dict(os.environ)
-    env.update({f"EDGEINSPECT_AUTH__{role.upper()}_KEY": key for role, key in keys.items()})
-    log_path = tmp_path / "edgeinspect.log"
+    env.update({f"EDGEINSPECT_AUTH__{role.upper()}_KEY": key for role, key in STACK_KEYS.items()})
+    env.update(extra_env or {})
+    log_path = data_dir.parent / f"edgeinspect-{port}.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "run", "--config", str(config)],
@@ -111,8 +116,8 @@ def edge_stack(tmp_path: Path, trained_model: Path, mosquitto) -> Iterator[EdgeS
         time.sleep(0.3)
     stack = EdgeStack(
         base_url=base_url,
-        keys=keys,
-        mqtt_url=mosquitto.url,
+        keys=dict(STACK_KEYS),
+        mqtt_url=mqtt_url,
         topics=Topics("edgeinspect", "line1", "st1"),
         data_dir=data_dir,
         process=process,
@@ -127,3 +132,10 @@ def edge_stack(tmp_path: Path, trained_model: Path, mosquitto) -> Iterator[EdgeS
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
+
+
+@pytest.fixture
+def edge_stack(tmp_path: Path, trained_model: Path, mosquitto) -> Iterator[EdgeStack]:  # noqa: F811
+    """The real main job (`edgeinspect run`) as a subprocess: runtime, model, broker, API and panel."""
+    with launch_edge_stack(tmp_path / "data", trained_model, mosquitto.url) as stack:
+        yield stack

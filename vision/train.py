@@ -86,7 +86,7 @@ def extract_patches(model: AnomalyModel, images: np.ndarray, progress: bool = Tr
 
 
 @torch.inference_mode()
-def score_images(model: AnomalyModel, images: np.ndarray, progress: bool = False) -> np.ndarray:
+def score_images(model: nn.Module, images: np.ndarray, progress: bool = False) -> np.ndarray:
     """Image scores [N] of prepared uint8 images."""
     scores = [model(batch)[1] for batch in _batches(images, "scoring", progress)]
     return torch.cat(scores).numpy()
@@ -154,6 +154,12 @@ def split_holdout(count: int, fraction: float, seed: int) -> tuple[np.ndarray, n
     return np.sort(order[held:]), np.sort(order[:held])
 
 
+def _calibrate(model: nn.Module, good_images: np.ndarray, settings: ModelSettings) -> float:
+    """The threshold at `target_false_reject_rate` over held-back good images, for this model's scores."""
+    scores = score_images(model, good_images)
+    return float(threshold_from_good_scores(scores, settings.target_false_reject_rate))
+
+
 def build_model_files(
     images: Sequence[np.ndarray],
     out_path: str | Path,
@@ -169,14 +175,15 @@ def build_model_files(
 
     `compact(model, fit_images)` (e.g. tensor compression) turns the fitted model into the one that is
     deployed; it is calibrated like the dense one. The .pt checkpoint always holds the dense model, the
-    starting point for `edgeinspect compress`."""
+    starting point for `edgeinspect compress`, with the dense model's own threshold: a threshold
+    calibrated on the compact model's scores means nothing for the dense one."""
     out_path = Path(out_path)
     prepared = prepare_images(images, settings.image_size)
     fit_idx, calib_idx = split_holdout(len(prepared), holdout_fraction, settings.seed)
     dense = fit_model(list(prepared[fit_idx]), settings, progress=progress)
     model = compact(dense, prepared[fit_idx]) if compact is not None else dense
-    calibration_scores = score_images(model, prepared[calib_idx])
-    threshold = threshold_from_good_scores(calibration_scores, settings.target_false_reject_rate)
+    threshold = _calibrate(model, prepared[calib_idx], settings)
+    dense_threshold = threshold if model is dense else _calibrate(dense, prepared[calib_idx], settings)
     metadata = {
         META_THRESHOLD: repr(float(threshold)),
         META_MODEL_NAME: model_name,
@@ -195,7 +202,7 @@ def build_model_files(
     save_checkpoint(
         dense,
         out_path.with_suffix(".pt"),
-        extra={"threshold": float(threshold), "metadata": metadata},
+        extra={"threshold": dense_threshold, "deployed_threshold": threshold, "metadata": metadata},
     )
     return out_path
 

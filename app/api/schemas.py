@@ -6,6 +6,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from device.config import ThresholdValue
+
 
 def _integral_float_to_int(value: Any) -> Any:
     return int(value) if isinstance(value, float) and value.is_integer() else value
@@ -31,9 +33,7 @@ class _Request(BaseModel):
 
 
 class ThresholdRequest(_Request):
-    threshold: float = Field(
-        ..., gt=0, lt=1e6, allow_inf_nan=False, description="Anomaly score above which a part is rejected."
-    )
+    threshold: ThresholdValue
 
 
 class RoiRequest(_Request):
@@ -52,7 +52,7 @@ class LineSpeedRequest(_Request):
 
 
 class InspectionPatch(_Request):
-    threshold: float | None = Field(None, gt=0, lt=1e6, allow_inf_nan=False)
+    threshold: ThresholdValue | None = None
     min_defect_area_px: AreaPx | None = None
     max_boxes: BoxCount | None = None
 

@@ -176,7 +176,7 @@ class KeyStore:
             )
             return cls([], enabled=False, source="disabled")
         records = [
-            KeyRecord(role.name, key, role)
+            KeyRecord(role.name, key.get_secret_value(), role)
             for role, key in (
                 (Role.viewer, auth.viewer_key),
                 (Role.operator, auth.operator_key),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import onnx
@@ -10,6 +11,7 @@ from fixtures_mqtt import wait_until
 
 from app.settings import load_settings
 from device import commands as cmd
+from device.data_dir_lock import DataDirLockedError
 from device.model_registry import sha256_bytes
 from device.runtime import EdgeRuntime
 from vision.inspector import ModelFileError
@@ -129,3 +131,72 @@ def test_line_speed_request_and_reject_ack(runtime: EdgeRuntime) -> None:
     assert result.ok and runtime.status().line_speed_request_ppm == 90
     wait_until(lambda: runtime.reject.issued >= 1, 60)
     assert not runtime.execute(cmd.AcknowledgeReject(frame_id=10**9), actor="test").ok
+
+
+def test_an_operator_threshold_does_not_survive_a_model_swap(
+    runtime: EdgeRuntime, trained_model: Path
+) -> None:
+    """A threshold chosen on one model's scores means nothing for another's: a swap drops it."""
+    calibrated = runtime.status().model.calibrated_threshold
+    assert runtime.execute(cmd.SetThreshold(threshold=calibrated * 3), actor="test").ok
+    data = _variant(trained_model, "4")
+    entry = runtime.models.register(data, "v4.onnx", sha256_bytes(data))
+    swapped = runtime.execute(cmd.ActivateModel(model_id=entry.id), actor="test")
+    assert swapped.ok and "dropped" in swapped.message
+    assert runtime.status().threshold == pytest.approx(runtime.status().model.calibrated_threshold)
+    assert runtime.config_view()["inspection"]["threshold"] == pytest.approx(runtime.threshold)
+
+    assert runtime.execute(cmd.SetThreshold(threshold=calibrated * 3), actor="test").ok
+    assert runtime.execute(cmd.RollbackModel(), actor="test").ok
+    assert runtime.status().threshold == pytest.approx(calibrated)
+
+
+def test_a_rollback_survives_a_restart(tmp_path: Path, trained_model: Path, mosquitto) -> None:
+    settings = load_settings(
+        None,
+        {
+            "data_dir": str(tmp_path),
+            "inspection": {"enabled": False},
+            "model": {"path": str(trained_model), "auto_build": False},
+            "mqtt": {"url": mosquitto.url, "client_id": "edge-rollback"},
+        },
+    )
+    first = EdgeRuntime(settings)
+    first.start()
+    try:
+        original = first.status().model.id
+        data = _variant(trained_model, "5")
+        entry = first.models.register(data, "v5.onnx", sha256_bytes(data))
+        assert first.execute(cmd.ActivateModel(model_id=entry.id), actor="test").ok
+        assert first.execute(cmd.RollbackModel(), actor="test").ok
+    finally:
+        first.stop()
+    second = EdgeRuntime(settings)
+    second.start()
+    try:
+        assert second.status().model.id == original
+        assert [m.id for m in second.models.list() if m.active] == [original]
+    finally:
+        second.stop()
+
+
+def test_one_runtime_per_data_directory(runtime: EdgeRuntime) -> None:
+    """A second instance on the same data directory refuses to start and names the holder."""
+    with pytest.raises(DataDirLockedError, match=rf"pid {os.getpid()}"):
+        EdgeRuntime(runtime.settings)
+    assert runtime.outbox.depth() >= 0  # the first one is untouched and keeps running
+    frames = runtime.metrics.frames
+    wait_until(lambda: runtime.metrics.frames >= frames + 3, 30)
+
+
+def test_health_and_status_answer_before_start(tmp_path: Path, trained_model: Path) -> None:
+    settings = load_settings(
+        None, {"data_dir": str(tmp_path), "model": {"path": str(trained_model), "auto_build": False}}
+    )
+    idle = EdgeRuntime(settings)
+    try:
+        report = idle.health()
+        assert report.status == "down" and report.components["model"].detail == "none"
+        assert idle.status().model is None
+    finally:
+        idle.stop()

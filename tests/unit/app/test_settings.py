@@ -50,7 +50,8 @@ def test_environment_overrides_yaml(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     monkeypatch.setenv("EDGEINSPECT_AUTH__OPERATOR_KEY", "from-env")
     settings = load_settings(config)
     assert settings.mqtt.url == "mqtt://10.0.0.5:1884"
-    assert settings.auth.operator_key == "from-env"
+    assert settings.auth.operator_key is not None
+    assert settings.auth.operator_key.get_secret_value() == "from-env"
 
 
 def test_missing_and_malformed_files(tmp_path: Path) -> None:
