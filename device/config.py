@@ -100,6 +100,9 @@ class MqttSettings(_Section):
     topic_prefix: str = Field("edgeinspect", pattern=r"^[A-Za-z0-9_\-/]+$")
     sparkplug: bool = Field(False, description="Also publish Sparkplug B (spBv1.0) births, data and deaths.")
     sparkplug_group_id: str = "edgeinspect"
+    publish_results: bool = Field(
+        False, description="Also publish a result for every part (OK and NG) on `<base>/result`."
+    )
     start_local_broker: bool = Field(True, description="`run` starts Mosquitto if nothing listens locally.")
     reconnect_max_s: float = Field(30.0, gt=0)
 
@@ -255,6 +258,7 @@ PUBLIC_FIELDS: dict[str, tuple[str, ...]] = {
         "topic_prefix",
         "sparkplug",
         "sparkplug_group_id",
+        "publish_results",
         "start_local_broker",
         "reconnect_max_s",
     ),

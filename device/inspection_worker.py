@@ -47,12 +47,14 @@ class InspectionWorker:
         knobs: Callable[[], DecisionKnobs],
         on_defect: Callable[[Frame, InspectionResult], None],
         metrics: RuntimeMetrics,
+        on_judged: Callable[[Frame, InspectionResult], None] | None = None,
     ) -> None:
         self._queue = queue
         self._inspector = inspector
         self._knobs = knobs
         self._on_defect = on_defect
         self._metrics = metrics
+        self._on_judged = on_judged
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="inspection", daemon=True)
         self.latest: Judgement | None = None
@@ -104,3 +106,5 @@ class InspectionWorker:
         self._metrics.record_frame(latency_ms, result.inference_ms, result.is_defect)
         self.last_judged_mono = time.monotonic()
         self.latest = Judgement(frame, result, latency_ms, self.seq)
+        if self._on_judged is not None:  # per-part outputs, after the alert is durable
+            self._on_judged(frame, result)

@@ -20,13 +20,14 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import ValidationError
 
 from device.broker import parse_broker_url
@@ -107,6 +108,17 @@ def _describe_validation_error(error: ValidationError) -> str:
     return "; ".join(parts)[:_ERROR_DETAIL_CHARS]
 
 
+def _is_echoable(value: object) -> TypeGuard[str]:
+    """A string the response may echo: JSON's `\\ud800` escapes decode to lone surrogates, not UTF-8."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def parse_command(payload: bytes, max_bytes: int = 65_536) -> Command:
     """Bytes from the command topic to a typed `Command`; raises `CommandRejected` naming the problem."""
     if len(payload) > max_bytes:
@@ -119,12 +131,14 @@ def parse_command(payload: bytes, max_bytes: int = 65_536) -> Command:
         data = json.loads(text)
     except ValueError as exc:
         raise CommandRejected(f"command is not valid JSON: {exc}"[:_ERROR_DETAIL_CHARS]) from exc
+    except RecursionError as exc:  # e.g. 60 KiB of `[`: refuse it, or the command thread would die
+        raise CommandRejected("command is nested too deeply") from exc
     if not isinstance(data, dict):
         raise CommandRejected(f"command must be a JSON object, got {type(data).__name__}")
     name = data.get("command")
-    command = name[:64] if isinstance(name, str) and name else "unknown"
+    command = name[:64] if _is_echoable(name) and name else "unknown"
     request_id = data.get("request_id")
-    request_id = request_id if isinstance(request_id, str) and len(request_id) <= 128 else None
+    request_id = request_id if _is_echoable(request_id) and len(request_id) <= 128 else None
     try:
         return command_adapter.validate_python(data)
     except ValidationError as exc:
@@ -184,8 +198,10 @@ class MqttLink:
         # Our window bounds what is in flight; paho must never hold messages back or refuse them.
         self._client.max_inflight_messages_set(0)
         self._client.max_queued_messages_set(0)
+        # paho annotates the delays as int but waits `now + delay` seconds, so fractions work.
         self._client.reconnect_delay_set(
-            min(reconnect_initial_s, settings.reconnect_max_s), settings.reconnect_max_s
+            min(reconnect_initial_s, settings.reconnect_max_s),  # type: ignore[arg-type]
+            settings.reconnect_max_s,  # type: ignore[arg-type]
         )
         self._client.enable_logger(logging.getLogger(__name__ + ".paho"))
         self._client.on_connect = self._handle_connect
@@ -259,6 +275,13 @@ class MqttLink:
         )
         return info.rc in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN)
 
+    def publish_live(self, topic: str, payload: bytes) -> bool:
+        """Publish now at QoS 1 without spooling (per-part results: the PLC sees a gap in frame ids when
+        one is lost, and the next part matters more); False while disconnected."""
+        if not self._connected:
+            return False
+        return self._client.publish(topic, payload, qos=1).rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+
     def answer(self, payload: bytes) -> CommandResult:
         """Parse and execute one command message; every failure becomes an error result, not an exception."""
         try:
@@ -326,7 +349,10 @@ class MqttLink:
             log.warning("MQTT %s", self.last_error)
             return
         self._connected = True
-        client.subscribe(self.topics.command, qos=1)
+        if self._v5:  # retain-as-published: a retained command sent while subscribed keeps its flag: refused
+            client.subscribe(self.topics.command, options=SubscribeOptions(qos=1, retainAsPublished=True))
+        else:  # 3.1.1 clears the flag on live delivery: only a replay after (re)subscribing is refused
+            client.subscribe(self.topics.command, qos=1)
         self._status_due.set()
         self._wake.set()
         log.info("MQTT connected to %s (session present: %s)", self.settings.url, flags.session_present)
@@ -385,7 +411,20 @@ class MqttLink:
                 payload, correlation = self._commands.get(timeout=0.5)
             except queue.Empty:
                 continue
+            self._respond(payload, correlation)
+
+    def _respond(self, payload: bytes, correlation: bytes | None) -> None:
+        """Answer one command; whatever goes wrong, the sender gets an answer and this thread lives on."""
+        try:
             self.publish_response(self.answer(payload), correlation)
+        except Exception as exc:
+            log.exception("command message could not be answered")
+            detail = f"{type(exc).__name__}: {exc}"[:_ERROR_DETAIL_CHARS]
+            fallback = CommandResult(ok=False, command="unknown", message=f"internal error: {detail}")
+            try:
+                self.publish_response(fallback, correlation)
+            except Exception:
+                log.exception("could not publish the error response either")
 
     def _apply_events(self) -> tuple[bool, bool]:
         """Apply queued PUBACKs/disconnects to the window: (restart at the head?, did the broker refuse?)."""

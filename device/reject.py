@@ -44,8 +44,9 @@ class RejectScheduler:
         if not self.settings.enabled:
             return
         command: dict[str, Any] = {"action": "reject", "frame_id": frame_id, "alert_id": alert_id}
-        if self.settings.encoder_counts_per_frame:
-            command["encoder_position"] = frame_id * self.settings.encoder_counts_per_frame
+        position = encoder_position(frame_id, self.settings)
+        if position is not None:
+            command["encoder_position"] = position
         due = captured_mono + self.settings.gate_delay_ms / 1000.0
         with self._cond:
             heapq.heappush(self._heap, (due, next(self._counter), command))
@@ -78,3 +79,9 @@ class RejectScheduler:
                     self._pending_ack.pop(next(iter(self._pending_ack)))
                 self.issued += 1
             self._emit(command)
+
+
+def encoder_position(frame_id: int, settings: RejectSettings) -> int | None:
+    """Where the part is on the conveyor, in encoder counts, when the line has an encoder configured."""
+    counts = settings.encoder_counts_per_frame
+    return frame_id * counts if counts else None

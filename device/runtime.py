@@ -12,10 +12,11 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import cv2
 import numpy as np
+from pydantic import BaseModel
 
 from device import commands as cmd
 from device.alerts import AlertStore, build_alert, iso_utc
@@ -29,12 +30,25 @@ from device.metrics import RuntimeMetrics
 from device.model_registry import ModelRegistry, sha256_of_file
 from device.mqtt_link import MqttLink
 from device.outbox import Outbox
-from device.reject import RejectScheduler
-from device.status import ComponentHealth, HealthReport, LatencyStatus, ModelStatus, RuntimeStatus
+from device.part_result import PartResult
+from device.reject import RejectScheduler, encoder_position
+from device.status import (
+    ComponentHealth,
+    HealthReport,
+    HealthState,
+    LatencyStatus,
+    ModelStatus,
+    RuntimeState,
+    RuntimeStatus,
+)
 from device.topics import Topics
 from vision.inspector import Inspector, ModelFileError
 from vision.overlay import render_overlay
 from vision.types import InspectionResult
+
+if TYPE_CHECKING:
+    from device.opcua import OpcUaServer
+    from device.sparkplug import SparkplugNode
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +64,16 @@ STATUS_PERIOD_S = 5.0
 
 # What a command changed: (old value, new value, message for the operator).
 Change = tuple[Any, Any, str]
+# A handler of one command type; the table holds handlers of different command types, hence `Any`.
+CommandHandler = Callable[[Any], Change]
+CommandT = TypeVar("CommandT", bound=BaseModel)
+
+
+def _filed(kind: type[CommandT], handler: Callable[[CommandT], Change]) -> tuple[str, CommandHandler]:
+    """File `handler` under `kind`'s command name, so mypy checks that each handler takes the command
+    it is filed under (which the table's `Any` cannot)."""
+    name: str = kind.model_fields["command"].default
+    return name, handler
 
 
 class EdgeRuntime:
@@ -75,7 +99,7 @@ class EdgeRuntime:
         self.models = ModelRegistry(data_dir / "models" / "registry")
         self.queue = FrameQueue(self.settings.camera.queue_size)
         self._lock = threading.RLock()
-        self._state = "starting"
+        self._state: RuntimeState = "starting"
         self._inspector: Inspector | None = None
         self._active_model_id: str | None = None
         self._threshold_override = self.settings.inspection.threshold
@@ -88,27 +112,35 @@ class EdgeRuntime:
         self._jpeg_cache: tuple[int, bool, bytes] | None = None
         self.reject = RejectScheduler(self.settings.reject, self._emit_reject)
         self.worker = InspectionWorker(
-            self.queue, self._current_inspector, lambda: self._knobs, self._on_defect, self.metrics
+            self.queue,
+            self._current_inspector,
+            lambda: self._knobs,
+            self._on_defect,
+            self.metrics,
+            on_judged=self._on_judged,
         )
         self.link = MqttLink(
             self.settings.mqtt, self.topics, self.outbox, self._on_mqtt_command, self._status_payload
         )
-        self._sparkplug = None
+        self._sparkplug: SparkplugNode | None = None
+        self._opcua: OpcUaServer | None = None
         self._housekeeping = threading.Thread(target=self._housekeep, name="housekeeping", daemon=True)
-        self._handlers: dict[str, Callable[[Any], Change]] = {
-            "start": self._cmd_start,
-            "resume": self._cmd_resume,
-            "stop": self._cmd_stop,
-            "pause": self._cmd_pause,
-            "set_threshold": self._cmd_set_threshold,
-            "reset_threshold": self._cmd_reset_threshold,
-            "set_roi": self._cmd_set_roi,
-            "clear_roi": self._cmd_clear_roi,
-            "line_speed": self._cmd_line_speed,
-            "reject_ack": self._cmd_reject_ack,
-            "activate_model": self._cmd_activate_model,
-            "rollback_model": self._cmd_rollback_model,
-        }
+        self._handlers: dict[str, CommandHandler] = dict(
+            [
+                _filed(cmd.StartLine, self._cmd_start),
+                _filed(cmd.ResumeInspection, self._cmd_resume),
+                _filed(cmd.StopLine, self._cmd_stop),
+                _filed(cmd.PauseInspection, self._cmd_pause),
+                _filed(cmd.SetThreshold, self._cmd_set_threshold),
+                _filed(cmd.ResetThreshold, self._cmd_reset_threshold),
+                _filed(cmd.SetRegionOfInterest, self._cmd_set_roi),
+                _filed(cmd.ClearRegionOfInterest, self._cmd_clear_roi),
+                _filed(cmd.RequestLineSpeed, self._cmd_line_speed),
+                _filed(cmd.AcknowledgeReject, self._cmd_reject_ack),
+                _filed(cmd.ActivateModel, self._cmd_activate_model),
+                _filed(cmd.RollbackModel, self._cmd_rollback_model),
+            ]
+        )
 
     # ---- life cycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -119,6 +151,11 @@ class EdgeRuntime:
 
             self._sparkplug = SparkplugNode(self.settings.mqtt, self.settings.line, self._sparkplug_metrics)
             self._sparkplug.start()
+        if self.settings.opcua.enabled:
+            from device.opcua import OpcUaServer
+
+            self._opcua = OpcUaServer(self.settings.opcua, self.settings.line, self.status, self.execute)
+            self._opcua.start()
         self.reject.start()
         self.worker.start()
         self._state = "stopped"
@@ -133,6 +170,8 @@ class EdgeRuntime:
         self.reject.stop()
         if self._sparkplug is not None:
             self._sparkplug.stop()
+        if self._opcua is not None:
+            self._opcua.stop()
         self.link.stop()
         self.alert_store.close()
         self.outbox.close()
@@ -256,6 +295,19 @@ class EdgeRuntime:
         self.link.wake()
         self.reject.schedule(frame.frame_id, alert["alert_id"], frame.captured_mono)
         self.alert_store.add(alert, self._thumbnail(frame.image, result))
+
+    def _on_judged(self, frame: Frame, result: InspectionResult) -> None:
+        """Every judged part, OK or NG, to the optional per-part outputs (MQTT `result`, OPC UA)."""
+        if self._opcua is None and not self.settings.mqtt.publish_results:
+            return
+        part = PartResult.from_inspection(frame, result)
+        if self._opcua is not None:
+            self._opcua.publish_result(part)
+        if self.settings.mqtt.publish_results:
+            line = self.settings.line
+            position = encoder_position(frame.frame_id, self.settings.reject)
+            payload = part.to_payload(line.line_id, line.station_id, position)
+            self.link.publish_live(self.topics.result, json.dumps(payload).encode())
 
     def _thumbnail(self, image: np.ndarray, result: InspectionResult) -> bytes | None:
         overlay = render_overlay(image, result.anomaly_map, result.threshold, result.boxes)
@@ -435,6 +487,11 @@ class EdgeRuntime:
 
     # ---- views ---------------------------------------------------------------------------------
     @property
+    def opcua(self) -> OpcUaServer | None:
+        """The OPC UA server when `opcua.enabled` (for status and tests); None otherwise."""
+        return self._opcua
+
+    @property
     def frame_seq(self) -> int:
         return self.worker.seq
 
@@ -472,7 +529,7 @@ class EdgeRuntime:
         capture = self._capture
         roi = self.settings.camera.roi
         return RuntimeStatus(
-            state=self._state,  # type: ignore[arg-type]
+            state=self._state,
             fps=self.metrics.fps(),
             frames=self.metrics.frames,
             defects=self.metrics.defects,
@@ -495,7 +552,9 @@ class EdgeRuntime:
         running = self._state == "running"
         camera_ok = not running or bool(capture and capture.connected)
         camera_detail = (
-            "stopped" if not running else ("connected" if camera_ok else (capture.last_error or ""))
+            "stopped"
+            if not running
+            else ("connected" if camera_ok else ((capture.last_error if capture else None) or ""))
         )
         spool = self.outbox.depth()
         components = {
@@ -511,13 +570,14 @@ class EdgeRuntime:
                 detail=f"{spool} waiting, {self.outbox.dropped} dropped (full)",
             ),
         }
+        overall: HealthState
         if not components["model"].ok or not components["inference"].ok:
             overall = "down"
         elif all(c.ok for c in components.values()):
             overall = "ok"
         else:
             overall = "degraded"
-        return HealthReport(status=overall, components=components)  # type: ignore[arg-type]
+        return HealthReport(status=overall, components=components)
 
     def metrics_text(self) -> bytes:
         self._update_gauges()

@@ -51,6 +51,10 @@ class Topics:
         return f"{self.base}/status"
 
     @property
+    def result(self) -> str:
+        return f"{self.base}/result"
+
+    @property
     def reject(self) -> str:
         return f"{self.base}/reject"
 
@@ -71,6 +75,7 @@ class Topics:
         return {
             "alert": self.alert,
             "status": self.status,
+            "result": self.result,
             "reject": self.reject,
             "line_speed": self.line_speed,
             "command": self.command,

@@ -1,26 +1,41 @@
-"""Property-based API test: schemathesis generates requests from the OpenAPI schema; no 5xx allowed.
+"""Property-based API tests: schemathesis generates requests from the OpenAPI schema; no 5xx allowed.
 
-Runs in-process (ASGI) against the real app and the FakeRuntime, with an admin key so every operation is
-reached past authentication. The MJPEG stream is left out: without `max_frames` it never ends, which is
-its job, and a generated request would wait forever.
+Stateless: in-process (ASGI) against the real app and the FakeRuntime, with an admin key so every
+operation is reached past authentication. Stateful: schemathesis's state machine follows the schema's
+OpenAPI links (models -> activate, alerts -> thumbnail) over real HTTP to a real uvicorn serving the real
+`EdgeRuntime` (ONNX model, simulated camera, Mosquitto). The MJPEG stream is left out: without
+`max_frames` it never ends, which is its job, and a generated request would wait forever.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
 import pytest
 import schemathesis
+from conftest import TEST_CATEGORY
 from fastapi import FastAPI
-from hypothesis import HealthCheck, settings
-from schemathesis.checks import positive_data_acceptance
+from fixtures_mqtt import wait_until
+from hypothesis import HealthCheck, Phase, settings
+from schemathesis.checks import CheckFunction, positive_data_acceptance
+from schemathesis.generation.stateful.state_machine import APIStateMachine
 from unit.app.api_helpers import KEYS
 from unit.app.fake_runtime import FakeRuntime
+from unit.app.uvicorn_thread import serve
 
 from app.api.main import create_app
 from app.api.security import KeyStore
 from app.audit import AuditLog
-from app.settings import Settings
+from app.settings import Settings, load_settings
+from device.broker import MosquittoBroker
+from device.runtime import EdgeRuntime
 
 pytestmark = pytest.mark.integration
+UPLOAD = ("POST", "/models")
 
 
 def build_app() -> FastAPI:
@@ -37,9 +52,113 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", build_app()).exclude(pa
 
 @schema.parametrize()
 @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
-def test_api_conforms_to_its_schema(case: schemathesis.Case) -> None:
+def test_api_conforms_to_its_schema(case: schemathesis.Case[Any]) -> None:
     # A schema cannot say "sha256 must be the digest of the file" or "the file must be an ONNX model", so a
     # schema-valid upload is rightly refused (400/422); every other check still applies to it.
-    upload = (case.method.upper(), case.path) == ("POST", "/models")
-    excluded = [positive_data_acceptance] if upload else []
+    excluded = [positive_data_acceptance] if (case.method.upper(), case.path) == UPLOAD else []
     case.call_and_validate(headers={"X-API-Key": KEYS["admin"]}, excluded_checks=excluded)
+
+
+@dataclass
+class LiveApi:
+    base_url: str
+    runtime: EdgeRuntime
+
+
+@dataclass(frozen=True)
+class Call:
+    method: str
+    path: str  # the template, e.g. /models/{model_id}/activate
+    path_parameters: dict[str, Any]
+    status: int
+
+
+@pytest.fixture
+def live_api(tmp_path: Path, trained_model: Path, mosquitto: MosquittoBroker) -> Iterator[LiveApi]:
+    """The real runtime (ONNX model, simulated camera, broker) behind the real app on a real uvicorn."""
+    settings_ = load_settings(
+        None,
+        {
+            "data_dir": str(tmp_path),
+            "camera": {"category": TEST_CATEGORY, "fps": 10, "defect_rate": 0.5},
+            "model": {"path": str(trained_model), "auto_build": False},
+            "mqtt": {"url": mosquitto.url, "client_id": "edge-schemathesis"},
+            "api": {"control_rate_per_minute": 100_000},  # the fuzzer changes the line far faster than people
+        },
+    )
+    runtime = EdgeRuntime(settings_)
+    runtime.start()
+    try:
+        # Alerts with thumbnails exist before the first request, so the alerts -> thumbnail link has a target.
+        wait_until(lambda: runtime.alert_store.count() >= 2, 60, "two alerts recorded")
+        with serve(create_app(runtime, settings_, KeyStore.from_keys(KEYS))) as base_url:
+            yield LiveApi(base_url, runtime)
+    finally:
+        runtime.stop()
+
+
+def link_following_workflow(base_url: str, calls: list[Call]) -> type[APIStateMachine]:
+    """The schema's state machine over real HTTP, with the admin key, recording every call it makes."""
+    live_schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json").exclude(
+        path="/frames/stream.mjpeg"
+    )
+
+    class Workflow(live_schema.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: schemathesis.Case[Any]) -> dict[str, Any]:
+            return {"headers": {"X-API-Key": KEYS["admin"]}, "timeout": 15}
+
+        def after_call(self, response: schemathesis.Response, case: schemathesis.Case[Any]) -> None:
+            super().after_call(response, case)
+            call = Call(
+                case.method.upper(), case.path, dict(case.path_parameters or {}), response.status_code
+            )
+            calls.append(call)
+
+        def validate_response(
+            self,
+            response: schemathesis.Response,
+            case: schemathesis.Case[Any],
+            additional_checks: list[CheckFunction] | None = None,
+            **kwargs: Any,
+        ) -> None:
+            # As in the stateless test: a schema-valid upload is rightly refused; all other checks apply.
+            excluded = [positive_data_acceptance] if (case.method.upper(), case.path) == UPLOAD else []
+            case.validate_response(
+                response,
+                additional_checks=additional_checks,
+                excluded_checks=excluded,
+                transport_kwargs=kwargs or None,
+                recorder=self.recorder,
+            )
+
+    return Workflow
+
+
+@pytest.mark.slow
+def test_stateful_api_over_http_with_the_real_runtime(
+    live_api: LiveApi, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[Call] = []
+    link_following_workflow(live_api.base_url, calls).run(
+        settings=settings(
+            max_examples=25,
+            stateful_step_count=6,
+            deadline=None,
+            database=None,  # nothing written into the shared working tree
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+    )
+    model = live_api.runtime.status().model
+    assert model is not None
+    worked = [c for c in calls if c.status < 400]
+    # The links were followed with real data: GET /models -> activate, GET /alerts -> thumbnail.
+    assert any(
+        c.path == "/models/{model_id}/activate" and c.path_parameters == {"model_id": model.id}
+        for c in worked
+    ), calls
+    assert any(c.path == "/alerts/{alert_id}/thumbnail.jpg" for c in worked), calls
+    assert any(c.path == "/inspection/threshold" for c in worked), calls  # GET /status -> threshold
+    assert live_api.runtime.health().status != "down"
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]

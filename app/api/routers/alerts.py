@@ -40,7 +40,17 @@ def _as_utc(value: datetime | None, name: str) -> datetime | None:
     return converted
 
 
-@router.get("", response_model=AlertPage)
+# OpenAPI link: where a thumbnail's alert id comes from (clients and stateful fuzzers follow it).
+THUMBNAIL_LINK: dict[str, dict[str, object]] = {
+    "AlertThumbnail": {
+        "operationRef": "#/paths/~1alerts~1{alert_id}~1thumbnail.jpg/get",
+        "parameters": {"alert_id": "$response.body#/items/0/alert_id"},
+        "description": "Thumbnail of the newest alert on the page.",
+    }
+}
+
+
+@router.get("", response_model=AlertPage, responses={200: {"links": THUMBNAIL_LINK}})
 def list_alerts(
     runtime: RuntimeDep,
     _: Viewer,

@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, HTTPException, Path, UploadFile
 
-from app.api.control import REFUSED_RESPONSE, execute_command
+from app.api.control import REFUSED_RESPONSE, CommandResponse, execute_command
 from app.api.deps import AUTH_RESPONSES, CONTROL_RESPONSES, Admin, AuditDep, RuntimeDep, Viewer
 from app.api.schemas import ErrorBody, ModelOut
 from device.commands import ActivateModel, CommandResult, RollbackModel
@@ -22,7 +22,22 @@ router = APIRouter(prefix="/models", tags=["models"], responses=AUTH_RESPONSES)
 ModelId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")]
 
 
-@router.get("", response_model=list[ModelOut])
+def _activate_link(model_id: str) -> dict[str, dict[str, object]]:
+    """OpenAPI link to activation, so clients (and stateful fuzzers) know where a model id comes from."""
+    return {
+        "ActivateModel": {
+            "operationRef": "#/paths/~1models~1{model_id}~1activate/post",
+            "parameters": {"model_id": model_id},
+            "description": "Activate this model (hot swap).",
+        }
+    }
+
+
+@router.get(
+    "",
+    response_model=list[ModelOut],
+    responses={200: {"links": _activate_link("$response.body#/0/id")}},
+)
 def list_models(runtime: RuntimeDep, _: Viewer) -> list[ModelOut]:
     return [ModelOut.model_validate(entry.model_dump()) for entry in runtime.models.list()]
 
@@ -33,6 +48,7 @@ def list_models(runtime: RuntimeDep, _: Viewer) -> list[ModelOut]:
     response_model=ModelOut,
     responses={
         **CONTROL_RESPONSES,
+        201: {"links": _activate_link("$response.body#/id")},
         400: {"model": ErrorBody, "description": "sha256 of the upload does not match the `sha256` field."},
         422: {"model": ErrorBody, "description": "Not a valid EdgeInspect ONNX model, or a bad form."},
     },
@@ -81,7 +97,7 @@ def upload_model(
 
 
 @router.post("/rollback", response_model=CommandResult, responses={**CONTROL_RESPONSES, **REFUSED_RESPONSE})
-def rollback(runtime: RuntimeDep, audit: AuditDep, principal: Admin):
+def rollback(runtime: RuntimeDep, audit: AuditDep, principal: Admin) -> CommandResponse:
     """Back to the previously active model."""
     return execute_command(runtime, audit, principal, RollbackModel(), "POST /models/rollback")
 
@@ -89,7 +105,7 @@ def rollback(runtime: RuntimeDep, audit: AuditDep, principal: Admin):
 @router.post(
     "/{model_id}/activate", response_model=CommandResult, responses={**CONTROL_RESPONSES, **REFUSED_RESPONSE}
 )
-def activate(model_id: ModelId, runtime: RuntimeDep, audit: AuditDep, principal: Admin):
+def activate(model_id: ModelId, runtime: RuntimeDep, audit: AuditDep, principal: Admin) -> CommandResponse:
     """Hot swap: the current model keeps judging until the new one has loaded."""
     command = ActivateModel(model_id=model_id)
     return execute_command(runtime, audit, principal, command, f"POST /models/{model_id}/activate")

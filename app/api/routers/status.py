@@ -11,7 +11,17 @@ from device.status import RuntimeStatus
 router = APIRouter(tags=["status"], responses=AUTH_RESPONSES)
 
 
-@router.get("/status", response_model=RuntimeStatus)
+# OpenAPI link: the threshold in force is a valid starting point for a change (clients and fuzzers follow it).
+THRESHOLD_LINK: dict[str, dict[str, object]] = {
+    "SetThreshold": {
+        "operationRef": "#/paths/~1inspection~1threshold/post",
+        "requestBody": {"threshold": "$response.body#/threshold"},
+        "description": "Set the threshold, starting from the one in force.",
+    }
+}
+
+
+@router.get("/status", response_model=RuntimeStatus, responses={200: {"links": THRESHOLD_LINK}})
 def status(runtime: RuntimeDep, _: Viewer) -> RuntimeStatus:
     return runtime.status()
 

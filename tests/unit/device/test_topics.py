@@ -12,6 +12,7 @@ def test_every_topic_sits_under_prefix_line_and_station() -> None:
     assert topics.all() == {
         "alert": "edgeinspect/line1/station7/alert",
         "status": "edgeinspect/line1/station7/status",
+        "result": "edgeinspect/line1/station7/result",
         "reject": "edgeinspect/line1/station7/reject",
         "line_speed": "edgeinspect/line1/station7/line_speed",
         "command": "edgeinspect/line1/station7/command",
