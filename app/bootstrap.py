@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.settings import ConfigError, Settings
 from vision.config import ModelSettings
+
+if TYPE_CHECKING:  # the train extra; only imported when a model is built
+    import numpy as np
+    from torch import nn
+
+    from vision.models import AnomalyModel
 
 log = logging.getLogger("edgeinspect")
 
@@ -47,7 +55,7 @@ def build_default_model(category: str, model: ModelSettings, out_path: Path, pro
     from vision.data.synthetic import LineSimulator
     from vision.train import build_model_files
 
-    compact = None
+    compact: Callable[[AnomalyModel, np.ndarray], nn.Module] | None = None
     if model.compression_budget:
         from compression.budget import parse_budget
         from compression.pipeline import compress_for_deploy
@@ -55,10 +63,12 @@ def build_default_model(category: str, model: ModelSettings, out_path: Path, pro
         budget, heal_steps = model.compression_budget, model.heal_steps
         parse_budget(budget)  # a bad budget fails before minutes of work
 
-        def compact(dense, fit_images):
+        def compress(dense: AnomalyModel, fit_images: np.ndarray) -> nn.Module:
             return compress_for_deploy(
                 dense, fit_images, budget=budget, heal_steps=heal_steps, progress=progress
             )
+
+        compact = compress
 
     # A different seed from the camera's: the model must generalise to parts it has never seen.
     simulator = LineSimulator(category, seed=model.seed + 7919, defect_rate=0.0, image_size=model.image_size)

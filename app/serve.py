@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -18,6 +18,8 @@ from app.bootstrap import ensure_model
 from app.settings import ApiSettings, ConfigError, Settings
 
 if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
     from device.runtime import EdgeRuntime
 
 log = logging.getLogger("edgeinspect")
@@ -53,7 +55,7 @@ def run_line(settings: Settings, max_frames: int | None = None) -> int:
         keys = KeyStore.from_settings(settings.auth, settings.data_dir)
         app = create_app(runtime, settings, keys)
         server = uvicorn.Server(api_server_config(app, settings.api))
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # we own signals
+        # Signals stay ours: uvicorn installs handlers only when it runs on the main thread, and it does not.
         threading.Thread(target=server.run, name="api", daemon=True).start()
         log.info(
             "line %s/%s running: panel %s  alerts on %s",
@@ -83,7 +85,7 @@ def run_line(settings: Settings, max_frames: int | None = None) -> int:
     return 0
 
 
-def api_server_config(app: Any, api: ApiSettings) -> uvicorn.Config:
+def api_server_config(app: ASGIApp, api: ApiSettings) -> uvicorn.Config:
     """The API server as shipped, loaded here so a bad TLS file fails start-up, not the server thread."""
     config = uvicorn.Config(
         app,

@@ -160,7 +160,8 @@ class AlertStore:
 
     def count(self) -> int:
         with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM alerts").fetchone()[0]
+            count: int = self._db.execute("SELECT COUNT(*) FROM alerts").fetchone()[0]
+        return count
 
     def close(self) -> None:
         with self._lock:

@@ -6,6 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+RuntimeState = Literal["starting", "running", "paused", "stopped"]
+HealthState = Literal["ok", "degraded", "down"]
+
 
 class ModelStatus(BaseModel):
     id: str | None = None
@@ -25,7 +28,7 @@ class LatencyStatus(BaseModel):
 
 
 class RuntimeStatus(BaseModel):
-    state: Literal["starting", "running", "paused", "stopped"]
+    state: RuntimeState
     fps: float = Field(..., description="Frames judged per second over the last few seconds.")
     frames: int = Field(..., description="Frames judged since start.")
     defects: int
@@ -51,5 +54,5 @@ class ComponentHealth(BaseModel):
 class HealthReport(BaseModel):
     """`ok` when everything works; `degraded` while the line still inspects but e.g. alerts are spooling."""
 
-    status: Literal["ok", "degraded", "down"]
+    status: HealthState
     components: dict[str, ComponentHealth]

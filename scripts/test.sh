@@ -6,5 +6,7 @@ bash scripts/setup.sh --dev
 echo ">> ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+echo ">> mypy"
+.venv/bin/mypy  # strict on app/ and device/, plus the runtime contract check (pyproject.toml [tool.mypy])
 echo ">> pytest"
 .venv/bin/python -m pytest -q -ra "$@"

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse
 
+from app.api.runtime_port import RuntimePort
 from app.api.schemas import ConfigChange, ConfigPatchResult
 from app.api.security import Principal
 from app.audit import AuditLog
@@ -19,15 +20,17 @@ from device.commands import Command, CommandResult
 REFUSED_RESPONSE: dict[int | str, dict[str, Any]] = {
     409: {"model": CommandResult, "description": "The runtime refused the command (reason in `message`)."}
 }
+# What a command endpoint returns: the result (200), or the refusal as a 409 response.
+CommandResponse = CommandResult | JSONResponse
 
 
 def execute_command(
-    runtime: Any, audit: AuditLog, principal: Principal, command: Command, target: str
-) -> CommandResult | JSONResponse:
+    runtime: RuntimePort, audit: AuditLog, principal: Principal, command: Command, target: str
+) -> CommandResponse:
     """Run `command`; 200 with the result when it worked, 409 with the result when the runtime refused."""
     requested = command.model_dump(exclude={"command", "request_id"}) or None
     try:
-        result: CommandResult = runtime.execute(command, principal.actor)
+        result = runtime.execute(command, principal.actor)
     except Exception as exc:
         audit.record(
             actor=principal.name,
@@ -55,7 +58,7 @@ def execute_command(
 
 
 def apply_config_patch(
-    runtime: Any, audit: AuditLog, principal: Principal, patch: dict[str, Any], target: str
+    runtime: RuntimePort, audit: AuditLog, principal: Principal, patch: dict[str, Any], target: str
 ) -> ConfigPatchResult:
     """Apply a live settings patch; a refusal (ValueError naming the field) becomes a 422."""
 

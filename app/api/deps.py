@@ -5,12 +5,14 @@ Routers declare their access level with one of the `Annotated` aliases below (`V
 """
 
 # No `from __future__ import annotations`: FastAPI must see the closures' real `Depends` objects.
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from app.api.ratelimit import RateLimiter
+from app.api.runtime_port import RuntimePort
 from app.api.security import KeyStore, Principal, Role
 from app.audit import AuditLog
 from app.settings import Settings
@@ -21,19 +23,22 @@ api_key_header = APIKeyHeader(
 bearer_token = HTTPBearer(auto_error=False, description="The same API key as `Authorization: Bearer <key>`.")
 
 
-def get_runtime(request: Request) -> Any:
-    return request.app.state.runtime
+def get_runtime(request: Request) -> RuntimePort:
+    runtime: RuntimePort = request.app.state.runtime
+    return runtime
 
 
 def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 def get_audit(request: Request) -> AuditLog:
-    return request.app.state.audit
+    audit: AuditLog = request.app.state.audit
+    return audit
 
 
-RuntimeDep = Annotated[Any, Depends(get_runtime)]
+RuntimeDep = Annotated[RuntimePort, Depends(get_runtime)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 AuditDep = Annotated[AuditLog, Depends(get_audit)]
 
@@ -55,7 +60,7 @@ def current_principal(
     return principal
 
 
-def require_role(role: Role):
+def require_role(role: Role) -> Callable[[Principal], Principal]:
     """Dependency factory: the caller's principal, if its role is at least `role` (else 403)."""
 
     def check_role(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
@@ -69,7 +74,7 @@ def require_role(role: Role):
     return check_role
 
 
-def require_control(role: Role):
+def require_control(role: Role) -> Callable[[Request, Principal], Principal]:
     """Like `require_role`, plus the per-key rate limit that every change to the line goes through."""
 
     def check_rate(

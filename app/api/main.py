@@ -18,6 +18,7 @@ from app.api.limits import BodySizeLimitMiddleware
 from app.api.middleware import ApiMetrics, RequestMetricsMiddleware, SecurityHeadersMiddleware
 from app.api.ratelimit import RateLimiter
 from app.api.routers import alerts, audit, config, frames, health, inspection, line, models, panel, status
+from app.api.runtime_port import RuntimePort
 from app.api.security import KeyStore
 from app.audit import AuditLog
 from app.settings import Settings
@@ -41,7 +42,11 @@ def _package_version() -> str:
 
 
 def create_app(
-    runtime: Any, settings: Settings, keys: KeyStore | None = None, *, audit_log: AuditLog | None = None
+    runtime: RuntimePort,
+    settings: Settings,
+    keys: KeyStore | None = None,
+    *,
+    audit_log: AuditLog | None = None,
 ) -> FastAPI:
     """Build the API for `runtime`. Keys default to `KeyStore.from_settings`, the audit log to
     `auth.audit_path`; the app closes an audit log it opened itself when it shuts down."""
@@ -65,7 +70,8 @@ def create_app(
         lifespan=lifespan,
         responses=COMMON_RESPONSES,
     )
-    app.add_exception_handler(StarletteHTTPException, complete_allow_header)
+    # Starlette types every handler as taking any Exception; this one is registered for HTTPException only.
+    app.add_exception_handler(StarletteHTTPException, complete_allow_header)  # type: ignore[arg-type]
     app.state.runtime = runtime
     app.state.settings = settings
     app.state.keys = keys

@@ -143,7 +143,8 @@ def encode_payload(
     for name, (datatype, value) in metrics.items():
         metric = payload.metrics.add(name=name, datatype=int(datatype), timestamp=timestamp)
         _set_value(metric, DataType(datatype), value)
-    return payload.SerializeToString()
+    data: bytes = payload.SerializeToString()
+    return data
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,7 @@ def _get_value(metric: Any, datatype: DataType) -> Any:
     return getattr(metric, which) if which else None
 
 
-def decode_payload(data: bytes) -> DecodedPayload:
+def decode_payload(data: bytes | bytearray) -> DecodedPayload:
     """Payload bytes to plain values; raises ValueError on bytes that are not a Sparkplug payload."""
     try:
         payload = pb.Payload.FromString(data)

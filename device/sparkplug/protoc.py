@@ -14,10 +14,11 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 from google.protobuf import descriptor_pb2
 
-FieldProto = descriptor_pb2.FieldDescriptorProto
+FieldProto: TypeAlias = descriptor_pb2.FieldDescriptorProto
 
 PROTO_PATH = Path(__file__).with_name("sparkplug_b.proto")
 PB2_PATH = Path(__file__).with_name("sparkplug_b_pb2.py")
@@ -221,7 +222,7 @@ class _Parser:
             found = next((c for c in candidates if c in self.types), None)
             if found is None:
                 raise ProtoSyntaxError(f"unknown type {type_name!r} for field {field.name!r} in {scope}")
-            field.type = self.types[found]  # type: ignore[assignment]
+            field.type = self.types[found]
             field.type_name = found
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.api.control import REFUSED_RESPONSE, apply_config_patch, execute_command
+from app.api.control import REFUSED_RESPONSE, CommandResponse, apply_config_patch, execute_command
 from app.api.deps import CONTROL_RESPONSES, AuditDep, Operator, RuntimeDep
 from app.api.schemas import ConfigPatchResult, RoiRequest, SensitivityRequest, ThresholdRequest
 from device.commands import (
@@ -21,26 +21,28 @@ router = APIRouter(
 
 
 @router.post("/threshold", response_model=CommandResult)
-def set_threshold(body: ThresholdRequest, runtime: RuntimeDep, audit: AuditDep, principal: Operator):
+def set_threshold(
+    body: ThresholdRequest, runtime: RuntimeDep, audit: AuditDep, principal: Operator
+) -> CommandResponse:
     return execute_command(
         runtime, audit, principal, SetThreshold(threshold=body.threshold), "POST /inspection/threshold"
     )
 
 
 @router.post("/threshold/reset", response_model=CommandResult)
-def reset_threshold(runtime: RuntimeDep, audit: AuditDep, principal: Operator):
+def reset_threshold(runtime: RuntimeDep, audit: AuditDep, principal: Operator) -> CommandResponse:
     """Back to the threshold calibrated with the active model."""
     return execute_command(runtime, audit, principal, ResetThreshold(), "POST /inspection/threshold/reset")
 
 
 @router.post("/roi", response_model=CommandResult)
-def set_roi(body: RoiRequest, runtime: RuntimeDep, audit: AuditDep, principal: Operator):
+def set_roi(body: RoiRequest, runtime: RuntimeDep, audit: AuditDep, principal: Operator) -> CommandResponse:
     command = SetRegionOfInterest(**body.model_dump())
     return execute_command(runtime, audit, principal, command, "POST /inspection/roi")
 
 
 @router.delete("/roi", response_model=CommandResult)
-def clear_roi(runtime: RuntimeDep, audit: AuditDep, principal: Operator):
+def clear_roi(runtime: RuntimeDep, audit: AuditDep, principal: Operator) -> CommandResponse:
     return execute_command(runtime, audit, principal, ClearRegionOfInterest(), "DELETE /inspection/roi")
 
 
@@ -49,6 +51,8 @@ def clear_roi(runtime: RuntimeDep, audit: AuditDep, principal: Operator):
     response_model=ConfigPatchResult,
     responses={422: {"description": "Validation error or the runtime refused the value."}},
 )
-def set_sensitivity(body: SensitivityRequest, runtime: RuntimeDep, audit: AuditDep, principal: Operator):
+def set_sensitivity(
+    body: SensitivityRequest, runtime: RuntimeDep, audit: AuditDep, principal: Operator
+) -> ConfigPatchResult:
     patch = {"inspection": {"min_defect_area_px": body.min_defect_area_px}}
     return apply_config_patch(runtime, audit, principal, patch, "POST /inspection/sensitivity")

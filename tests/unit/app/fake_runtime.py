@@ -35,7 +35,14 @@ from device.commands import (
     StopLine,
 )
 from device.model_registry import ModelEntry
-from device.status import ComponentHealth, HealthReport, LatencyStatus, ModelStatus, RuntimeStatus
+from device.status import (
+    ComponentHealth,
+    HealthReport,
+    LatencyStatus,
+    ModelStatus,
+    RuntimeState,
+    RuntimeStatus,
+)
 from vision.inspector import ModelFileError
 
 FAKE_MODEL_MAGIC = b"FAKE-ONNX"
@@ -88,7 +95,8 @@ class FakeModelRegistry:
 
 
 class FakeRuntime:
-    """Same methods as EdgeRuntime's API facade; state changes are visible in `status()`."""
+    """Same methods as EdgeRuntime's API facade (`app.api.runtime_port.RuntimePort`, which mypy checks both
+    against); state changes are visible in `status()`."""
 
     def __init__(self, fps: float = 8.0, defect_every: int = 4, size: int = 160) -> None:
         self.fps = fps
@@ -98,7 +106,7 @@ class FakeRuntime:
         self.models = FakeModelRegistry()
         self.commands: list[tuple[Command, str]] = []
         self.patches: list[tuple[dict[str, Any], str]] = []
-        self.state = "running"
+        self.state: RuntimeState = "running"
         self.threshold_override: float | None = None
         self.settings: dict[str, dict[str, Any]] = {
             "inspection": {"threshold": None, "min_defect_area_px": 16, "max_boxes": 10},
@@ -222,7 +230,7 @@ class FakeRuntime:
     def config_view(self) -> dict[str, Any]:
         return {
             "line": {"line_id": "line1", "station_id": "station1"},
-            "mqtt": {"url": "mqtt://127.0.0.1:1883", "password": "***"},
+            "mqtt": {"url": "mqtt://127.0.0.1:1883"},  # like `public_view`: secrets left out, not masked
             **{section: dict(values) for section, values in self.settings.items()},
         }
 
@@ -233,15 +241,21 @@ class FakeRuntime:
         ).encode()
 
     # ---- changes -----------------------------------------------------------------------------
-    def execute(self, command: Command, actor: str) -> CommandResult:
+    def execute(self, command: Command, actor: str = "system") -> CommandResult:
         self.commands.append((command, actor))
         name = command.command
         old: Any = None
         new: Any = None
         if isinstance(command, StartLine | StopLine | PauseInspection | ResumeInspection):
-            wanted = {"start": "running", "stop": "stopped", "pause": "paused", "resume": "running"}[name]
+            states: dict[str, RuntimeState] = {
+                "start": "running",
+                "stop": "stopped",
+                "pause": "paused",
+                "resume": "running",
+            }
+            wanted = states[name]
             if name == "resume" and self.state == "stopped":
-                return CommandResult(ok=False, command=name, message="line is stopped; start it first")
+                return self._refuse(command, "line is stopped; start it first")
             old, new, self.state = self.state, wanted, wanted
         elif isinstance(command, SetThreshold):
             old, new = self.threshold, command.threshold
@@ -259,22 +273,27 @@ class FakeRuntime:
             self.line_speed = new
         elif isinstance(command, ActivateModel):
             if self.models.get(command.model_id) is None:
-                return CommandResult(ok=False, command=name, message=f"unknown model id {command.model_id!r}")
+                return self._refuse(command, f"unknown model id {command.model_id!r}")
             old, new = self.models.active_id, command.model_id
             self.models.active_id = command.model_id
             self.models.history.append(command.model_id)
         elif isinstance(command, RollbackModel):
             if len(self.models.history) < 2:
-                return CommandResult(ok=False, command=name, message="no previous model to roll back to")
+                return self._refuse(command, "no previous model to roll back to")
             old = self.models.history.pop()
             new = self.models.active_id = self.models.history[-1]
         else:
-            return CommandResult(ok=False, command=name, message=f"{name} is not supported here")
+            return self._refuse(command, f"{name} is not supported here")
         return CommandResult(
             ok=True, command=name, request_id=command.request_id, old_value=old, new_value=new
         )
 
-    def patch_config(self, patch: dict[str, Any], actor: str) -> list[dict[str, Any]]:
+    @staticmethod
+    def _refuse(command: Command, reason: str) -> CommandResult:
+        """A refusal as the real runtime answers it: ok=False, the reason, the request id echoed."""
+        return CommandResult(ok=False, command=command.command, request_id=command.request_id, message=reason)
+
+    def patch_config(self, patch: dict[str, Any], actor: str = "system") -> list[dict[str, Any]]:
         self.patches.append((patch, actor))
         for section, values in patch.items():
             if not isinstance(values, dict):
