@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from app.settings import ConfigError, load_settings
+from device.data_dir_lock import DataDirLockedError
 
 log = logging.getLogger("edgeinspect")
 
@@ -180,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"edgeinspect: {exc}", file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, DataDirLockedError) as exc:
         print(f"edgeinspect: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -33,13 +33,15 @@ def run_line(settings: Settings, max_frames: int | None = None) -> int:
     from device.runtime import EdgeRuntime
 
     ensure_model(settings)
+    # First, so a second instance on this data directory stops here (DataDirLockedError) before it touches
+    # the broker, the spool or the port.
+    runtime = EdgeRuntime(settings)
     broker = None
     if settings.mqtt.start_local_broker:
         # Persistent sessions: QoS 1 messages for subscribers survive a restart of this local broker.
         broker = ensure_local_broker(settings.mqtt.url, persistence_dir=Path(settings.data_dir) / "mosquitto")
     if broker is not None:
         log.info("started a local Mosquitto at %s", broker.url)
-    runtime = EdgeRuntime(settings)
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:

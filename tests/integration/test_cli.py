@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -85,3 +86,13 @@ def test_run_refuses_a_missing_model_when_auto_build_is_off(tmp_path: Path) -> N
     result = edgeinspect("run", "--config", str(config), "--data-dir", str(tmp_path), timeout=60)
     assert result.returncode == 2
     assert "model.path" in result.stderr and "auto_build" in result.stderr
+
+
+def test_a_second_run_on_the_same_data_dir_refuses_to_start(edge_stack) -> None:
+    """Two runtimes on one data directory would drain one outbox twice; the second names the first."""
+    second = edgeinspect("run", "--config", str(edge_stack.data_dir / "config.yaml"), timeout=120)
+    assert second.returncode == 2, second.stderr[-2000:]
+    assert f"in use by pid {edge_stack.process.pid}" in second.stderr
+    assert edge_stack.process.poll() is None  # the first one keeps running
+    status = httpx.get(f"{edge_stack.base_url}/status", headers=edge_stack.headers("viewer"), timeout=10)
+    assert status.status_code == 200 and status.json()["state"] == "running"
