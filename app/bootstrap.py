@@ -58,14 +58,16 @@ def build_default_model(category: str, model: ModelSettings, out_path: Path, pro
     compact: Callable[[AnomalyModel, np.ndarray], nn.Module] | None = None
     if model.compression_budget:
         from compression.budget import parse_budget
-        from compression.pipeline import compress_for_deploy
+        from compression.pipeline import check_deploy_methods, compress_for_deploy
 
         budget, heal_steps = model.compression_budget, model.heal_steps
         parse_budget(budget)  # a bad budget fails before minutes of work
+        methods = model.compression_methods
+        check_deploy_methods(methods, model)  # so does a bad layer name or method
 
         def compress(dense: AnomalyModel, fit_images: np.ndarray) -> nn.Module:
             return compress_for_deploy(
-                dense, fit_images, budget=budget, heal_steps=heal_steps, progress=progress
+                dense, fit_images, budget=budget, heal_steps=heal_steps, progress=progress, methods=methods
             )
 
         compact = compress

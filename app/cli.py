@@ -1,7 +1,7 @@
 """`edgeinspect`: the one command line for the box and the workstation.
 
     edgeinspect run --config configs/default.yaml [--max-frames N] [--mqtt-url mqtt://host:port]
-    edgeinspect dataset make --out data/datasets/synthetic [--categories pcb tiles] [--seed 0]
+    edgeinspect dataset make --out data/datasets/synthetic [--suite default|hard] [--categories pcb tile]
     edgeinspect train --data DIR --category NAME [--out FILE.onnx]
     edgeinspect eval --data DIR --category NAME --model FILE.onnx --out DIR
     edgeinspect compress --model FILE.pt --data DIR --category NAME --budget params=0.2 --int8 --out DIR
@@ -58,6 +58,7 @@ def _cmd_dataset_make(args: argparse.Namespace) -> int:
         n_test_good=args.n_test_good,
         n_test_defect_per_type=args.n_test_defect,
         image_size=args.image_size,
+        suite=args.suite,
     )
     print(f"dataset written to {out}")
     return 0
@@ -80,7 +81,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from vision.evaluate import evaluate
 
     metrics = evaluate(
-        Path(args.data), args.category, Path(args.model), Path(args.out), heatmaps=args.heatmaps
+        Path(args.data),
+        args.category,
+        Path(args.model),
+        Path(args.out),
+        heatmaps=args.heatmaps,
+        worst=args.worst,
     )
     print(json.dumps(metrics, indent=2))
     return 0
@@ -97,6 +103,7 @@ def _parse_ranks(items: list[str]) -> dict[str, int]:
 
 
 def _cmd_compress(args: argparse.Namespace) -> int:
+    from compression.methods import parse_method_terms
     from compression.pipeline import compress
 
     result = compress(
@@ -109,6 +116,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         out_dir=Path(args.out),
         fixed_ranks=_parse_ranks(args.rank) or None,
         progress=True,
+        methods=parse_method_terms(args.method),
     )
     print(result)
     return 0
@@ -130,11 +138,17 @@ def build_parser() -> argparse.ArgumentParser:
     dataset = sub.add_parser("dataset", help="datasets").add_subparsers(dest="dataset_command", required=True)
     make = dataset.add_parser("make", help="write the synthetic line dataset in the MVTec AD layout")
     make.add_argument("--out", default="data/datasets/synthetic")
+    make.add_argument(
+        "--suite",
+        choices=["default", "hard"],
+        default="default",
+        help="default: the legacy line categories; hard: the dev/holdout development benchmark",
+    )
     make.add_argument("--categories", nargs="*", default=None)
     make.add_argument("--seed", type=int, default=0)
-    make.add_argument("--n-train", type=int, default=150)
-    make.add_argument("--n-test-good", type=int, default=40)
-    make.add_argument("--n-test-defect", type=int, default=10, help="test images per defect type")
+    make.add_argument("--n-train", type=int, default=None, help="default 150 (hard suite: 100)")
+    make.add_argument("--n-test-good", type=int, default=None, help="default 40 (hard suite: 30)")
+    make.add_argument("--n-test-defect", type=int, default=None, help="test images per defect type (10)")
     make.add_argument("--image-size", type=int, default=256)
     make.set_defaults(func=_cmd_dataset_make)
 
@@ -155,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", required=True)
     ev.add_argument("--out", required=True)
     ev.add_argument("--heatmaps", type=int, default=8, help="overlay PNGs to write")
+    ev.add_argument("--worst", type=int, default=5, help="false rejects and misses to list and draw (each)")
     ev.set_defaults(func=_cmd_eval)
 
     comp = sub.add_parser("compress", help="tensor-decompose, heal and quantize a trained model")
@@ -167,6 +182,16 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--heal-steps", type=int, default=200)
     comp.add_argument("--int8", action="store_true", help="also write an int8 model")
     comp.add_argument("--rank", action="append", default=[], help="fix a layer's rank: name=16 (repeatable)")
+    comp.add_argument(
+        "--method",
+        action="append",
+        default=[],
+        metavar="PATTERN=METHOD[:RANK]",
+        help="factorization per layer (repeatable, later wins): PATTERN is a layer name or glob "
+        "('blocks.5.*', 'memory_bank') or default_conv / default_pointwise / default_linear / default; "
+        "METHOD is svd, tucker2, cp, tt (RANK = bond dimension), auto (pick by measured latency and "
+        "sensitivity) or dense",
+    )
     comp.add_argument("--out", required=True)
     comp.set_defaults(func=_cmd_compress)
     return parser

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from compression.methods import METHOD_HELP, rules_from_mapping
 
 
 class CompressionSettings(BaseModel):
@@ -15,8 +17,23 @@ class CompressionSettings(BaseModel):
     min_layer_params: int = Field(
         2048, ge=0, description="Layers smaller than this stay dense: factorizing them saves nothing."
     )
-    conv_method: Literal["tucker2", "cp"] = Field("tucker2", description="Factorization of kxk convs.")
-    linear_method: Literal["svd", "tt"] = Field("svd", description="Factorization of Linear / 1x1 convs.")
+    conv_method: Literal["tucker2", "cp", "auto"] = Field(
+        "tucker2", description="Factorization of kxk convs unless a `methods` rule says otherwise."
+    )
+    linear_method: Literal["svd", "tt", "auto"] = Field(
+        "svd", description="Factorization of Linear / 1x1 convs unless a `methods` rule says otherwise."
+    )
+    methods: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per-layer methods {pattern: method[:rank]}, e.g. {'blocks.5.*': 'tt', "
+        "'memory_bank': 'svd', 'default_conv': 'auto'}; later patterns win. " + METHOD_HELP,
+    )
+    layer_latency_runs: int = Field(
+        15, ge=1, description="Interleaved ORT runs per candidate when auto times a layer's options."
+    )
+    latency_cache: str | None = Field(
+        None, description="JSON file caching per-layer ORT timings across runs (None: this run only)."
+    )
     energy_start: float = Field(
         0.98, gt=0.0, le=1.0, description="Initial rank keeps this share of singular-value energy."
     )
@@ -47,7 +64,21 @@ class CompressionSettings(BaseModel):
     holdout_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="Good images held back, as in training.")
     target_false_reject_rate: float = Field(0.01, gt=0.0, lt=0.5, description="Same threshold procedure.")
     calibration_images: int = Field(32, ge=1, description="Good images that calibrate int8 activations.")
+    int8_max_auroc_drop: float = Field(
+        0.01, ge=0.0, lt=1.0, description="An int8 op group is kept only within this image-AUROC drop."
+    )
+    int8_min_speedup: float = Field(
+        0.03, ge=0.0, lt=1.0, description="An int8 op group is kept only if it cuts p50 by this share."
+    )
+    int8_latency_runs: int = Field(30, ge=3, description="Interleaved ORT runs per int8 decision.")
     latency_threads: int = Field(2, ge=1, description="ORT intra-op threads when latency is measured.")
     latency_warmup: int = Field(3, ge=0)
     latency_runs: int = Field(20, ge=1)
     seed: int = 0
+
+    @field_validator("methods")
+    @classmethod
+    def _check_methods(cls, value: dict[str, str]) -> dict[str, str]:
+        """Syntax and method names are checked at load time; layer names when the model is known."""
+        rules_from_mapping(value)
+        return value

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from compression.errors import BudgetError, LayerNotFactorizableError
-from compression.layers import CPConv2d, SVDLinear, TTLinear, Tucker2Conv2d, balanced_factors
+from compression.layers import CPConv2d, SVDLinear, TTLinear, Tucker2Conv2d, tt_layout
 
 FACTORIZED_TYPES = (SVDLinear, Tucker2Conv2d, CPConv2d, TTLinear)
 
@@ -41,15 +41,11 @@ class LayerShape:
 
 def default_method(layer: nn.Module, conv_method: str = "tucker2", linear_method: str = "svd") -> str:
     """SVD for matrices (Linear, 1x1 conv), Tucker-2 or CP for spatial convs; raises if not factorizable."""
-    if isinstance(layer, nn.Linear):
-        return linear_method
-    if isinstance(layer, nn.Conv2d):
-        if layer.groups != 1:
-            raise LayerNotFactorizableError(f"grouped/depthwise conv (groups={layer.groups}) stays dense")
-        if tuple(layer.kernel_size) == (1, 1):
-            return "svd" if linear_method == "tt" and tuple(layer.stride) != (1, 1) else linear_method
-        return conv_method
-    raise LayerNotFactorizableError(f"{type(layer).__name__} is not a dense Linear/Conv2d")
+    from compression.methods import layer_kind, valid_methods
+
+    wanted = conv_method if layer_kind(layer) == "conv" else linear_method
+    valid = valid_methods(layer)
+    return wanted if wanted in valid else valid[0]
 
 
 def build_factorized(
@@ -100,11 +96,7 @@ def factorized_cost(shape: LayerShape, method: str, rank: int) -> tuple[int, int
         params = i * r + r * (kh + kw) + r * o + bias
         return params, shape.rows_in * i * r + shape.rows_out * r * (kh + kw + o)
     if method == "tt":
-        out_modes, in_modes = balanced_factors(o, 3), balanced_factors(i, 3)
-        sizes = _tt_sizes(shape)
-        bonds = (
-            [1] + [min(rank, math.prod(sizes[: k + 1]), math.prod(sizes[k + 1 :])) for k in range(2)] + [1]
-        )
+        out_modes, in_modes, bonds = tt_layout(o, i, rank)
         params = sum(bonds[k] * in_modes[k] * out_modes[k] * bonds[k + 1] for k in range(3)) + bias
         macs = 0
         for k in range(3):
@@ -115,7 +107,7 @@ def factorized_cost(shape: LayerShape, method: str, rank: int) -> tuple[int, int
 
 
 def _tt_sizes(shape: LayerShape) -> list[int]:
-    out_modes, in_modes = balanced_factors(shape.out_features, 3), balanced_factors(shape.in_features, 3)
+    out_modes, in_modes, _ = tt_layout(shape.out_features, shape.in_features, 1)
     return [a * b for a, b in zip(out_modes, in_modes, strict=True)]
 
 

@@ -7,19 +7,23 @@ real input shape with forward hooks rather than estimated from layer types.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 
 from compression.errors import LayerNotFactorizableError
-from compression.factorize import LayerShape, default_method, full_rank, shape_of
+from compression.factorize import LayerShape, full_rank, shape_of
+from compression.methods import MethodRule, layer_kind, resolve_methods
 
 
 @dataclass
 class LayerInfo:
-    """One dense layer as deployed; `compressible` is False for depthwise/grouped or tiny layers."""
+    """One dense layer as deployed; `compressible` is False for depthwise/grouped or tiny layers.
+
+    `method` is the first of `candidates` (the methods the rank search may pick from: one, or several when
+    the layer is `auto`); `full_rank` is that method's; `rule` says where the method came from."""
 
     name: str
     type: str
@@ -31,6 +35,18 @@ class LayerInfo:
     latency_ms: float = 0.0
     latency_share: float = 0.0
     extra: dict[str, float] = field(default_factory=dict)
+    kind: str = ""
+    candidates: tuple[str, ...] = ()
+    rule: str = ""
+    fixed_rank: int | None = None
+    input_shape: tuple[int, ...] = ()
+
+    @property
+    def auto(self) -> bool:
+        return len(self.candidates) > 1
+
+    def full_rank_of(self, method: str) -> int:
+        return full_rank(self.shape, method)
 
     @property
     def params(self) -> int:
@@ -93,13 +109,16 @@ def build_inventory(
     linear_method: str = "svd",
     timing_runs: int = 3,
     forward: Callable[[nn.Module, torch.Tensor], object] | None = None,
+    rules: Sequence[MethodRule] = (),
 ) -> Inventory:
     """Run `example` (batch 1) through `model` with hooks; return every Linear/Conv2d with its cost.
 
-    `forward` lets a caller time only part of a model (e.g. feature extraction) while still using the
-    whole module tree; by default the model itself is called."""
+    Methods come from `rules` (see `compression.methods`), then `conv_method`/`linear_method`; a rule
+    that fits no layer raises MethodError. `forward` lets a caller time only part of a model (e.g.
+    feature extraction) while still using the whole module tree; by default the model itself is called."""
     run = forward or (lambda m, x: m(x))
     shapes: dict[str, tuple[int, int]] = {}
+    input_shapes: dict[str, tuple[int, ...]] = {}
     elapsed: dict[str, float] = {}
     starts: dict[str, float] = {}
     handles = []
@@ -111,6 +130,7 @@ def build_inventory(
         def post_hook(module: nn.Module, inputs: tuple, output: torch.Tensor, name: str = name) -> None:
             elapsed[name] = elapsed.get(name, 0.0) + time.perf_counter() - starts[name]
             shapes[name] = (_rows(inputs[0], module), _rows(output, module))
+            input_shapes[name] = tuple(int(d) for d in inputs[0].shape)
 
         handles.append(layer.register_forward_pre_hook(pre_hook))
         handles.append(layer.register_forward_hook(post_hook))
@@ -128,36 +148,65 @@ def build_inventory(
             handle.remove()
         model.train(was_training)
     layers = []
+    modules: dict[str, nn.Module] = {}
     for name, layer in _leaf_layers(model):
         if name not in shapes:
             continue  # not on the forward path (e.g. a classifier head that is never called)
         rows_in, rows_out = shapes[name]
         shape = shape_of(layer, rows_in, rows_out)
         try:
-            method = default_method(layer, conv_method, linear_method)
-            rank = full_rank(shape, method)
-            compressible, reason = shape.params >= min_params, ""
+            kind, compressible, reason = layer_kind(layer), shape.params >= min_params, ""
             if not compressible:
                 reason = f"only {shape.params} parameters (< {min_params})"
         except LayerNotFactorizableError as exc:
-            method, rank, compressible, reason = None, 0, False, str(exc)
+            kind, compressible, reason = "", False, str(exc)
+        if compressible:
+            modules[name] = layer
         latency_ms = 1000.0 * elapsed.get(name, 0.0) / timing_runs
         layers.append(
             LayerInfo(
                 name=name,
                 type=type(layer).__name__,
                 shape=shape,
-                method=method,
-                full_rank=rank,
+                method=None,
+                full_rank=0,
                 compressible=compressible,
                 reason=reason,
                 latency_ms=latency_ms,
                 latency_share=latency_ms / (1000.0 * total_s) if total_s > 0 else 0.0,
+                kind=kind,
+                input_shape=input_shapes[name],
             )
         )
+    _assign_methods(layers, modules, rules, conv_method, linear_method)
     return Inventory(
         layers=layers,
         total_params=count_params(model),
         total_macs=sum(layer.macs for layer in layers),
         total_latency_ms=1000.0 * total_s,
     )
+
+
+def _assign_methods(
+    layers: list[LayerInfo],
+    modules: dict[str, nn.Module],
+    rules: Sequence[MethodRule],
+    conv_method: str,
+    linear_method: str,
+) -> None:
+    """Fill method/candidates/full rank of the compressible layers; a `dense` rule makes a layer not one."""
+    skipped = {info.name: info.reason for info in layers if not info.compressible}
+    assigned = resolve_methods(modules, rules, conv_method, linear_method, skipped)
+    for info in layers:
+        if info.name not in assigned:
+            continue
+        choice = assigned[info.name]
+        info.rule = choice.rule
+        if not choice.candidates:
+            info.compressible, info.reason = False, f"kept dense by {choice.rule}"
+            continue
+        info.candidates = choice.candidates
+        info.method = choice.candidates[0]
+        info.full_rank = full_rank(info.shape, info.method)
+        if choice.rank is not None:
+            info.fixed_rank = min(choice.rank, info.full_rank)

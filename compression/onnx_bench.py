@@ -6,8 +6,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 # Run in a fresh interpreter: in the benchmark's own process, memory freed by earlier sessions and by
 # PyTorch is reused, so an RSS difference there reads ~0.
@@ -42,14 +46,56 @@ def session_peak_mib(path: str | Path, image_size: int, threads: int = 2) -> flo
     return int(result.stdout.strip().splitlines()[-1]) / 1024.0
 
 
-def open_session(path: str | Path, threads: int = 2):
+def _session_options(threads: int) -> ort.SessionOptions:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return options
+
+
+def open_session(path: str | Path, threads: int = 2) -> ort.InferenceSession:
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), _session_options(threads), providers=["CPUExecutionProvider"])
+
+
+def session_from_bytes(model: bytes, threads: int = 2) -> ort.InferenceSession:
+    """A session on a serialized model (layer micro-benchmarks never touch the disk)."""
+    import onnxruntime as ort
+
+    return ort.InferenceSession(model, _session_options(threads), providers=["CPUExecutionProvider"])
+
+
+def interleaved_times(
+    paths: list[Path], image: np.ndarray, threads: int = 2, warmup: int = 3, runs: int = 30
+) -> list[list[float]]:
+    """ms per run of several models on one frame, run in turn, so background load hits them alike;
+    entry i of every list comes from the same round."""
+    sessions = [open_session(path, threads) for path in paths]
+    frame = np.ascontiguousarray(image[None] if image.ndim == 3 else image)
+    feeds = [{session.get_inputs()[0].name: frame} for session in sessions]
+    for session, feed in zip(sessions, feeds, strict=True):
+        for _ in range(warmup):
+            session.run(None, feed)
+    times: list[list[float]] = [[] for _ in sessions]
+    order = list(range(len(sessions)))
+    for round_index in range(runs):
+        # alternate the order so no model always runs right after another (caches, frequency, load)
+        for index in order if round_index % 2 == 0 else order[::-1]:
+            start = time.perf_counter()
+            sessions[index].run(None, feeds[index])
+            times[index].append(1000.0 * (time.perf_counter() - start))
+    return times
+
+
+def interleaved_p50(
+    paths: list[Path], image: np.ndarray, threads: int = 2, warmup: int = 3, runs: int = 30
+) -> list[float]:
+    """p50 ms of several models on one frame, interleaved (see `interleaved_times`)."""
+    return [float(np.percentile(t, 50)) for t in interleaved_times(paths, image, threads, warmup, runs)]
 
 
 def onnx_outputs(path: str | Path, images: np.ndarray, threads: int = 2) -> tuple[np.ndarray, np.ndarray]:

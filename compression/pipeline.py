@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,19 +23,31 @@ from compression.bank import refit_memory_bank
 from compression.budget import parse_budget, validate_fixed_ranks
 from compression.config import CompressionSettings
 from compression.evaluation import Evaluator, auroc_metrics
-from compression.factorize import apply_ranks
+from compression.factorize import apply_ranks, get_submodule
 from compression.healing import HealingResult, heal
 from compression.inventory import Inventory, build_inventory, count_params
+from compression.layer_bench import LatencyCache, LayerTiming, Option, time_options
+from compression.methods import MethodRule, parse_method_terms, rules_from_mapping
 from compression.onnx_bench import measure_latency, onnx_outputs
-from compression.quantize import quantize_int8
-from compression.rank_selection import RankPlan, select_ranks
+from compression.quantize import Int8Check, Int8Result, quantize_int8_measured
+from compression.rank_selection import RankPlan, option_label, select_ranks
 from compression.report import write_reports
-from compression.sensitivity import SensitivityPoint, profile_sensitivity, sensitivity_as_dict
+from compression.sensitivity import (
+    SensitivityPoint,
+    probe_ranks,
+    profile_sensitivity,
+    sensitivity_as_dict,
+)
+
+if TYPE_CHECKING:
+    from vision.config import ModelSettings
 
 TARGET_PARAM_SHARE = 0.20
 TARGET_MAX_AUROC_DROP = 0.005
 TARGET_SPEEDUP = 2.0
 TARGET_INT8_FILE_SHARE = 0.07
+TARGET_INT8_MAX_AUROC_DROP = 0.01
+INT8_TIMING_NOISE = 0.03  # separate (not interleaved) p50s of equal-speed models differ by about this
 
 
 @dataclass
@@ -62,11 +74,87 @@ class CompressedModel:
     plan: RankPlan
     methods: dict[str, str]
     healing: HealingResult
+    timings: dict[str, LayerTiming] = field(default_factory=dict)
 
 
 def _example(model: nn.Module) -> torch.Tensor:
     size = model.config.image_size
     return torch.zeros((1, size, size, 3), dtype=torch.uint8)
+
+
+MethodRules = Sequence[MethodRule | str] | Mapping[str, str] | None
+
+
+def method_rules(settings: CompressionSettings, extra: MethodRules = None) -> list[MethodRule]:
+    """Rules from the settings (YAML), then `extra` (CLI terms `pattern=method[:rank]`, parsed rules or
+    a mapping), so the CLI wins where both match a layer."""
+    if isinstance(extra, Mapping):
+        more = rules_from_mapping(extra)
+    else:
+        more = [r if isinstance(r, MethodRule) else parse_method_terms([r])[0] for r in extra or []]
+    return [*rules_from_mapping(settings.methods), *more]
+
+
+def plan_inventory(model: nn.Module, settings: CompressionSettings, rules: Sequence[MethodRule]) -> Inventory:
+    """The inventory with methods resolved; a rule that fits no layer raises MethodError here."""
+    return build_inventory(
+        model,
+        _example(model),
+        min_params=settings.min_layer_params,
+        conv_method=settings.conv_method,
+        linear_method=settings.linear_method,
+        rules=rules,
+    )
+
+
+def rule_ranks(inventory: Inventory, fixed_ranks: Mapping[str, int] | None) -> dict[str, int]:
+    """Ranks fixed by method rules (`tt:16`), overridden by explicit `--rank` terms."""
+    ranks = {i.name: i.fixed_rank for i in inventory.compressible if i.fixed_rank is not None}
+    return {**ranks, **dict(fixed_ranks or {})}
+
+
+def time_layers(
+    model: nn.Module,
+    inventory: Inventory,
+    wanted: Mapping[str, Sequence[Option]],
+    settings: CompressionSettings,
+    timings: dict[str, LayerTiming] | None = None,
+    progress: bool = False,
+) -> dict[str, LayerTiming]:
+    """ORT p50 of each layer's options (dense always) at its real input shape, added to `timings`."""
+    cache = LatencyCache(settings.latency_cache)
+    timings = timings if timings is not None else {}
+    layers = inventory.by_name()
+    for name, options in tqdm(wanted.items(), desc="layer timing", disable=not progress, leave=False):
+        measured = time_options(
+            get_submodule(model, name),
+            layers[name].input_shape,
+            [("dense", 0), *options],
+            settings.latency_threads,
+            settings.layer_latency_runs,
+            cache=cache,
+        )
+        timing = timings.setdefault(name, LayerTiming(measured[("dense", 0)]))
+        for (method, rank), ms in measured.items():
+            if method != "dense":
+                timing.add(method, rank, ms)
+    cache.save()
+    return timings
+
+
+def _auto_options(inventory: Inventory, settings: CompressionSettings) -> dict[str, list[Option]]:
+    """Auto layers: every candidate method at the ranks its sensitivity was probed at."""
+    return {
+        info.name: [
+            (method, rank)
+            for method in info.candidates
+            for rank in probe_ranks(
+                info.full_rank_of(method), settings.sensitivity_fractions, settings.rank_multiple
+            )
+        ]
+        for info in inventory.compressible
+        if info.auto
+    }
 
 
 def factorize_to_budget(
@@ -78,25 +166,21 @@ def factorize_to_budget(
     labelled: Evaluator | None = None,
     baseline_latency_ms: float | None = None,
     progress: bool = True,
+    methods: MethodRules = None,
 ) -> CompressedModel:
-    """Inventory, sensitivity, ranks to `budget`, factorized copy (not yet healed); `model` is untouched."""
+    """Inventory, sensitivity (per candidate method), layer timings for auto layers, methods and ranks
+    to `budget`, factorized copy (not yet healed); `model` is untouched."""
     settings = settings or CompressionSettings()
     parsed = parse_budget(budget)
     model = model.eval()
-    inventory = build_inventory(
-        model,
-        _example(model),
-        min_params=settings.min_layer_params,
-        conv_method=settings.conv_method,
-        linear_method=settings.linear_method,
-    )
-    methods = {info.name: info.method for info in inventory.compressible}
+    inventory = plan_inventory(model, settings, method_rules(settings, methods))
+    fixed = rule_ranks(inventory, fixed_ranks)
     # fixed ranks are checked now, before the slow sensitivity sweep
-    validate_fixed_ranks(fixed_ranks or {}, {info.name: info.full_rank for info in inventory.compressible})
+    validate_fixed_ranks(fixed, {info.name: info.full_rank for info in inventory.compressible})
     covariances = (
         input_covariances(
             model,
-            [name for name, method in methods.items() if method == "svd"],
+            [info.name for info in inventory.compressible if "svd" in info.candidates],
             holdout_images[: settings.covariance_images],
             progress=progress,
         )
@@ -113,22 +197,28 @@ def factorize_to_budget(
         progress,
         covariances=covariances,
     )
+    timings = time_layers(model, inventory, _auto_options(inventory, settings), settings, progress=progress)
     judge = _judge(model, holdout_images, labelled)
     plan = select_ranks(
         model,
         inventory,
         sensitivity,
         parsed,
-        fixed_ranks=fixed_ranks,
+        fixed_ranks=fixed,
         energy=settings.energy_start,
         rank_multiple=settings.rank_multiple,
         step=settings.greedy_step,
         min_rank_fraction=settings.min_rank_fraction,
         baseline_latency_ms=baseline_latency_ms,
-        measure_drop=lambda ranks: judge.drop(apply_ranks(model, ranks, methods, covariances=covariances)),
+        measure_drop=lambda ranks, chosen: judge.drop(
+            apply_ranks(model, ranks, chosen, covariances=covariances)
+        ),
+        timings=timings,
     )
-    student = apply_ranks(model, plan.ranks, methods, covariances=covariances).eval()
-    return CompressedModel(student, inventory, sensitivity, plan, methods, HealingResult())
+    student = apply_ranks(model, plan.ranks, plan.methods, covariances=covariances).eval()
+    return CompressedModel(
+        student, inventory, sensitivity, plan, dict(plan.methods), HealingResult(), timings
+    )
 
 
 def _judge(model: nn.Module, holdout_images: np.ndarray, labelled: Evaluator | None) -> Evaluator:
@@ -218,13 +308,14 @@ def compress_model(
     labelled: Evaluator | None = None,
     baseline_latency_ms: float | None = None,
     progress: bool = True,
+    methods: MethodRules = None,
 ) -> CompressedModel:
     """Factorize to `budget`, then heal; `model` itself is left untouched (it is the teacher)."""
     settings = settings or CompressionSettings()
     if isinstance(heal_steps, bool) or not isinstance(heal_steps, int) or heal_steps < 0:
         raise ValueError(f"heal_steps must be a non-negative integer, got {heal_steps!r}")
     factorized = factorize_to_budget(
-        model, holdout_images, budget, fixed_ranks, settings, labelled, baseline_latency_ms, progress
+        model, holdout_images, budget, fixed_ranks, settings, labelled, baseline_latency_ms, progress, methods
     )
     return heal_compressed(
         factorized, model, fit_images, holdout_images, heal_steps, settings, labelled, progress
@@ -237,20 +328,35 @@ def compress_for_deploy(
     budget: str = "params=0.2",
     heal_steps: int = 200,
     progress: bool = True,
+    methods: Mapping[str, str] | None = None,
 ) -> nn.Module:
     """First-run auto-build: compress an in-memory model with good images only (no labels).
 
-    Rank choices are judged by anomaly-map fidelity to `model` on held-back good images. The caller
-    calibrates the threshold of the returned model with its usual procedure, as for the dense model."""
+    Rank choices are judged by anomaly-map fidelity to `model` on held-back good images; `methods` are
+    per-layer rules as in `model.compression_methods`. The caller calibrates the threshold of the
+    returned model with its usual procedure, as for the dense model."""
     from vision.train import prepare_images, split_holdout
 
-    settings = CompressionSettings()
+    settings = CompressionSettings(methods=dict(methods or {}))
     prepared = prepare_images(list(good_images), model.config.image_size)
     fit_idx, hold_idx = split_holdout(len(prepared), settings.holdout_fraction, settings.seed)
     result = compress_model(
         model, prepared[fit_idx], prepared[hold_idx], budget, heal_steps, settings=settings, progress=progress
     )
     return result.model
+
+
+def check_deploy_methods(methods: Mapping[str, str] | None, model_settings: ModelSettings) -> None:
+    """Fail fast on `model.compression_methods` before the auto-build trains anything: the rules are
+    resolved against an untrained model of the configured architecture (same layer names)."""
+    if not methods:
+        return
+    from vision.models import AnomalyModel
+    from vision.train import model_config
+
+    settings = CompressionSettings(methods=dict(methods))
+    skeleton = AnomalyModel(model_config(model_settings), pretrained=False)
+    plan_inventory(skeleton, settings, method_rules(settings))
 
 
 @dataclass
@@ -342,12 +448,95 @@ def _targets(variants: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         "ort_speedup>=2x": {"met": speedup >= TARGET_SPEEDUP, "detail": f"{speedup:.2f}x"},
     }
     if "tensorized+healed+int8" in variants:
-        file_share = variants["tensorized+healed+int8"]["file_bytes"] / base["file_bytes"]
+        int8 = variants["tensorized+healed+int8"]
+        file_share = int8["file_bytes"] / base["file_bytes"]
         targets["int8_file<=7%"] = {
             "met": file_share <= TARGET_INT8_FILE_SHARE,
             "detail": f"{file_share:.3f}",
         }
+        int8_drop = tn.get("image_auroc", 0.0) - int8.get("image_auroc", 0.0)
+        targets["int8_auroc_drop<=0.01"] = {
+            "met": int8_drop <= TARGET_INT8_MAX_AUROC_DROP,
+            "detail": f"{int8_drop:+.4f} vs fp32 compressed",
+        }
+        targets["int8_not_slower"] = {
+            "met": int8["p50_ms"] <= (1.0 + INT8_TIMING_NOISE) * tn["p50_ms"],
+            "detail": f"{int8['p50_ms']:.1f} vs {tn['p50_ms']:.1f} ms (+{INT8_TIMING_NOISE:.0%} is noise)",
+        }
     return targets
+
+
+def check_request(
+    teacher: nn.Module,
+    settings: CompressionSettings,
+    methods: MethodRules,
+    fixed_ranks: Mapping[str, int] | None,
+) -> None:
+    """Method rules and fixed ranks against the model's layers, before data loading and slow work."""
+    inventory = plan_inventory(teacher, settings, method_rules(settings, methods))
+    validate_fixed_ranks(
+        rule_ranks(inventory, fixed_ranks), {i.name: i.full_rank for i in inventory.compressible}
+    )
+
+
+def _int8_check(path: Path, data: LoadedData, settings: CompressionSettings) -> Int8Check:
+    """int8 decisions: p50 on one test frame, image AUROC on the selection half of the test set (the
+    images rank decisions use, never the ones the report's figures come from)."""
+    images, labels = data.test[data.selection], data.labels[data.selection]
+    reference = onnx_outputs(path, images, threads=settings.latency_threads)[1]
+
+    def metric(candidate: Path) -> float:
+        maps, scores = onnx_outputs(candidate, images, threads=settings.latency_threads)
+        found = auroc_metrics(scores, maps, labels, None)
+        if "image_auroc" in found:
+            return found["image_auroc"]
+        return _rank_correlation(scores, reference)
+
+    return Int8Check(
+        data.test[data.selection[0]],
+        metric,
+        threads=settings.latency_threads,
+        runs=settings.int8_latency_runs,
+        min_speedup=settings.int8_min_speedup,
+        max_drop=settings.int8_max_auroc_drop,
+    )
+
+
+def _rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman correlation (no ties expected in float scores)."""
+    ranks_a, ranks_b = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ranks_a, ranks_b)[0, 1]) if len(a) > 1 else 1.0
+
+
+def _factorized(result: CompressedModel) -> dict[str, int]:
+    layers = result.inventory.by_name()
+    return {
+        name: rank
+        for name, rank in result.plan.ranks.items()
+        if rank < layers[name].full_rank_of(result.plan.methods.get(name, layers[name].method or ""))
+    }
+
+
+def _layer_entries(result: CompressedModel, timings: Mapping[str, LayerTiming]) -> list[dict[str, Any]]:
+    """Per layer: method chosen, rank / bond dimension, measured timings of the candidates, the
+    sensitivity probes (per method) and why."""
+    factorized = _factorized(result)
+    profile = sensitivity_as_dict(result.sensitivity)
+    entries = []
+    for info in result.inventory.layers:
+        entry = info.as_dict()
+        method = result.plan.methods.get(info.name, info.method)
+        rank = result.plan.ranks.get(info.name)
+        entry["method"] = method if info.name in factorized else ("dense" if info.compressible else None)
+        entry["full_rank"] = info.full_rank_of(method) if method and info.compressible else info.full_rank
+        entry["rank"] = rank
+        chosen = info.name in factorized and method is not None and rank is not None
+        entry["choice"] = option_label(method, rank) if chosen and method and rank else "dense"
+        entry["sensitivity"] = profile.get(info.name, [])
+        entry["latency"] = timings[info.name].as_dict() if info.name in timings else None
+        entry["why"] = result.plan.reasons.get(info.name, info.reason)
+        entries.append(entry)
+    return entries
 
 
 def compress(
@@ -361,9 +550,11 @@ def compress(
     fixed_ranks: dict[str, int] | None = None,
     progress: bool = True,
     settings: CompressionSettings | None = None,
+    methods: MethodRules = None,
 ) -> CompressionResult:
     """Compress a trained checkpoint to `budget`; write model.onnx (+ model.int8.onnx), report.json,
-    report.md and tradeoff.png to `out_dir`. Bad budgets/ranks fail before any slow work."""
+    report.md and tradeoff.png to `out_dir`. Bad budgets, ranks and method rules fail before any slow
+    work. `methods` are per-layer rules (CLI `--method`), applied after `settings.methods`."""
     from vision.calibration import threshold_from_good_scores
     from vision.export import export_onnx
     from vision.models import load_checkpoint, read_checkpoint
@@ -374,10 +565,12 @@ def compress(
     out_dir = Path(out_dir)
     payload = read_checkpoint(model_checkpoint)
     teacher = load_checkpoint(model_checkpoint)
+    check_request(teacher, settings, methods, fixed_ranks)
     size = teacher.config.image_size
     data = load_data(Path(data_root), category, size, settings, progress)
     torch.manual_seed(settings.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
+    int8_result: Int8Result | None = None
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         baseline_threshold = float(payload.get("extra", {}).get("threshold", 0.0))
         baseline_path = export_onnx(
@@ -400,25 +593,37 @@ def compress(
             labelled=labelled,
             baseline_latency_ms=baseline_ms,
             progress=progress,
+            methods=methods,
         )
         student = result.model
         threshold = threshold_from_good_scores(
             score_images(student, data.holdout), settings.target_false_reject_rate
         )
-        factorized = {
-            n: r for n, r in result.plan.ranks.items() if r < result.inventory.by_name()[n].full_rank
-        }
+        factorized = _factorized(result)
+        timings = time_layers(
+            teacher,
+            result.inventory,
+            {n: [(result.plan.methods[n], r)] for n, r in factorized.items()},
+            settings,
+            dict(result.timings),
+        )
         summary = (
-            f"budget {budget}; {len(factorized)} layers factorized; heal steps {result.healing.steps_run}"
+            f"budget {budget}; {len(factorized)} layers factorized "
+            f"({', '.join(sorted({result.plan.methods[n] for n in factorized})) or 'none'}); "
+            f"heal steps {result.healing.steps_run}"
         )
         model_path = export_onnx(
             student, out_dir / "model.onnx", _metadata(payload, threshold, summary), size
         )
         int8_path = None
         if int8:
-            int8_path = quantize_int8(
-                model_path, out_dir / "model.int8.onnx", data.fit[: settings.calibration_images]
+            int8_result = quantize_int8_measured(
+                model_path,
+                out_dir / "model.int8.onnx",
+                data.fit[: settings.calibration_images],
+                check=_int8_check(model_path, data, settings),
             )
+            int8_path = int8_result.path
         student_inventory = build_inventory(student, _example(student), timing_runs=1)
         variants = {
             "baseline": measure_variant(
@@ -451,18 +656,13 @@ def compress(
                 data.evaluation,
             )
     variants["baseline"].pop("path")  # it lived in the temporary folder
-    layers = []
-    for info in result.inventory.layers:
-        entry = info.as_dict()
-        entry["rank"] = result.plan.ranks.get(info.name)
-        entry["sensitivity"] = sensitivity_as_dict(result.sensitivity).get(info.name, [])
-        layers.append(entry)
     report = {
         "model_name": payload.get("extra", {}).get("metadata", {}).get("edgeinspect.model_name", "model"),
         "checkpoint": str(model_checkpoint),
         "category": category,
         "budget": budget,
         "fixed_ranks": dict(fixed_ranks or {}),
+        "method_rules": [rule.text for rule in method_rules(settings, methods)],
         "threshold": threshold,
         "baseline_threshold": baseline_threshold,
         "plan": result.plan.as_dict(),
@@ -476,15 +676,18 @@ def compress(
         },
         "variants": list(variants.values()),
         "targets": _targets(variants),
-        "layers": layers,
+        "int8": int8_result.as_dict() if int8_result is not None else None,
+        "layers": _layer_entries(result, timings),
         "settings": settings.model_dump(),
         "notes": [
-            "Rank decisions (sensitivity, drop checks, healing metric) use half of the test set; the "
-            "variant metrics come from the other half, stratified by label.",
+            "Rank decisions (sensitivity, drop checks, healing metric, int8 groups) use half of the test "
+            "set; the variant metrics come from the other half, stratified by label.",
             "Sensitivity is the relative anomaly-map error on held-back good images when only that layer "
-            "is factorized.",
+            "is factorized (per candidate method for auto layers).",
             f"Latencies: ORT CPU, batch 1, {settings.latency_threads} threads, p50 over "
-            f"{settings.latency_runs} runs after {settings.latency_warmup} warm-up runs.",
+            f"{settings.latency_runs} runs after {settings.latency_warmup} warm-up runs. Layer timings: "
+            f"each layer alone at its real input shape, options interleaved, p50 of "
+            f"{settings.layer_latency_runs} runs.",
         ],
     }
     paths = write_reports(report, out_dir)

@@ -22,6 +22,78 @@ def _healing_verdict(healing: dict[str, Any]) -> str:
     )
 
 
+def _probes(layer: dict[str, Any]) -> str:
+    """Sensitivity probes as 'method rank: error' (method shown only when several were probed)."""
+    probes = layer.get("sensitivity", [])
+    several = len({p.get("method", "") for p in probes}) > 1
+    return ", ".join(
+        f"{p['method'] + ' ' if several and p.get('method') else ''}{p['rank']}: {p['map_error']:.3f}"
+        for p in probes
+    )
+
+
+def _timings(layer: dict[str, Any]) -> tuple[str, str, str]:
+    """(dense ms, chosen ms, every timed candidate as 'method rank: ms')."""
+    latency = layer.get("latency")
+    if not latency:
+        return "-", "-", ""
+    candidates = latency.get("candidates", {})
+    chosen = candidates.get(layer.get("method") or "", {}).get(str(layer.get("rank")))
+    listed = ", ".join(f"{m} {r}: {ms:.3f}" for m, ranks in candidates.items() for r, ms in ranks.items())
+    return f"{latency['dense_ms']:.3f}", _fmt(chosen, 3), listed
+
+
+def _layer_lines(layers: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "",
+        "## Layers",
+        "",
+        "Method and rank (bond dimension for tt) per layer; ms are each layer alone on ORT at its real "
+        "input shape; sensitivity is the anomaly-map error with only that layer factorized.",
+        "",
+        "| layer | candidates | chosen | full rank | params before | dense ms | chosen ms | timed candidates "
+        "(ms) | sensitivity (rank: map error) | why |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for layer in layers:
+        if not layer.get("compressible"):
+            lines.append(
+                f"| {layer['name']} | - | dense | - | {layer['params']} | - | - | - | - | "
+                f"{layer.get('reason', '')} |"
+            )
+            continue
+        dense_ms, chosen_ms, listed = _timings(layer)
+        lines.append(
+            f"| {layer['name']} | {', '.join(layer.get('candidates') or [str(layer.get('method'))])} | "
+            f"{layer.get('choice', 'dense')} | {layer['full_rank']} | {layer['params']} | {dense_ms} | "
+            f"{chosen_ms} | {listed} | {_probes(layer)} | {layer.get('why', '')} |"
+        )
+    return lines
+
+
+def _int8_lines(int8: dict[str, Any] | None) -> list[str]:
+    """Which op groups became int8 and the measurements that decided it."""
+    if not int8:
+        return []
+    lines = [
+        "",
+        "## int8",
+        "",
+        f"fp32 p50 {_fmt(int8.get('fp32_p50_ms'), 2)} ms -> int8 p50 {_fmt(int8.get('int8_p50_ms'), 2)} ms "
+        f"(interleaved); reduce_range={int8.get('reduce_range')}; memory-bank distance, position "
+        "normalisation, smoothing and max stay float.",
+        "",
+        "| op group | nodes | kept as | p50 ms with it | p50 ms before | metric | why |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for d in int8.get("decisions", []):
+        lines.append(
+            f"| {d['group']} | {d['nodes']} | {d['mode']} | {_fmt(d.get('p50_ms'), 2)} | "
+            f"{_fmt(d.get('reference_ms'), 2)} | {_fmt(d.get('metric'))} | {d.get('reason', '')} |"
+        )
+    return lines
+
+
 def write_json(report: dict[str, Any], path: Path) -> Path:
     path.write_text(json.dumps(report, indent=2, default=str))
     return path
@@ -52,21 +124,8 @@ def write_markdown(report: dict[str, Any], path: Path) -> Path:
     lines += ["", "## Targets", ""]
     for name, item in report.get("targets", {}).items():
         lines.append(f"- {name}: {'met' if item['met'] else 'NOT met'} ({item['detail']})")
-    lines += [
-        "",
-        "## Ranks",
-        "",
-        "| layer | method | full rank | rank | params before | sensitivity (rank: map error) |",
-    ]
-    lines.append("|---|---|---|---|---|---|")
-    for layer in report["layers"]:
-        probes = ", ".join(f"{p['rank']}: {p['map_error']:.3f}" for p in layer.get("sensitivity", []))
-        rank = layer.get("rank")
-        lines.append(
-            f"| {layer['name']} | {layer['method']} | {layer['full_rank']} | "
-            f"{rank if rank is not None and rank < layer['full_rank'] else 'dense'} | {layer['params']} | "
-            f"{probes} |"
-        )
+    lines += _int8_lines(report.get("int8"))
+    lines += _layer_lines(report["layers"])
     lines += ["", "## Healing", "", "| step | train loss | val loss | tracked metric |", "|---|---|---|---|"]
     for entry in report["healing"].get("history", []):
         tracked = {k: v for k, v in entry.items() if k not in ("step", "train_loss", "val_loss")}

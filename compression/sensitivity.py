@@ -18,9 +18,12 @@ from compression.inventory import Inventory
 
 @dataclass(frozen=True)
 class SensitivityPoint:
+    """Anomaly-map error with only this layer factorized by `method` at `rank` ('' = the layer's method)."""
+
     rank: int
     fraction: float
     map_error: float
+    method: str = ""
 
 
 def probe_ranks(full_rank: int, fractions: tuple[float, ...], multiple: int) -> list[int]:
@@ -43,24 +46,32 @@ def profile_sensitivity(
     progress: bool = True,
     covariances: Mapping[str, torch.Tensor] | None = None,
 ) -> dict[str, list[SensitivityPoint]]:
-    """Swap one layer at a time for its factorization at a few ranks; the model is restored afterwards."""
+    """Swap one layer at a time for its factorization at a few ranks; the model is restored afterwards.
+
+    An `auto` layer is probed once per candidate method, so the rank search can compare methods."""
     jobs = [
-        (info, rank)
+        (info, method, rank)
         for info in inventory.compressible
-        for rank in probe_ranks(info.full_rank, fractions, rank_multiple)
+        for method in info.candidates
+        for rank in probe_ranks(info.full_rank_of(method), fractions, rank_multiple)
     ]
     result: dict[str, list[SensitivityPoint]] = {info.name: [] for info in inventory.compressible}
-    for info, rank in tqdm(jobs, desc="sensitivity", disable=not progress, leave=False):
+    for info, method, rank in tqdm(jobs, desc="sensitivity", disable=not progress, leave=False):
         original = get_submodule(model, info.name)
         covariance = (covariances or {}).get(info.name)
-        set_submodule(model, info.name, build_factorized(original, info.method, rank, covariance))
+        set_submodule(model, info.name, build_factorized(original, method, rank, covariance))
         try:
             sync_memory_bank(model)
             error = evaluator.evaluate(model, with_auroc=False)["map_error"]
         finally:
             set_submodule(model, info.name, original)
-        result[info.name].append(SensitivityPoint(rank, rank / info.full_rank, error))
+        result[info.name].append(SensitivityPoint(rank, rank / info.full_rank_of(method), error, method))
     return result
+
+
+def points_for(points: list[SensitivityPoint], method: str) -> list[SensitivityPoint]:
+    """The probes of one method (points without a method belong to whichever the layer had)."""
+    return [p for p in points if p.method in (method, "")]
 
 
 def predicted_error(points: list[SensitivityPoint], full_rank: int, rank: int) -> float:

@@ -8,17 +8,26 @@ Payload contract (schema_version 1), published on `<prefix>/<line>/<station>/ale
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import threading
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
+
+from prometheus_client import CollectorRegistry, Gauge
 
 from vision.types import Box, InspectionResult, ModelInfo
 
 ALERT_SCHEMA_VERSION = 1
+ReviewState = Literal["confirmed", "false_alarm"]
+ReviewFilter = Literal["unreviewed", "confirmed", "false_alarm"]
+REVIEW_STATES: tuple[str, ...] = get_args(ReviewState)
+MAX_REVIEW_COMMENT = 500
+_REVIEW_COLUMNS = "r.state, r.comment, r.reviewer, r.ts, r.taught_model"
 
 
 def iso_utc(epoch_s: float) -> str:
@@ -100,6 +109,16 @@ class AlertStore:
                    thumbnail BLOB)"""
         )
         self._db.execute("CREATE INDEX IF NOT EXISTS alerts_ts ON alerts(ts)")
+        # One review per alert (a re-review replaces it; the audit log keeps the history).
+        self._db.execute(
+            """CREATE TABLE IF NOT EXISTS reviews (
+                   alert_id TEXT PRIMARY KEY,
+                   state TEXT NOT NULL CHECK (state IN ('confirmed', 'false_alarm')),
+                   comment TEXT NOT NULL DEFAULT '',
+                   reviewer TEXT NOT NULL,
+                   ts TEXT NOT NULL,
+                   taught_model TEXT)"""
+        )
         self._added = 0
 
     def add(self, alert: dict[str, Any], thumbnail_jpeg: bytes | None) -> None:
@@ -121,6 +140,7 @@ class AlertStore:
                 self._db.execute(
                     "DELETE FROM alerts WHERE seq <= (SELECT MAX(seq) FROM alerts) - ?", (self.keep_alerts,)
                 )
+                self._db.execute("DELETE FROM reviews WHERE alert_id NOT IN (SELECT alert_id FROM alerts)")
 
     def query(
         self,
@@ -130,28 +150,128 @@ class AlertStore:
         until: datetime | None = None,
         defect_type: str | None = None,
         defects_only: bool = True,
+        review_state: ReviewFilter | None = None,
     ) -> tuple[int, list[dict[str, Any]]]:
-        """Newest first. `defect_type` filters on `defect_class`. Returns (total matching, page)."""
-        clauses, params = [], []
-        if since is not None:
-            clauses.append("ts >= ?")
-            params.append(iso_utc(since.timestamp()))
-        if until is not None:
-            clauses.append("ts <= ?")
-            params.append(iso_utc(until.timestamp()))
-        if defect_type:
-            clauses.append("defect_class = ?")
-            params.append(defect_type)
-        if defects_only:
-            clauses.append("is_defect = 1")
-        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        """Newest first. `defect_type` filters on `defect_class`. Returns (total matching, page); each
+        alert carries its `review` (state, comment, reviewer, ts, taught_model) or None."""
+        where, params = _where(since, until, defect_type, defects_only, review_state)
+        joined = f"FROM alerts a LEFT JOIN reviews r ON r.alert_id = a.alert_id {where}"
         with self._lock:
-            total = self._db.execute(f"SELECT COUNT(*) FROM alerts {where}", params).fetchone()[0]
+            total = self._db.execute(f"SELECT COUNT(*) {joined}", params).fetchone()[0]
             rows = self._db.execute(
-                f"SELECT payload FROM alerts {where} ORDER BY seq DESC LIMIT ? OFFSET ?",
+                f"SELECT a.payload, {_REVIEW_COLUMNS} {joined} ORDER BY a.seq DESC LIMIT ? OFFSET ?",
                 [*params, int(limit), int(offset)],
             ).fetchall()
-        return total, [json.loads(row[0]) for row in rows]
+        return total, [_with_review(row) for row in rows]
+
+    def get(self, alert_id: str) -> dict[str, Any] | None:
+        """One alert with its review, or None when there is no such alert (any more)."""
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT a.payload, {_REVIEW_COLUMNS} FROM alerts a "
+                "LEFT JOIN reviews r ON r.alert_id = a.alert_id WHERE a.alert_id = ?",
+                (alert_id,),
+            ).fetchone()
+        return None if row is None else _with_review(row)
+
+    def review(
+        self, alert_id: str, state: ReviewState, comment: str, reviewer: str
+    ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """Record (or replace) an operator's verdict on an alert; returns (previous review, new review).
+
+        KeyError for an unknown alert, ValueError for a bad state or comment. A re-review to another state
+        forgets which model the alert was taught into (it is no longer a false alarm to teach)."""
+        if state not in REVIEW_STATES:
+            raise ValueError(f"state must be one of {', '.join(REVIEW_STATES)}, got {state!r}")
+        comment = check_review_comment(comment)
+        now = iso_utc(datetime.now(timezone.utc).timestamp())
+        with self._lock:
+            known = self._db.execute("SELECT 1 FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
+            if known is None:
+                raise KeyError(f"no alert {alert_id!r}")
+            old_row = self._db.execute(
+                "SELECT state, comment, reviewer, ts, taught_model FROM reviews WHERE alert_id = ?",
+                (alert_id,),
+            ).fetchone()
+            taught = old_row[4] if old_row is not None and old_row[0] == state else None
+            self._db.execute(
+                "INSERT OR REPLACE INTO reviews(alert_id, state, comment, reviewer, ts, taught_model) "
+                "VALUES (?,?,?,?,?,?)",
+                (alert_id, state, comment, reviewer, now, taught),
+            )
+        return _review(old_row), _review((state, comment, reviewer, now, taught)) or {}
+
+    def review_counts(self) -> dict[str, int]:
+        """Alerts in the history per review state (`unreviewed` too), and how many were taught."""
+        with self._lock:
+            total = int(self._db.execute("SELECT COUNT(*) FROM alerts").fetchone()[0])
+            rows = self._db.execute(
+                "SELECT r.state, COUNT(*), COUNT(r.taught_model) FROM reviews r "
+                "JOIN alerts a ON a.alert_id = r.alert_id GROUP BY r.state"
+            ).fetchall()
+        counts = {state: 0 for state in REVIEW_STATES}
+        taught = 0
+        for state, count, taught_count in rows:
+            counts[state] = int(count)
+            taught += int(taught_count)
+        return {"unreviewed": total - sum(counts.values()), **counts, "taught": taught}
+
+    def reviewed_ids(self, state: ReviewState, untaught_only: bool = False, limit: int = 10_000) -> list[str]:
+        """Alert ids with this review state, newest first (`untaught_only`: not yet taught to a model)."""
+        extra = " AND r.taught_model IS NULL" if untaught_only else ""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT r.alert_id FROM reviews r JOIN alerts a ON a.alert_id = r.alert_id "
+                f"WHERE r.state = ?{extra} ORDER BY a.seq DESC LIMIT ?",
+                (state, int(limit)),
+            ).fetchall()
+        return [str(row[0]) for row in rows]
+
+    def mark_taught(self, alert_ids: list[str], model_id: str) -> None:
+        """Record that these false alarms were taught into `model_id` (default teaching skips them)."""
+        with self._lock:
+            self._db.executemany(
+                "UPDATE reviews SET taught_model = ? WHERE alert_id = ? AND state = 'false_alarm'",
+                [(model_id, alert_id) for alert_id in alert_ids],
+            )
+
+    def export_rows(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        review_state: ReviewFilter | None = None,
+        batch: int = 500,
+    ) -> Iterator[dict[str, Any]]:
+        """Every matching alert with its review, oldest first, read in batches (for CSV export)."""
+        where, params = _where(since, until, None, False, review_state)
+        last = 0
+        while True:
+            clause = f"{where} AND a.seq > ?" if where else "WHERE a.seq > ?"
+            with self._lock:
+                rows = self._db.execute(
+                    f"SELECT a.seq, a.payload, {_REVIEW_COLUMNS} FROM alerts a "
+                    f"LEFT JOIN reviews r ON r.alert_id = a.alert_id {clause} ORDER BY a.seq LIMIT ?",
+                    [*params, last, int(batch)],
+                ).fetchall()
+            if not rows:
+                return
+            last = int(rows[-1][0])
+            for row in rows:
+                yield _with_review(row[1:])
+
+    def register_metrics(self, registry: CollectorRegistry) -> None:
+        """`edgeinspect_alert_reviews{state=...}`, read from the store at scrape time."""
+        gauge = Gauge(
+            "edgeinspect_alert_reviews",
+            "Alerts in the history per operator review state (unreviewed, confirmed, false_alarm, taught)",
+            ["state"],
+            registry=registry,
+        )
+        for state in ("unreviewed", *REVIEW_STATES, "taught"):
+            gauge.labels(state=state).set_function(functools.partial(self._count_of, state))
+
+    def _count_of(self, state: str) -> float:
+        return float(self.review_counts()[state])
 
     def thumbnail(self, alert_id: str) -> bytes | None:
         with self._lock:
@@ -166,3 +286,61 @@ class AlertStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def check_review_comment(comment: str) -> str:
+    """The comment stripped; ValueError when too long or holding control characters (it goes into CSV
+    exports and audit entries)."""
+    comment = comment.strip()
+    if len(comment) > MAX_REVIEW_COMMENT:
+        raise ValueError(f"comment is {len(comment)} characters; at most {MAX_REVIEW_COMMENT} are kept")
+    if any(ord(char) < 32 and char not in "\t\n" for char in comment):
+        raise ValueError("comment must not contain control characters")
+    return comment
+
+
+def _where(
+    since: datetime | None,
+    until: datetime | None,
+    defect_type: str | None,
+    defects_only: bool,
+    review_state: str | None,
+) -> tuple[str, list[Any]]:
+    """The WHERE clause over `alerts a LEFT JOIN reviews r`, and its parameters."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if since is not None:
+        clauses.append("a.ts >= ?")
+        params.append(iso_utc(since.timestamp()))
+    if until is not None:
+        clauses.append("a.ts <= ?")
+        params.append(iso_utc(until.timestamp()))
+    if defect_type:
+        clauses.append("a.defect_class = ?")
+        params.append(defect_type)
+    if defects_only:
+        clauses.append("a.is_defect = 1")
+    if review_state == "unreviewed":
+        clauses.append("r.state IS NULL")
+    elif review_state is not None:
+        if review_state not in REVIEW_STATES:
+            raise ValueError(
+                f"review_state must be unreviewed, {', '.join(REVIEW_STATES)}; got {review_state!r}"
+            )
+        clauses.append("r.state = ?")
+        params.append(review_state)
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _review(row: tuple[Any, ...] | None) -> dict[str, Any] | None:
+    if row is None or row[0] is None:
+        return None
+    state, comment, reviewer, ts, taught = row
+    return {"state": state, "comment": comment, "reviewer": reviewer, "ts": ts, "taught_model": taught}
+
+
+def _with_review(row: tuple[Any, ...]) -> dict[str, Any]:
+    """An alert payload from a `payload, <review columns>` row, with its `review` attached."""
+    alert: dict[str, Any] = json.loads(row[0])
+    alert["review"] = _review(tuple(row[1:]))
+    return alert

@@ -184,6 +184,77 @@ class OpcUaSettings(_Section):
         return value
 
 
+_CLOCK_TIME = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class TrendSettings(_Section):
+    """Trend history for the panel's charts (`device.trends`): per-minute buckets in
+    `<data_dir>/trends.sqlite3`, and the shifts they are summed into."""
+
+    retention_days: int = Field(7, ge=1, le=90, description="Buckets older than this are dropped.")
+    persist_interval_s: float = Field(60.0, ge=1, le=3600, description="How often buckets are written.")
+    shift_starts: list[Annotated[str, Field(pattern=_CLOCK_TIME)]] = Field(
+        ["06:00", "14:00", "22:00"],
+        min_length=1,
+        max_length=24,
+        description="Local HH:MM; a shift ends where the next begins.",
+    )
+    timezone: str | None = Field(
+        None, description="IANA zone of the shift clock, e.g. Europe/Berlin; default: the box's own."
+    )
+
+    @field_validator("shift_starts")
+    @classmethod
+    def _distinct_starts(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"shift starts must be distinct, got {value}")
+        return sorted(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ValueError(f"unknown time zone {value!r} (an IANA name, e.g. Europe/Berlin)") from exc
+        return value
+
+
+class ArchiveSettings(_Section):
+    """Image archive (`device.archive`): every NG part and a sample of OK parts, raw and with the overlay,
+    in `<path>/YYYY-MM-DD/`, indexed in `<path>/index.sqlite3`, pruned oldest first by age and size."""
+
+    enabled: bool = True
+    path: str = Field("archive", description="Relative paths are under data_dir.")
+    ok_sample_rate: float = Field(
+        0.01, ge=0.0, le=1.0, description="Share of OK parts archived too (NG parts always are)."
+    )
+    max_bytes: int = Field(2_000_000_000, ge=1_000_000, description="Oldest images go above this size.")
+    max_age_days: float = Field(30.0, gt=0, le=3650, description="Older images are pruned.")
+    queue_size: int = Field(
+        64, ge=1, le=10_000, description="Parts waiting for the writer; more are dropped and counted."
+    )
+    jpeg_quality: int = Field(95, ge=50, le=100, description="Raw images (overlays use 85).")
+
+
+class TeachSettings(_Section):
+    """Teaching the model reviewed false alarms as normal (`device.teaching`, `POST /models/teach-normal`)."""
+
+    max_examples: int = Field(200, ge=1, le=2000, description="False alarms taught per job, at most.")
+    max_good_images: int = Field(
+        200, ge=2, le=5000, description="Newest archived OK frames held back for calibration and figures."
+    )
+    min_good_images: int = Field(
+        20, ge=2, le=5000, description="Fewer OK frames: the threshold is kept and good-part figures omitted."
+    )
+    max_defect_images: int = Field(100, ge=0, le=5000, description="Confirmed defects used for the figures.")
+    max_new_entries: int = Field(2048, ge=1, le=100_000, description="Memory-bank entries added per job.")
+    threads: int = Field(1, ge=1, le=64, description="ONNX Runtime threads of a job (the line has the rest).")
+
+
 class RuntimeSettings(_Section):
     """Everything the edge runtime needs; the API adds its own sections on top."""
 
@@ -197,6 +268,9 @@ class RuntimeSettings(_Section):
     outbox: OutboxSettings = OutboxSettings()
     alerts: AlertStoreSettings = AlertStoreSettings()
     opcua: OpcUaSettings = OpcUaSettings()
+    trends: TrendSettings = TrendSettings()
+    archive: ArchiveSettings = ArchiveSettings()
+    teach: TeachSettings = TeachSettings()
 
     @model_validator(mode="after")
     def _paths_under_data_dir(self) -> RuntimeSettings:
@@ -207,6 +281,7 @@ class RuntimeSettings(_Section):
         self.model.path = _under(root, self.model.path)
         self.outbox.path = _under(root, self.outbox.path)
         self.alerts.path = _under(root, self.alerts.path)
+        self.archive.path = _under(root, self.archive.path)
         return self
 
 
@@ -243,8 +318,17 @@ PUBLIC_FIELDS: dict[str, tuple[str, ...]] = {
         "target_false_reject_rate",
         "train_images",
         "compression_budget",
+        "compression_methods",
         "heal_steps",
         "seed",
+        "feature_blocks",
+        "neighbourhood",
+        "smoothing_sigma",
+        "position_strength",
+        "knn",
+        "feature_norm",
+        "color_stats",
+        "color_window",
     ),
     "inspection": ("threshold", "min_defect_area_px", "max_boxes", "enabled"),
     "reject": ("enabled", "gate_delay_ms", "encoder_counts_per_frame"),
@@ -265,12 +349,23 @@ PUBLIC_FIELDS: dict[str, tuple[str, ...]] = {
     "outbox": ("max_alerts",),
     "alerts": ("keep_alerts", "thumbnail_size"),
     "opcua": ("enabled", "endpoint", "namespace_uri", "allow_anonymous_read", "status_interval_s"),
+    "trends": ("retention_days", "persist_interval_s", "shift_starts", "timezone"),
+    "archive": ("enabled", "ok_sample_rate", "max_bytes", "max_age_days", "queue_size", "jpeg_quality"),
+    "teach": (
+        "max_examples",
+        "max_good_images",
+        "min_good_images",
+        "max_defect_images",
+        "max_new_entries",
+        "threads",
+    ),
 }
 PRIVATE_FIELDS: dict[str, tuple[str, ...]] = {
     "model": ("path",),
     "mqtt": ("password", "tls_ca_file", "tls_cert_file", "tls_key_file"),
     "outbox": ("path",),
     "alerts": ("path",),
+    "archive": ("path",),
     "opcua": ("operator", "viewer", "certificate"),  # user names with their passwords, key files
 }
 URL_FIELDS = {("camera", "source"), ("mqtt", "url")}

@@ -18,6 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from vision.inspector import Inspector, ModelFileError
+from vision.teach import TeachReport
 
 
 class ModelEntry(BaseModel):
@@ -28,6 +29,7 @@ class ModelEntry(BaseModel):
     size_bytes: int
     created_at: str
     active: bool = False
+    teach: TeachReport | None = None  # a model taught "this is normal": its before/after figures
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -90,8 +92,11 @@ class ModelRegistry:
         return self._history[-2] if len(self._history) >= 2 else None
 
     # ---- changes -----------------------------------------------------------------------------
-    def register(self, data: bytes, filename: str, expected_sha256: str) -> ModelEntry:
-        """Check the upload's sha256 and ONNX contract before it is kept; refuse otherwise."""
+    def register(
+        self, data: bytes, filename: str, expected_sha256: str, teach: TeachReport | None = None
+    ) -> ModelEntry:
+        """Check the upload's sha256 and ONNX contract before it is kept; refuse otherwise. `teach` keeps
+        a taught model's figures with its entry."""
         actual = sha256_bytes(data)
         if actual != expected_sha256.strip().lower():
             raise ValueError(f"sha256 mismatch for {filename!r}: expected {expected_sha256}, got {actual}")
@@ -112,6 +117,7 @@ class ModelRegistry:
             sha256=actual,
             size_bytes=len(data),
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            teach=teach,
         )
         with self._lock:
             self._entries[model_id] = entry

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from device import commands as cmd
 from device.alerts import AlertStore, build_alert, iso_utc
+from device.archive import ImageArchive
 from device.camera import open_source
 from device.camera.base import Frame, FrameSource
 from device.capture import CaptureWorker, FrameQueue
@@ -41,7 +42,9 @@ from device.status import (
     RuntimeState,
     RuntimeStatus,
 )
+from device.teaching import ArchiveLearner, TeachJobs
 from device.topics import Topics
+from device.trends import TrendRecorder, TrendReport
 from vision.inspector import Inspector, ModelFileError
 from vision.overlay import render_overlay
 from vision.types import InspectionResult
@@ -97,6 +100,18 @@ class EdgeRuntime:
         self.outbox = Outbox(self.settings.outbox.path, self.settings.outbox.max_alerts)
         self.alert_store = AlertStore(self.settings.alerts.path, self.settings.alerts.keep_alerts)
         self.models = ModelRegistry(data_dir / "models" / "registry")
+        self.trends = TrendRecorder(self.settings.trends, data_dir / "trends.sqlite3")
+        self.archive = ImageArchive(self.settings.archive, registry=self.metrics.registry)
+        self.alert_store.register_metrics(self.metrics.registry)
+        learner = ArchiveLearner(
+            self.alert_store,
+            self.archive,
+            self.models,
+            lambda: self._active_model_id,
+            self.settings.teach,
+            self.settings.model.target_false_reject_rate,
+        )
+        self.teacher = TeachJobs(self.alert_store, learner, self.settings.teach.max_examples)
         self.queue = FrameQueue(self.settings.camera.queue_size)
         self._lock = threading.RLock()
         self._state: RuntimeState = "starting"
@@ -157,7 +172,9 @@ class EdgeRuntime:
             self._opcua = OpcUaServer(self.settings.opcua, self.settings.line, self.status, self.execute)
             self._opcua.start()
         self.reject.start()
+        self.archive.start()
         self.worker.start()
+        self.trends.start()
         self._state = "stopped"
         if self.settings.inspection.enabled:
             self._start_line()
@@ -167,6 +184,7 @@ class EdgeRuntime:
         self._stop_event.set()
         self._stop_line()
         self.worker.stop()
+        self.archive.stop()  # after the worker: nothing is offered any more
         self.reject.stop()
         if self._sparkplug is not None:
             self._sparkplug.stop()
@@ -174,6 +192,7 @@ class EdgeRuntime:
             self._opcua.stop()
         self.link.stop()
         self.alert_store.close()
+        self.trends.close()
         self.outbox.close()
         self._data_dir_lock.release()
 
@@ -295,9 +314,13 @@ class EdgeRuntime:
         self.link.wake()
         self.reject.schedule(frame.frame_id, alert["alert_id"], frame.captured_mono)
         self.alert_store.add(alert, self._thumbnail(frame.image, result))
+        self.archive.submit(frame, result, alert_id=alert["alert_id"], defect_class=alert["defect_class"])
 
     def _on_judged(self, frame: Frame, result: InspectionResult) -> None:
-        """Every judged part, OK or NG, to the optional per-part outputs (MQTT `result`, OPC UA)."""
+        """Every judged part, OK or NG, to the trends and the optional per-part outputs (MQTT, OPC UA)."""
+        self.trends.record(frame.captured_at, result.score, result.is_defect, _since_ms(frame.captured_mono))
+        if not result.is_defect:  # NG parts were offered with their alert id in `_on_defect`
+            self.archive.submit(frame, result)
         if self._opcua is None and not self.settings.mqtt.publish_results:
             return
         part = PartResult.from_inspection(frame, result)
@@ -512,6 +535,9 @@ class EdgeRuntime:
         self._jpeg_cache = (judgement.seq, overlay, buf.tobytes())
         return self._jpeg_cache[2]
 
+    def trend_report(self, window_s: int) -> TrendReport:
+        return self.trends.report(window_s, threshold=self.threshold)
+
     def _model_status(self) -> ModelStatus | None:
         if self._inspector is None:
             return None
@@ -543,6 +569,7 @@ class EdgeRuntime:
             spool_depth=self.outbox.depth(),
             latency=LatencyStatus(**self.metrics.latency_percentiles()),
             roi=roi.model_dump() if roi else None,
+            source_size=list(capture.source_size) if capture and capture.source_size else None,
             line_speed_request_ppm=self._line_speed_ppm,
             uptime_s=round(time.monotonic() - self._started_mono, 1),
         )
@@ -569,6 +596,7 @@ class EdgeRuntime:
                 ok=spool < 0.9 * self.settings.outbox.max_alerts and self.outbox.dropped == 0,
                 detail=f"{spool} waiting, {self.outbox.dropped} dropped (full)",
             ),
+            "archive": self.archive.health(),
         }
         overall: HealthState
         if not components["model"].ok or not components["inference"].ok:
@@ -630,6 +658,10 @@ class EdgeRuntime:
                     self._sparkplug.publish_data()
             except Exception:  # housekeeping must never take the line down
                 log.exception("housekeeping failed")
+
+
+def _since_ms(mono: float) -> float:
+    return (time.monotonic() - mono) * 1000.0
 
 
 def _flatten(patch: dict[str, Any], prefix: str = "") -> dict[str, Any]:

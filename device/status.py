@@ -42,6 +42,9 @@ class RuntimeStatus(BaseModel):
     spool_depth: int
     latency: LatencyStatus
     roi: dict[str, int] | None = None
+    source_size: list[int] | None = Field(
+        None, description="[width, height] of the camera's raw frames: the pixel space of `roi`."
+    )
     line_speed_request_ppm: float | None = None
     uptime_s: float
 

@@ -12,7 +12,8 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
+
+from vision.student_t import t_quantile
 
 # With a single calibration image there is no spread to measure: allow this much above it.
 SINGLE_IMAGE_HEADROOM = 0.25
@@ -35,7 +36,7 @@ def threshold_from_good_scores(
         predicted = values[0] + SINGLE_IMAGE_HEADROOM * abs(values[0])
     else:
         spread = values.std(ddof=1)
-        predicted = values.mean() + stats.t.ppf(quantile, count - 1) * spread * math.sqrt(1.0 + 1.0 / count)
+        predicted = values.mean() + t_quantile(quantile, count - 1) * spread * math.sqrt(1.0 + 1.0 / count)
     base = max(float(np.quantile(values, quantile)), float(predicted))
     if count < 1.0 / target_false_reject_rate:
         # Too few images to see the tail: never start below the worst good part seen.

@@ -27,4 +27,10 @@ class ModelSettings(BaseModel):
         "None deploys the dense model.",
     )
     heal_steps: int = Field(200, ge=0, le=100_000, description="Auto-build: healing steps after compression.")
+    compression_methods: dict[str, str] = Field(
+        default_factory=dict,
+        description="Auto-build: factorization per layer {pattern: method[:rank]}, e.g. "
+        "{'blocks.5.*': 'tt:8', 'memory_bank': 'svd', 'default_conv': 'auto'}; methods svd, tucker2, cp, "
+        "tt, auto, dense. Checked against the model's layers before anything is trained.",
+    )
     seed: int = 0

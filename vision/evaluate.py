@@ -1,13 +1,17 @@
 """Evaluate an exported model exactly as the edge box runs it (ONNX Runtime through `Inspector`).
 
 Works on any folder in the MVTec AD layout and writes `metrics.json`, `metrics.md` and overlay PNGs, so
-a model's numbers and pictures come from the very file that will be deployed.
+a model's numbers and pictures come from the very file that will be deployed. Besides the pooled metrics
+it reports image AUROC per defect kind (each `test/<kind>/` folder against the good test images) and the
+worst images: the highest-scoring good ones (false rejects) and the lowest-scoring defective ones (misses),
+with overlays in `worst/`, because a mean hides exactly the cases a line complains about.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vision import metrics
-from vision.data.mvtec import MvtecCategory, load_image, load_mask
+from vision.data.mvtec import GOOD, MvtecCategory, load_image, load_mask
 from vision.inspector import Inspector
 from vision.overlay import render_overlay
 
@@ -47,6 +51,75 @@ def _write_heatmap(path: Path, image_rgb: np.ndarray, result: Any, mask: np.ndar
     cv2.imwrite(str(path), np.hstack([image_bgr, overlay]))
 
 
+def worst_images(labels: Sequence[int], scores: Sequence[float], count: int) -> tuple[list[int], list[int]]:
+    """(the `count` highest-scoring good images, highest first; the `count` lowest-scoring defective ones,
+    lowest first) as indices. Equal scores keep the dataset order, so the choice is reproducible."""
+    if count < 0:
+        raise ValueError(f"count must be >= 0, got {count}")
+    if len(labels) != len(scores):
+        raise ValueError(f"labels and scores differ in length: {len(labels)} vs {len(scores)}")
+    values = np.asarray(scores, dtype=np.float64)
+    truth = np.asarray(labels)
+    good, defective = np.flatnonzero(truth == 0), np.flatnonzero(truth == 1)
+    false_rejects = good[np.argsort(-values[good], kind="stable")][:count]
+    misses = defective[np.argsort(values[defective], kind="stable")][:count]
+    return [int(i) for i in false_rejects], [int(i) for i in misses]
+
+
+def _per_kind(
+    dataset: MvtecCategory, scores: np.ndarray, threshold: float
+) -> dict[str, dict[str, float | int | None]]:
+    kinds = [item.defect_type for item in dataset.test]
+    has_good = GOOD in kinds
+    aurocs = metrics.auroc_per_kind(kinds, scores, good=GOOD) if has_good else {}
+    report: dict[str, dict[str, float | int | None]] = {}
+    for kind in dict.fromkeys(k for k in kinds if k != GOOD):
+        chosen = np.array([k == kind for k in kinds])
+        report[kind] = {
+            "images": int(chosen.sum()),
+            "image_auroc": aurocs.get(kind),
+            "detected_at_threshold": float((scores[chosen] >= threshold).mean()),
+        }
+    return report
+
+
+_WORST_PREFIX = {"false_rejects": "false_reject", "misses": "miss"}
+
+
+def _write_worst(
+    out: Path, dataset: MvtecCategory, size: int, results: list[Any], labels: list[int], count: int
+) -> dict[str, list[dict[str, Any]]]:
+    """Overlays of the false rejects and misses into `out/worst/`; their list for the report."""
+    worst_dir = out / "worst"
+    if worst_dir.exists():
+        for old in worst_dir.glob("*.png"):  # a rerun must not leave the previous run's pictures behind
+            old.unlink()
+    worst_dir.mkdir(parents=True, exist_ok=True)
+    false_rejects, misses = worst_images(labels, [r.score for r in results], count)
+    listed: dict[str, list[dict[str, Any]]] = {"false_rejects": [], "misses": []}
+    for group, indices in (("false_rejects", false_rejects), ("misses", misses)):
+        for rank, index in enumerate(indices, start=1):
+            item, result = dataset.test[index], results[index]
+            stem = Path(item.path).stem
+            name = f"{_WORST_PREFIX[group]}_{rank:02d}_{item.defect_type}_{stem}.png"
+            mask = (
+                load_mask(item.mask_path, size)
+                if item.mask_path is not None
+                else np.zeros((size, size), bool)
+            )
+            _write_heatmap(worst_dir / name, load_image(item.path, size), result, mask)
+            listed[group].append(
+                {
+                    "path": str(Path(item.path).relative_to(dataset.root)),
+                    "defect_type": item.defect_type,
+                    "score": float(result.score),
+                    "flagged": bool(result.score >= result.threshold),
+                    "overlay": f"worst/{name}",
+                }
+            )
+    return listed
+
+
 def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
@@ -59,8 +132,13 @@ def evaluate(
     heatmaps: int = 8,
     progress: bool = True,
     threads: int = 2,
+    worst: int = 5,
 ) -> dict[str, Any]:
-    """Score every test image of `<data_root>/<category>/test`; return and write the metrics."""
+    """Score every test image of `<data_root>/<category>/test`; return and write the metrics.
+
+    `worst` false rejects and as many misses are written as overlays to `<out_dir>/worst/`."""
+    if worst < 0:
+        raise ValueError(f"worst must be >= 0, got {worst}")
     dataset = MvtecCategory.load(Path(data_root), category)
     if not dataset.test:
         raise ValueError(f"{Path(data_root) / category / 'test'} holds no test images")
@@ -73,7 +151,7 @@ def evaluate(
 
     labels = [int(item.label) for item in dataset.test]
     sampled = _heatmap_indices(labels, heatmaps)
-    scores, maps, masks, latencies, inference = [], [], [], [], []
+    scores, maps, masks, latencies, inference, results = [], [], [], [], [], []
     for index, item in enumerate(tqdm(dataset.test, desc=f"evaluating {category}", disable=not progress)):
         image = load_image(item.path, size)
         mask = load_mask(item.mask_path, size) if item.mask_path is not None else np.zeros((size, size), bool)
@@ -82,6 +160,7 @@ def evaluate(
         latencies.append((time.perf_counter() - started) * 1000.0)
         inference.append(result.inference_ms)
         scores.append(result.score)
+        results.append(result)
         maps.append(result.anomaly_map.astype(np.float32))
         masks.append(mask.astype(bool))
         if index in sampled:
@@ -110,6 +189,8 @@ def evaluate(
         else None,
         "best_f1": best_f1,
         "best_f1_threshold": best_threshold,
+        "per_defect_kind": _per_kind(dataset, image_scores, info.threshold),
+        "worst": _write_worst(out, dataset, size, results, labels, worst),
         "latency_ms": {"p50": _percentile(latencies, 50), "p99": _percentile(latencies, 99)},
         "inference_ms": {"p50": _percentile(inference, 50), "p99": _percentile(inference, 99)},
         "threads": threads,
@@ -156,5 +237,52 @@ def metrics_markdown(report: dict[str, Any]) -> str:
         "|---|---|",
         *[f"| {name} | {value} |" for name, value in rows],
         "",
+        *_per_kind_markdown(report.get("per_defect_kind", {})),
+        *_worst_markdown(report.get("worst", {})),
     ]
     return "\n".join(lines)
+
+
+def _per_kind_markdown(per_kind: dict[str, Any]) -> list[str]:
+    if not per_kind:
+        return []
+    lines = [
+        "## Per defect kind",
+        "",
+        "Image AUROC of each kind against the good test images; detected = share at or above the threshold.",
+        "",
+        "| Defect kind | Images | Image AUROC | Detected at threshold |",
+        "|---|---|---|---|",
+    ]
+    for kind, values in per_kind.items():
+        lines.append(
+            f"| {kind} | {values['images']} | {_fmt(values['image_auroc'])} | "
+            f"{_fmt(values['detected_at_threshold'], 2)} |"
+        )
+    return [*lines, ""]
+
+
+def _worst_markdown(worst: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    titles = {
+        "false_rejects": "Highest-scoring good images (false rejects when flagged)",
+        "misses": "Lowest-scoring defective images (misses when not flagged)",
+    }
+    for group, title in titles.items():
+        entries = worst.get(group, [])
+        if not entries:
+            continue
+        lines += [
+            f"## {title}",
+            "",
+            "| # | Image | Kind | Score | Flagged | Overlay |",
+            "|---|---|---|---|---|---|",
+        ]
+        for rank, entry in enumerate(entries, start=1):
+            flagged = "yes" if entry["flagged"] else "no"
+            lines.append(
+                f"| {rank} | `{entry['path']}` | {entry['defect_type']} | {entry['score']:.4f} | {flagged} | "
+                f"[{Path(entry['overlay']).name}]({entry['overlay']}) |"
+            )
+        lines.append("")
+    return lines

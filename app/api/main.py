@@ -17,7 +17,22 @@ from app.api.errors import complete_allow_header
 from app.api.limits import BodySizeLimitMiddleware
 from app.api.middleware import ApiMetrics, RequestMetricsMiddleware, SecurityHeadersMiddleware
 from app.api.ratelimit import RateLimiter
-from app.api.routers import alerts, audit, config, frames, health, inspection, line, models, panel, status
+from app.api.routers import (
+    alerts,
+    archive,
+    audit,
+    config,
+    frames,
+    health,
+    inspection,
+    line,
+    models,
+    panel,
+    reviews,
+    status,
+    teach,
+    trends,
+)
 from app.api.runtime_port import RuntimePort
 from app.api.security import KeyStore
 from app.audit import AuditLog
@@ -31,7 +46,22 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {**_ERROR, "description": "Malformed request (e.g. a body that is not valid JSON)."},
     413: {**_ERROR, "description": "Body larger than api.max_request_bytes."},
 }
-ROUTERS = (health, status, line, inspection, models, alerts, frames, config, audit, panel)
+ROUTERS = (
+    health,
+    status,
+    line,
+    inspection,
+    models,
+    teach,
+    alerts,
+    reviews,
+    archive,
+    frames,
+    config,
+    audit,
+    trends,
+    panel,
+)
 
 
 def _package_version() -> str:

@@ -9,12 +9,17 @@ attribute of the same or a narrower type.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from device.alerts import ReviewFilter, ReviewState
+from device.archive import ArchivedImage, ArchiveStats, Verdict
 from device.commands import Command, CommandResult
 from device.model_registry import ModelEntry
 from device.status import HealthReport, RuntimeStatus
+from device.teaching import TeachJob
+from device.trends import TrendReport
 
 
 class AlertHistory(Protocol):
@@ -28,12 +33,33 @@ class AlertHistory(Protocol):
         until: datetime | None = None,
         defect_type: str | None = None,
         defects_only: bool = True,
+        review_state: ReviewFilter | None = None,
     ) -> tuple[int, list[dict[str, Any]]]:
-        """(total matching, one page newest first) of alert payloads."""
+        """(total matching, one page newest first) of alert payloads, each with its `review` or None."""
         ...
 
     def thumbnail(self, alert_id: str) -> bytes | None:
         """The alert's JPEG thumbnail, or None when there is no such alert or no thumbnail."""
+        ...
+
+    def review(
+        self, alert_id: str, state: ReviewState, comment: str, reviewer: str
+    ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """Record or replace a review: (previous, new); KeyError unknown alert, ValueError bad input."""
+        ...
+
+    def review_counts(self) -> dict[str, int]:
+        """Alerts per review state (`unreviewed`, `confirmed`, `false_alarm`) and `taught`."""
+        ...
+
+    def export_rows(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        review_state: ReviewFilter | None = None,
+        batch: int = 500,
+    ) -> Iterator[dict[str, Any]]:
+        """Every matching alert with its review, oldest first."""
         ...
 
 
@@ -50,6 +76,60 @@ class ModelCatalog(Protocol):
         ...
 
 
+class ArchiveCatalog(Protocol):
+    """The image archive as the API reads it (`device.archive.ImageArchive`); writing is the runtime's."""
+
+    def query(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        min_score: float | None = None,
+        max_score: float | None = None,
+        verdict: Verdict | None = None,
+        defect_class: str | None = None,
+        alert_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[int, list[ArchivedImage]]:
+        """(total matching, one page newest first)."""
+        ...
+
+    def get(self, item_id: int) -> ArchivedImage | None: ...
+
+    def get_many(self, item_ids: Sequence[int]) -> list[ArchivedImage]:
+        """ArchiveItemNotFound naming every unknown id."""
+        ...
+
+    def find_by_alert(self, alert_id: str) -> ArchivedImage | None: ...
+
+    def read_image(self, item_id: int, overlay: bool = False) -> bytes:
+        """JPEG bytes; ArchiveItemNotFound when unknown or pruned."""
+        ...
+
+    def export_mvtec(
+        self, items: Sequence[ArchivedImage], category: str, labels: Mapping[int, str] | None = None
+    ) -> Iterator[bytes]:
+        """ZIP chunks in the MVTec AD layout; ValueError / ArchiveItemNotFound before the first chunk."""
+        ...
+
+    def stats(self) -> ArchiveStats: ...
+
+
+class TeachService(Protocol):
+    """Teach-normal jobs (`device.teaching.TeachJobs`): build a candidate model from false alarms."""
+
+    def start(
+        self, alert_ids: list[str] | None, actor: str, on_done: Callable[[TeachJob], None] | None = None
+    ) -> TeachJob:
+        """Start a job (None: every untaught false alarm); TeachRequestError (422), TeachBusyError (409)."""
+        ...
+
+    def get(self, job_id: str) -> TeachJob | None:
+        """A job's status, progress and (when done) its candidate model and figures."""
+        ...
+
+
 class RuntimePort(Protocol):
     """The runtime as the API sees it: typed commands in, read-only views out."""
 
@@ -58,6 +138,12 @@ class RuntimePort(Protocol):
 
     @property
     def models(self) -> ModelCatalog: ...
+
+    @property
+    def teacher(self) -> TeachService: ...
+
+    @property
+    def archive(self) -> ArchiveCatalog: ...
 
     @property
     def frame_seq(self) -> int:
@@ -86,4 +172,9 @@ class RuntimePort(Protocol):
 
     def metrics_text(self) -> bytes:
         """The runtime's metrics in Prometheus text format."""
+        ...
+
+    def trend_report(self, window_s: int) -> TrendReport:
+        """Defect rate, latency and score trends over the last `window_s` seconds, per shift too;
+        ValueError when the window is longer than the history kept."""
         ...

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from device.config import ThresholdValue
+from vision.teach import TeachReport
 
 
 def _integral_float_to_int(value: Any) -> Any:
@@ -124,6 +125,7 @@ class ModelOut(BaseModel):
     size_bytes: int
     created_at: str
     active: bool
+    teach: TeachReport | None = Field(None, description="A taught model's before/after figures.")
 
 
 class ErrorBody(BaseModel):

@@ -12,6 +12,71 @@ const state = { key: null, role: null, timers: [], frameEtag: null, frameUrl: nu
 
 const $ = (id) => document.getElementById(id);
 
+// Build an element: el("td", { className: "x", dataset: { id: "1" }, testid: "cell" }, "text", child).
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(props)) {
+    if (value === undefined || value === null) continue;
+    if (name === "dataset") Object.assign(node.dataset, value);
+    else if (name === "testid") node.setAttribute("data-testid", value);
+    else if (name in node) node[name] = value;
+    else node.setAttribute(name, value);
+  }
+  for (const child of children.flat()) {
+    if (child === undefined || child === null || child === false) continue;
+    node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+const hasRole = (role) => (ROLE_RANK[state.role] || 0) >= ROLE_RANK[role];
+
+// ---- screens (tabs) --------------------------------------------------------------------------------
+// Each screen file registers { show(), hide() }; only the visible screen polls its data.
+const screens = {};
+let currentScreen = null;
+
+function registerScreen(name, screen) {
+  screens[name] = screen;
+}
+
+function showScreen(name) {
+  const tab = document.querySelector(`[data-tab="${CSS.escape(name)}"]`);
+  if (!tab || tab.hidden) name = "live";
+  if (currentScreen && currentScreen !== name && screens[currentScreen]) screens[currentScreen].hide();
+  document.querySelectorAll("[data-screen]").forEach((section) => {
+    section.hidden = section.dataset.screen !== name;
+  });
+  document.querySelectorAll("[data-tab]").forEach((button) => {
+    const active = button.dataset.tab === name;
+    button.classList.toggle("active", active);
+    button.setAttribute("aria-selected", String(active));
+  });
+  currentScreen = name;
+  if (location.hash !== `#${name}`) history.replaceState(null, "", `#${name}`);
+  if (screens[name]) screens[name].show();
+}
+
+function hideScreens() {
+  if (currentScreen && screens[currentScreen]) screens[currentScreen].hide();
+  currentScreen = null;
+}
+
+// Save a blob the way a download link would (fetches carry the key header, plain links cannot).
+function saveBlob(blob, filename) {
+  const url = URL.createObjectURL(blob);
+  const link = el("a", { href: url, download: filename });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+const fmtTime = (iso) => {
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? String(iso) : date.toLocaleString();
+};
+
 class ApiError extends Error {
   constructor(status, detail) {
     super(typeof detail === "string" ? detail : JSON.stringify(detail));
@@ -71,6 +136,7 @@ async function login(key) {
   applyRole();
   startPolling();
   loadStation().catch(() => {});
+  showScreen(location.hash.slice(1) || "live");
 }
 
 function logout(reason) {
@@ -79,6 +145,7 @@ function logout(reason) {
   state.role = null;
   state.timers.forEach(clearInterval);
   state.timers = [];
+  hideScreens();
   $("dashboard").hidden = true;
   $("login").hidden = false;
   $("role").hidden = true;
@@ -89,10 +156,14 @@ function logout(reason) {
 
 function applyRole() {
   const rank = ROLE_RANK[state.role] || 0;
-  document.querySelectorAll("[data-needs]").forEach((el) => {
-    const allowed = rank >= ROLE_RANK[el.dataset.needs];
-    el.disabled = !allowed;
-    el.title = allowed ? "" : `Needs the ${el.dataset.needs} role`;
+  document.querySelectorAll("[data-needs]").forEach((node) => {
+    const allowed = rank >= ROLE_RANK[node.dataset.needs];
+    node.disabled = !allowed;
+    node.title = allowed ? "" : `Needs the ${node.dataset.needs} role`;
+  });
+  // Controls a role may not use at all are not shown (the server refuses them anyway).
+  document.querySelectorAll("[data-show-for]").forEach((node) => {
+    node.hidden = rank < ROLE_RANK[node.dataset.showFor];
   });
 }
 
@@ -314,6 +385,13 @@ function wireControls() {
   });
 
   $("logout").addEventListener("click", () => logout(""));
+
+  document.querySelectorAll("[data-tab]").forEach((button) => {
+    button.addEventListener("click", () => showScreen(button.dataset.tab));
+  });
+  window.addEventListener("hashchange", () => {
+    if (state.key && location.hash.slice(1) !== currentScreen) showScreen(location.hash.slice(1));
+  });
 }
 
 async function loadStation() {

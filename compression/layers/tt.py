@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -13,6 +14,7 @@ from compression.layers._common import check_dense_conv, check_rank
 from compression.layers._tensorly import torch_backend
 
 
+@functools.lru_cache(maxsize=4096)
 def balanced_factors(n: int, parts: int) -> tuple[int, ...]:
     """Split n into `parts` integer factors as equal as possible (largest first), e.g. 1280 -> (16, 10, 8).
 
@@ -30,6 +32,18 @@ def balanced_factors(n: int, parts: int) -> tuple[int, ...]:
         factors.append(best)
         remaining //= best
     return tuple(sorted(factors, reverse=True))
+
+
+def tt_layout(
+    out_features: int, in_features: int, rank: int, n_cores: int = 3
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """(out_modes, in_modes, bond dimensions incl. the two 1s) of a TT of bond dimension `rank`.
+
+    Each bond is clamped to the rank the unfolding at that bond can have, so a huge `rank` is exact."""
+    out_modes, in_modes = balanced_factors(out_features, n_cores), balanced_factors(in_features, n_cores)
+    sizes = [o * i for o, i in zip(out_modes, in_modes, strict=True)]
+    inner = [min(rank, math.prod(sizes[: k + 1]), math.prod(sizes[k + 1 :])) for k in range(n_cores - 1)]
+    return out_modes, in_modes, (1, *inner, 1)
 
 
 class TTLinear(nn.Module):
@@ -72,22 +86,30 @@ class TTLinear(nn.Module):
         return max(min(math.prod(sizes[: k + 1]), math.prod(sizes[k + 1 :])) for k in range(n_cores - 1))
 
     @classmethod
+    def shaped_like(cls, layer: nn.Module, rank: int, n_cores: int = 3) -> TTLinear:
+        """An untrained TT of `layer`'s shape at bond dimension `rank` (for timing, no decomposition)."""
+        weight = _weight_matrix(layer)
+        out_modes, in_modes, bonds = tt_layout(weight.shape[0], weight.shape[1], check_rank(rank), n_cores)
+        module = cls(
+            in_modes, out_modes, bonds, bias=layer.bias is not None, conv=isinstance(layer, nn.Conv2d)
+        )
+        with torch.no_grad():
+            for core in module.cores:
+                core.normal_(0.0, 0.1)
+        return module
+
+    @classmethod
     def from_layer(cls, layer: nn.Module, rank: int, n_cores: int = 3) -> TTLinear:
         """Build from `nn.Linear` or a dense 1x1 conv; `rank` is the bond dimension (clamped per bond)."""
         check_rank(rank)
         weight = _weight_matrix(layer).double()
-        out_modes = balanced_factors(weight.shape[0], n_cores)
-        in_modes = balanced_factors(weight.shape[1], n_cores)
+        out_modes, in_modes, bonds = tt_layout(weight.shape[0], weight.shape[1], rank, n_cores)
         sizes = [o * i for o, i in zip(out_modes, in_modes, strict=True)]
-        bonds = [1] + [
-            min(rank, math.prod(sizes[: k + 1]), math.prod(sizes[k + 1 :])) for k in range(n_cores - 1)
-        ]
-        bonds.append(1)
         # (o1..od, i1..id) -> (o1, i1, o2, i2, ...) -> one mode per core of size o_k * i_k
         interleave = [axis for k in range(n_cores) for axis in (k, n_cores + k)]
         tensor = weight.reshape(*out_modes, *in_modes).permute(*interleave).reshape(*sizes)
         with torch_backend():
-            factors = tensor_train(tensor, rank=bonds).factors
+            factors = tensor_train(tensor, rank=list(bonds)).factors
         ranks = (*tuple(int(f.shape[0]) for f in factors), 1)
         module = cls(
             in_modes, out_modes, ranks, bias=layer.bias is not None, conv=isinstance(layer, nn.Conv2d)

@@ -9,70 +9,16 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
-from unit.app.api_helpers import KEYS, api_settings
+from e2e.panel_helpers import screenshot, sign_in
+from playwright.sync_api import Page, expect
+from unit.app.api_helpers import KEYS
 from unit.app.fake_runtime import FakeRuntime
-from unit.app.uvicorn_thread import serve
-
-from app.api.main import create_app
-from app.api.security import KeyStore
 
 pytestmark = pytest.mark.e2e
-
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1366, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    yield page
-    context.close()
-
-
-@pytest.fixture
-def fake_panel(tmp_path: Path) -> Iterator[tuple[str, FakeRuntime]]:
-    runtime = FakeRuntime(fps=6, defect_every=5)
-    runtime.start()
-    app = create_app(runtime, api_settings(tmp_path), KeyStore.from_keys(KEYS))
-    try:
-        with serve(app) as base_url:
-            yield base_url, runtime
-    finally:
-        runtime.stop()
-
-
-def sign_in(page: Page, base_url: str, key: str, role: str) -> None:
-    page.goto(base_url + "/")
-    page.get_by_test_id("login-key").fill(key)
-    page.get_by_test_id("login-submit").click()
-    expect(page.get_by_test_id("dashboard")).to_be_visible()
-    expect(page.get_by_test_id("role")).to_contain_text(role)
 
 
 def expect_frames_update(page: Page) -> None:
@@ -129,8 +75,7 @@ def test_panel_against_fake_runtime(page: Page, fake_panel: tuple[str, FakeRunti
     page.get_by_test_id("btn-pause").click()
     expect(page.get_by_test_id("line-state")).to_have_text("paused")
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "panel.png"), full_page=True)
+    screenshot(page, "panel.png")
 
 
 def test_viewer_sees_but_cannot_control_and_docs_work_offline(
@@ -199,5 +144,4 @@ def test_panel_against_the_real_stack(page: Page, edge_stack) -> None:
         0.4242
     )
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "panel-real.png"), full_page=True)
+    screenshot(page, "panel-real.png")

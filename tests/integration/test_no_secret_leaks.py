@@ -40,7 +40,12 @@ def _concrete_paths(client: httpx.Client, schema: dict) -> list[str]:
     """Every GET path of the schema with its parameters filled from live data (an alert id, ...)."""
     wait_until(lambda: client.get("/alerts").json()["total"] > 0, 60, "a first alert")
     alert_id = client.get("/alerts").json()["items"][0]["alert_id"]
-    fill = {"alert_id": alert_id}
+    wait_until(lambda: client.get("/archive").json()["total"] > 0, 60, "a first archived image")
+    fill = {
+        "alert_id": alert_id,
+        "item_id": client.get("/archive").json()["items"][0]["id"],
+        "job_id": "no-such-job",  # a 404 body is read like any other
+    }
     paths = []
     for path, operations in schema["paths"].items():
         if "get" not in operations:

@@ -52,3 +52,63 @@ def apply_camera(image: np.ndarray, lighting: Lighting, noise_rng: np.random.Gen
     out += noise * np.float32(lighting.noise_sigma)
     np.clip(out, 0.0, 1.0, out=out)
     return (out * 255.0 + 0.5).astype(np.uint8)
+
+
+# ------------------------------------------------------------------------------------------- hard suite
+
+
+@dataclass(frozen=True)
+class LineCamera:
+    """The hard suite's camera: lighting drift plus what a real line adds (vignetting, focus, JPEG)."""
+
+    lighting: Lighting
+    vignette: float  # brightness lost in the corners, share
+    defocus_sigma: float  # pixels at 256 px; 0 = sharp
+    jpeg_quality: int
+
+
+def sample_line_camera(rng: np.random.Generator) -> LineCamera:
+    """Strengths a production line shows between parts: +-20 % gain, a 20 % light gradient, q70-95 JPEG."""
+    red, green, blue = (float(v) for v in rng.uniform(0.95, 1.05, size=3))
+    lighting = Lighting(
+        gain=float(rng.uniform(0.8, 1.2)),
+        channel_gain=(red, green, blue),
+        gradient_strength=float(rng.uniform(0.0, 0.2)),
+        gradient_angle=float(rng.uniform(0.0, 2 * math.pi)),
+        noise_sigma=float(rng.uniform(0.004, 0.02)),
+    )
+    defocus = float(rng.uniform(0.3, 0.7)) if rng.random() < 0.4 else 0.0
+    return LineCamera(
+        lighting=lighting,
+        vignette=float(rng.uniform(0.0, 0.1)),
+        defocus_sigma=defocus,
+        jpeg_quality=int(rng.integers(70, 96)),
+    )
+
+
+@lru_cache(maxsize=8)
+def _corner_falloff(size: int) -> np.ndarray:
+    xs, ys = _unit_grid(size)
+    return np.asarray((xs**2 + ys**2) * 2.0, dtype=np.float32)  # 0 at the centre, 1 in the corners
+
+
+def apply_line_camera(image: np.ndarray, camera: LineCamera, noise_rng: np.random.Generator) -> np.ndarray:
+    """float32 HxWx3 scene in [0, 1] -> a JPEG-compressed, decoded uint8 RGB frame."""
+    import cv2  # the legacy camera above needs no OpenCV
+
+    size = image.shape[0]
+    if image.shape[1] != size:
+        raise ValueError(f"the line camera expects square frames, got {image.shape[:2]}")
+    if camera.defocus_sigma > 0:
+        image = cv2.GaussianBlur(image, (0, 0), camera.defocus_sigma * size / 256)
+    shaded = image * (1.0 - camera.vignette * _corner_falloff(size))[:, :, None]
+    frame = apply_camera(shaded.astype(np.float32), camera.lighting, noise_rng)
+    ok, encoded = cv2.imencode(
+        ".jpg", np.ascontiguousarray(frame[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, camera.jpeg_quality]
+    )
+    if not ok:
+        raise OSError("JPEG encoding failed")
+    decoded = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
+    if decoded is None:
+        raise OSError("JPEG decoding failed")
+    return np.ascontiguousarray(decoded[:, :, ::-1])

@@ -29,6 +29,9 @@ from vision.data.textures import CARPET, STONE, TILE, TextureProduct
 GENERATOR_NAME = "edgeinspect.synthetic"
 GENERATOR_VERSION = "1"
 DEFAULT_CATEGORY = "pcb"
+# "default": the legacy line (pcb, bracket and three textures; saturated, kept for continuity).
+# "hard": `vision.data.hard_suite`, the development benchmark with a dev/holdout split of categories.
+SUITES: tuple[str, ...] = ("default", "hard")
 
 # Separate random streams so simulator parts never repeat the images a model was trained or tested on.
 _STREAM_TRAIN, _STREAM_TEST_GOOD, _STREAM_TEST_DEFECT, _STREAM_LINE = 0, 1, 2, 3
@@ -76,6 +79,41 @@ def _product(category: str) -> Product:
 def defect_types(category: str) -> tuple[str, ...]:
     """The defect types a category can show (the folder names under `test/` in a written dataset)."""
     return _product(category).defect_types
+
+
+def _check_suite(suite: str) -> None:
+    if suite not in SUITES:
+        raise ValueError(f"unknown suite {suite!r}; valid suites: {', '.join(SUITES)}")
+
+
+def suite_categories(suite: str) -> tuple[str, ...]:
+    """Every category of a suite, in writing order."""
+    _check_suite(suite)
+    if suite == "hard":
+        from vision.data import hard_suite
+
+        return hard_suite.CATEGORIES
+    return CATEGORIES
+
+
+def _suite_defect_types(suite: str, category: str) -> tuple[str, ...]:
+    if suite == "hard":
+        from vision.data import hard_suite
+
+        hard_suite.product(category)  # a clear error for an unknown name
+        return hard_suite.DEFECT_KINDS
+    return defect_types(category)
+
+
+def _render(
+    suite: str, category: str, seed: int, stream: int, index: int, defect: str | None, image_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    if suite == "hard":
+        from vision.data.hard_suite import render_hard_part
+
+        return render_hard_part(category, seed, stream, index, defect, image_size)
+    part = render_part(category, seed, stream, index, defect, image_size)
+    return part.image, part.mask
 
 
 def _check_size(image_size: int) -> None:
@@ -147,18 +185,18 @@ def _write_png(path: Path, image: np.ndarray) -> None:
 
 
 def _plan(
-    category: str, n_train: int, n_test_good: int, n_per_type: int
+    suite: str, category: str, n_train: int, n_test_good: int, n_per_type: int
 ) -> list[tuple[str, int, int, str | None]]:
     """(relative folder, stream, index, defect type) for every image of one category, in writing order."""
     jobs: list[tuple[str, int, int, str | None]] = []
     jobs += [("train/good", _STREAM_TRAIN, i, None) for i in range(n_train)]
     jobs += [("test/good", _STREAM_TEST_GOOD, i, None) for i in range(n_test_good)]
-    for t, defect in enumerate(defect_types(category)):
+    for t, defect in enumerate(_suite_defect_types(suite, category)):
         jobs += [(f"test/{defect}", _STREAM_TEST_DEFECT, t * 100_000 + i, defect) for i in range(n_per_type)]
     return jobs
 
 
-def _read_manifest(path: Path) -> dict[str, object]:
+def _read_manifest(path: Path, suite: str) -> dict[str, object]:
     if not path.exists():
         return {}
     try:
@@ -167,32 +205,58 @@ def _read_manifest(path: Path) -> dict[str, object]:
         raise ValueError(f"{path} exists but is not a readable dataset manifest: {exc}") from exc
     if not isinstance(manifest, dict) or manifest.get("generator") != GENERATOR_NAME:
         raise ValueError(f"{path} was not written by {GENERATOR_NAME}; refusing to write into {path.parent}")
+    existing = manifest.get("suite", "default")  # manifests from before suites existed hold the default one
+    if existing != suite:
+        raise ValueError(
+            f"{path.parent} holds the {existing!r} suite; write the {suite!r} suite to another folder "
+            "(both name categories tile, stone and carpet)"
+        )
     return manifest
+
+
+_DEFAULT_SIZES: dict[str, int] = {"n_train": 150, "n_test_good": 40, "n_test_defect_per_type": 10}
+
+
+def suite_sizes(suite: str) -> dict[str, int]:
+    """The dataset sizes a suite is written with when the caller does not say."""
+    _check_suite(suite)
+    if suite == "hard":
+        from vision.data.hard_suite import DEFAULT_SIZES
+
+        return dict(DEFAULT_SIZES)
+    return dict(_DEFAULT_SIZES)
 
 
 def write_dataset(
     out_dir: str | os.PathLike[str],
     categories: Sequence[str] | None = None,
     seed: int = 0,
-    n_train: int = 150,
-    n_test_good: int = 40,
-    n_test_defect_per_type: int = 10,
+    n_train: int | None = None,
+    n_test_good: int | None = None,
+    n_test_defect_per_type: int | None = None,
     image_size: int = 256,
     progress: bool = True,
+    suite: str = "default",
 ) -> Path:
     """Write an MVTec AD style dataset and return `out_dir`.
 
-    Each category is written to a temporary folder and swapped in at the end, so an interrupted run never
-    leaves a half-written category. An existing category folder is only replaced when `dataset.json` shows
-    this generator wrote it; anything else in `out_dir` is left untouched.
+    Sizes left at None take the suite's defaults (`suite_sizes`). Each category is written to a temporary
+    folder and swapped in at the end, so an interrupted run never leaves a half-written category. An
+    existing category folder is only replaced when `dataset.json` shows this generator wrote it (and the
+    same suite); anything else in `out_dir` is left untouched.
     """
     from tqdm.auto import tqdm
 
+    sizes = suite_sizes(suite)
+    n_train = sizes["n_train"] if n_train is None else n_train
+    n_test_good = sizes["n_test_good"] if n_test_good is None else n_test_good
+    if n_test_defect_per_type is None:
+        n_test_defect_per_type = sizes["n_test_defect_per_type"]
     if isinstance(categories, str):
         raise ValueError("categories must be a sequence of names, not a single string")
-    chosen = list(CATEGORIES if categories is None else categories)
+    chosen = list(suite_categories(suite) if categories is None else categories)
     for name in chosen:
-        _product(name)
+        _suite_defect_types(suite, name)
     if len(set(chosen)) != len(chosen):
         raise ValueError(f"categories contain duplicates: {chosen}")
     for label, value in (
@@ -209,7 +273,7 @@ def write_dataset(
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     manifest_path = root / "dataset.json"
-    manifest = _read_manifest(manifest_path)
+    manifest = _read_manifest(manifest_path, suite)
     known: dict[str, object] = dict(manifest.get("categories", {}))  # type: ignore[arg-type]
     for name in chosen:
         if (root / name).exists() and name not in known:
@@ -217,7 +281,7 @@ def write_dataset(
                 f"{root / name} exists and was not written by {GENERATOR_NAME}; refusing to replace it"
             )
 
-    plans = {name: _plan(name, n_train, n_test_good, n_test_defect_per_type) for name in chosen}
+    plans = {name: _plan(suite, name, n_train, n_test_good, n_test_defect_per_type) for name in chosen}
     total = sum(len(jobs) for jobs in plans.values())
     with tqdm(total=total, desc="writing dataset", unit="img", disable=not progress) as bar:
         for name, jobs in plans.items():
@@ -227,13 +291,13 @@ def write_dataset(
                 for folder, stream, index, defect in jobs:
                     number = counters.get(folder, 0)
                     counters[folder] = number + 1
-                    part = render_part(name, seed, stream, index, defect, image_size)
+                    image, mask = _render(suite, name, seed, stream, index, defect, image_size)
                     (staging / folder).mkdir(parents=True, exist_ok=True)
-                    _write_png(staging / folder / f"{number:03d}.png", part.image)
+                    _write_png(staging / folder / f"{number:03d}.png", image)
                     if defect is not None:
                         mask_dir = staging / "ground_truth" / defect
                         mask_dir.mkdir(parents=True, exist_ok=True)
-                        _write_png(mask_dir / f"{number:03d}_mask.png", part.mask)
+                        _write_png(mask_dir / f"{number:03d}_mask.png", mask)
                     bar.update(1)
                 if (root / name).exists():
                     shutil.rmtree(root / name)
@@ -247,19 +311,35 @@ def write_dataset(
                 "n_train": n_train,
                 "n_test_good": n_test_good,
                 "n_test_defect_per_type": n_test_defect_per_type,
-                "defect_types": list(defect_types(name)),
+                "defect_types": list(_suite_defect_types(suite, name)),
+                **_split_entry(suite, name),
             }
-            _write_manifest(manifest_path, known)
+            _write_manifest(manifest_path, known, suite)
     return root
 
 
-def _write_manifest(path: Path, categories: dict[str, object]) -> None:
-    manifest = {
+def _split_entry(suite: str, category: str) -> dict[str, str]:
+    if suite != "hard":
+        return {}
+    from vision.data.hard_suite import split_of
+
+    return {"split": split_of(category)}
+
+
+def _write_manifest(path: Path, categories: dict[str, object], suite: str) -> None:
+    manifest: dict[str, object] = {
         "generator": GENERATOR_NAME,
         "generator_version": GENERATOR_VERSION,
         "layout": "mvtec_ad",
+        "suite": suite,
         "categories": {name: categories[name] for name in sorted(categories)},
     }
+    if suite == "hard":
+        from vision.data.hard_suite import SPLIT
+
+        # The declared split, whole, even when only some categories were written: dev may guide choices,
+        # holdout is reported apart and never used to choose.
+        manifest["split"] = {name: list(members) for name, members in SPLIT.items()}
     temporary = path.with_suffix(".json.tmp")
     temporary.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     temporary.replace(path)

@@ -11,6 +11,7 @@ from pydantic import BeforeValidator
 
 from app.api.deps import AUTH_RESPONSES, RuntimeDep, Viewer
 from app.api.schemas import AlertPage
+from device.alerts import ReviewFilter
 
 router = APIRouter(prefix="/alerts", tags=["alerts"], responses=AUTH_RESPONSES)
 
@@ -60,6 +61,9 @@ def list_alerts(
     until: Annotated[IsoDateTime | None, Query(description="ISO 8601; naive means UTC.")] = None,
     defect_type: Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")] = None,
     defects_only: bool = True,
+    review_state: Annotated[
+        ReviewFilter | None, Query(description="Only alerts with this operator review (or none).")
+    ] = None,
 ) -> AlertPage:
     total, items = runtime.alert_store.query(
         limit=limit,
@@ -68,6 +72,7 @@ def list_alerts(
         until=_as_utc(until, "until"),
         defect_type=defect_type,
         defects_only=defects_only,
+        review_state=review_state,
     )
     return AlertPage(total=total, limit=limit, offset=offset, items=items)
 

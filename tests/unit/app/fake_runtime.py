@@ -9,16 +9,24 @@ real runtime's do, so tests can check effects through `/status`.
 from __future__ import annotations
 
 import hashlib
+import random
+import shutil
+import tempfile
 import threading
 import time
 import uuid
+import weakref
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
 import cv2
 import numpy as np
+from prometheus_client import CollectorRegistry, generate_latest
+from unit.app.fake_teacher import FakeLearner
 
 from device.alerts import AlertStore
+from device.archive import ArchiveRecord, ImageArchive
 from device.commands import (
     ActivateModel,
     ClearRegionOfInterest,
@@ -34,6 +42,7 @@ from device.commands import (
     StartLine,
     StopLine,
 )
+from device.config import ArchiveSettings, TrendSettings
 from device.model_registry import ModelEntry
 from device.status import (
     ComponentHealth,
@@ -43,7 +52,11 @@ from device.status import (
     RuntimeState,
     RuntimeStatus,
 )
+from device.teaching import TeachJobs
+from device.trends import TrendRecorder, TrendReport
 from vision.inspector import ModelFileError
+from vision.teach import TeachReport
+from vision.types import Box
 
 FAKE_MODEL_MAGIC = b"FAKE-ONNX"
 CALIBRATED_THRESHOLD = 0.5
@@ -65,7 +78,7 @@ class FakeModelRegistry:
         self.history = [self.active_id]
 
     @staticmethod
-    def _entry(data: bytes, name: str, version: str) -> ModelEntry:
+    def _entry(data: bytes, name: str, version: str, teach: TeachReport | None = None) -> ModelEntry:
         digest = hashlib.sha256(data).hexdigest()
         return ModelEntry(
             id=f"{name}-{digest[:12]}",
@@ -74,19 +87,22 @@ class FakeModelRegistry:
             sha256=digest,
             size_bytes=len(data),
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            teach=teach,
         )
 
     def list(self) -> list[ModelEntry]:
         return [e.model_copy(update={"active": e.id == self.active_id}) for e in self.entries]
 
-    def register(self, data: bytes, filename: str, expected_sha256: str) -> ModelEntry:
+    def register(
+        self, data: bytes, filename: str, expected_sha256: str, teach: TeachReport | None = None
+    ) -> ModelEntry:
         actual = hashlib.sha256(data).hexdigest()
         if actual != expected_sha256.strip().lower():
             raise ValueError(f"sha256 mismatch for {filename!r}: expected {expected_sha256}, got {actual}")
         if not data.startswith(FAKE_MODEL_MAGIC):
             raise ModelFileError(f"{filename}: not an ONNX model with the EdgeInspect contract")
         _, name, version = data.decode().split(":")
-        entry = self._entry(data, name, version)
+        entry = self._entry(data, name, version, teach)
         self.entries.append(entry)
         return entry
 
@@ -104,6 +120,19 @@ class FakeRuntime:
         self.size = size
         self.alert_store = AlertStore(":memory:")  # the real history, in memory
         self.models = FakeModelRegistry()
+        self.trends = TrendRecorder(TrendSettings())  # the real recorder, in memory
+        self.archive = _temporary_archive(self)  # the real archive, every part, in a temporary folder
+        learner = FakeLearner(
+            self.alert_store,
+            self.archive,
+            self.models.register,
+            lambda n: fake_model_bytes("fake", f"taught-{n}"),
+            lambda: self.models.active_id,
+            CALIBRATED_THRESHOLD,
+        )
+        self.teacher = TeachJobs(self.alert_store, learner)  # the real jobs, a fake learner
+        self._review_metrics = CollectorRegistry()
+        self.alert_store.register_metrics(self._review_metrics)
         self.commands: list[tuple[Command, str]] = []
         self.patches: list[tuple[dict[str, Any], str]] = []
         self.state: RuntimeState = "running"
@@ -150,7 +179,10 @@ class FakeRuntime:
                 cv2.rectangle(overlay, (60, 80), (100, 92), (0, 0, 255), 2)
             self._frame_jpeg = {False: _jpeg(image), True: _jpeg(overlay)}
             self.frames = frame_id
+            self.trends.record(time.time(), score, is_defect, 12.5)
+            record = self._archive_record(frame_id, image, score, is_defect)
             if not is_defect:
+                self.archive.store(record)
                 return None
             self.defects += 1
             alert = {
@@ -170,7 +202,29 @@ class FakeRuntime:
                 "latency_ms": 12.5,
             }
         self.alert_store.add(alert, _jpeg(cv2.resize(overlay, (48, 48))))
+        self.archive.store(replace(record, alert_id=str(alert["alert_id"]), defect_class="linear"))
         return alert
+
+    def _archive_record(
+        self, frame_id: int, image: np.ndarray, score: float, is_defect: bool
+    ) -> ArchiveRecord:
+        """The part as the real runtime hands it to the archive: a hot map and a true mask on the box."""
+        anomaly_map = np.full(image.shape[:2], 0.1 * score, np.float32)
+        mask = np.zeros(image.shape[:2], np.uint8)
+        if is_defect:
+            anomaly_map[80:92, 60:100] = score
+            mask[80:92, 60:100] = 255
+        return ArchiveRecord(
+            captured_at=time.time(),
+            frame_id=frame_id,
+            image=image,
+            verdict="NG" if is_defect else "OK",
+            score=score,
+            threshold=self.threshold,
+            anomaly_map=anomaly_map,
+            boxes=(Box(60, 80, 40, 12, score),) if is_defect else (),
+            mask=mask if is_defect else None,
+        )
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._produce, name="fake-runtime", daemon=True)
@@ -214,6 +268,7 @@ class FakeRuntime:
             spool_depth=0,
             latency=LatencyStatus(p50_ms=12.5, p99_ms=30.0, inference_p50_ms=9.0),
             roi=self.roi,
+            source_size=[self.size, self.size],
             line_speed_request_ppm=self.line_speed,
             uptime_s=time.monotonic() - self._started,
         )
@@ -224,6 +279,7 @@ class FakeRuntime:
             "broker": ComponentHealth(
                 ok=self.broker_connected, detail="" if self.broker_connected else "spooling"
             ),
+            "archive": self.archive.health(),
         }
         return HealthReport(status="ok" if self.broker_connected else "degraded", components=components)
 
@@ -234,11 +290,14 @@ class FakeRuntime:
             **{section: dict(values) for section, values in self.settings.items()},
         }
 
+    def trend_report(self, window_s: int) -> TrendReport:
+        return self.trends.report(window_s, threshold=self.threshold)
+
     def metrics_text(self) -> bytes:
         return (
             "# HELP edgeinspect_frames_total Frames judged.\n# TYPE edgeinspect_frames_total counter\n"
             f"edgeinspect_frames_total {self.frames}\n"
-        ).encode()
+        ).encode() + generate_latest(self._review_metrics)
 
     # ---- changes -----------------------------------------------------------------------------
     def execute(self, command: Command, actor: str = "system") -> CommandResult:
@@ -314,6 +373,19 @@ class FakeRuntime:
                 self.settings[section][field] = value
                 changes.append({"field": f"{section}.{field}", "old": old, "new": value})
         return changes
+
+
+def _temporary_archive(owner: object) -> ImageArchive:
+    """An ImageArchive (OK parts too) in a temporary folder that goes when `owner` is collected."""
+    folder = tempfile.mkdtemp(prefix="edgeinspect-fake-archive-")
+    archive = ImageArchive(ArchiveSettings(path=folder, ok_sample_rate=1.0), rng=random.Random(0))
+    weakref.finalize(owner, _discard_archive, archive, folder)
+    return archive
+
+
+def _discard_archive(archive: ImageArchive, folder: str) -> None:
+    archive.close()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _jpeg(image: np.ndarray) -> bytes:

@@ -10,11 +10,22 @@ import pytest
 import torch
 from torch import nn
 
+from compression.evaluation import relative_error
 from compression.factorize import apply_ranks
 from compression.layers import CPConv2d, TTLinear
 from compression.onnx_bench import measure_latency, onnx_outputs
-from compression.quantize import quantize_int8
+from compression.quantize import (
+    Int8Check,
+    quantize_int8,
+    quantize_int8_measured,
+    weight_only_int8,
+    weights_fold_at_load,
+)
+from vision.config import ModelSettings
+from vision.data.synthetic import LineSimulator
 from vision.export import META_MODEL_VERSION, META_THRESHOLD, export_onnx
+from vision.metrics import image_auroc
+from vision.train import fit_model
 
 from .conftest import ToyAnomalyModel, toy_images
 
@@ -85,3 +96,125 @@ def test_int8_without_calibration_images_is_refused(exported, tmp_path) -> None:
     _, path = exported
     with pytest.raises(ValueError, match="at least one good image"):
         quantize_int8(path, tmp_path / "x.onnx", np.zeros((0, 32, 32, 3), dtype=np.uint8))
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(np.argsort(np.argsort(a)), np.argsort(np.argsort(b)))[0, 1])
+
+
+@pytest.fixture(scope="module")
+def bank_model(tmp_path_factory) -> Path:
+    """The toy model with a bank big enough that its weights outweigh the QDQ bookkeeping."""
+    torch.manual_seed(0)
+    model = ToyAnomalyModel(bank_size=2048).eval()
+    with torch.no_grad():
+        patches = model.extract_features(torch.from_numpy(toy_images(16, seed=1)))
+        patches = patches.permute(0, 2, 3, 1).reshape(-1, 48)
+        model.memory_bank.set_bank(patches[torch.randint(len(patches), (2048,))])
+    return export_onnx(model, tmp_path_factory.mktemp("bank") / "model.onnx", METADATA, 32)
+
+
+MIXED = np.concatenate([toy_images(10, seed=11), toy_images(10, seed=12, defect=True)])
+LABELS = np.repeat([0, 1], 10)
+
+
+def test_int8_scores_rank_correlate_with_fp32(bank_model, tmp_path) -> None:
+    int8_path = quantize_int8(bank_model, tmp_path / "model.int8.onnx", toy_images(8, seed=2))
+    _, scores = onnx_outputs(int8_path, MIXED)
+    _, reference = onnx_outputs(bank_model, MIXED)
+    assert _spearman(scores, reference) > 0.9
+    assert image_auroc(LABELS, scores) >= image_auroc(LABELS, reference) - 0.01
+
+
+def _float_path_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """The bank's distance product and everything downstream of it (norms, sqrt, smoothing, max)."""
+    start = next(n for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and "memory_bank" in n.name)
+    reached, frontier = [start], list(start.output)
+    while frontier:
+        tensor = frontier.pop()
+        for node in model.graph.node:
+            if tensor in node.input and node not in reached:
+                reached.append(node)
+                frontier.extend(node.output)
+    return reached
+
+
+def _parts(count: int, seed: int, defect_rate: float) -> np.ndarray:
+    simulator = LineSimulator("pcb", seed=seed, defect_rate=defect_rate, image_size=64)
+    return np.stack([simulator.next_part().image for _ in range(count)])
+
+
+@pytest.fixture(scope="module")
+def patchcore(tmp_path_factory) -> Path:
+    """A real (small) PatchCore model: EfficientNet-Lite0 features, bank, position normalisation, blur."""
+    settings = ModelSettings(image_size=64, memory_bank_size=64, train_images=8)
+    model = fit_model(list(_parts(8, seed=1, defect_rate=0.0)), settings, progress=False)
+    return export_onnx(model, tmp_path_factory.mktemp("patchcore") / "model.onnx", METADATA, 64)
+
+
+def test_int8_of_a_real_model_tracks_fp32(patchcore, tmp_path) -> None:
+    int8_path = quantize_int8(patchcore, tmp_path / "model.int8.onnx", _parts(6, seed=2, defect_rate=0.0))
+    parts = _parts(40, seed=3, defect_rate=0.5)
+    _, scores = onnx_outputs(int8_path, parts)
+    _, reference = onnx_outputs(patchcore, parts)
+    assert _spearman(scores, reference) > 0.8  # 0.90 measured here; tiny 64 px scores lie close
+
+
+def test_int8_keeps_the_distance_smoothing_and_max_in_float(patchcore, tmp_path) -> None:
+    calibration = _parts(4, seed=2, defect_rate=0.0)
+    model = onnx.load(str(quantize_int8(patchcore, tmp_path / "model.int8.onnx", calibration)))
+    producers = {output: node for node in model.graph.node for output in node.output}
+    quantized_ops = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulInteger"}
+    assert any(n.op_type == "QuantizeLinear" and "backbone" in n.name for n in model.graph.node)
+    after = _float_path_nodes(model)
+    assert {"ReduceMax", "Sqrt", "Resize", "Conv"} <= {n.op_type for n in after}
+    for node in after:
+        assert node.op_type not in quantized_ops, node.name
+        for name in node.input:
+            producer = producers.get(name)
+            assert producer is None or producer.op_type not in quantized_ops, (node.name, producer.name)
+    blur = [n for n in model.graph.node if n.op_type == "Conv" and n.name.startswith("/blur/")]
+    initializers = {init.name for init in model.graph.initializer}
+    assert blur and all(n.input[1] in initializers for n in blur)  # smoothing kernels untouched, float
+    bank = [n for n in after if n.op_type in ("MatMul", "Gemm") and "memory_bank" in n.name]
+    scaled = {n.output[0]: n for n in model.graph.node if n.op_type == "Mul"}
+    assert bank and all(n.input[1] in scaled for n in bank)  # the bank is stored as int8 weights
+
+
+def test_every_factorization_quantizes_and_stays_faithful(exported, tmp_path) -> None:
+    _, path = exported  # Tucker-2, CP, SVD and TT layers and a factorized bank
+    int8_path = quantize_int8(path, tmp_path / "model.int8.onnx", toy_images(8, seed=2))
+    maps, _ = onnx_outputs(int8_path, MIXED)
+    reference, _ = onnx_outputs(path, MIXED)
+    assert np.all(np.isfinite(maps)) and relative_error(maps, reference) < 0.05
+
+
+def test_measured_int8_decides_each_op_group_and_holds_the_metric(bank_model, tmp_path) -> None:
+    def metric(candidate: Path) -> float:
+        return image_auroc(LABELS, onnx_outputs(candidate, MIXED, threads=1)[1])
+
+    check = Int8Check(MIXED[0], metric, threads=1, runs=5, max_drop=0.01)
+    result = quantize_int8_measured(
+        bank_model, tmp_path / "model.int8.onnx", toy_images(8, seed=2), check=check
+    )
+    groups = [d.group for d in result.decisions]
+    assert groups == ["pointwise conv", "spatial conv", "depthwise conv", "activations"]
+    assert all(d.mode in ("int8", "int8 weights", "float") and d.reason for d in result.decisions)
+    assert result.fp32_metric is not None and metric(result.path) >= result.fp32_metric - 0.01
+    assert result.path.stat().st_size < 0.5 * bank_model.stat().st_size
+    assert result.fp32_p50_ms and result.int8_p50_ms
+    assert weights_fold_at_load(result.path)
+    version = {p.key: p.value for p in onnx.load(str(result.path)).metadata_props}[META_MODEL_VERSION]
+    assert version == "1-int8"
+
+
+def test_int8_weights_only_fold_to_float_at_load_and_keep_outputs(patchcore, tmp_path) -> None:
+    model = onnx.load(str(patchcore))
+    convs = [n.name for n in model.graph.node if n.op_type == "Conv" and n.name.startswith("/backbone/")]
+    assert weight_only_int8(model, convs, distance_bias=False) == len(convs)
+    path = tmp_path / "weights.onnx"
+    onnx.save(model, str(path))
+    assert path.stat().st_size < 0.35 * patchcore.stat().st_size
+    assert weights_fold_at_load(path)  # no per-frame dequantization: same kernels as fp32
+    parts = _parts(6, seed=4, defect_rate=0.5)
+    assert relative_error(onnx_outputs(path, parts)[0], onnx_outputs(patchcore, parts)[0]) < 0.02

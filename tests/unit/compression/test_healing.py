@@ -8,11 +8,14 @@ import copy
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from compression.evaluation import Evaluator
 from compression.factorize import apply_ranks
 from compression.healing import heal
 from compression.inventory import count_params
+from compression.layers import TTLinear, Tucker2Conv2d
+from compression.methods import MethodError
 from compression.pipeline import compress_for_deploy
 
 from .conftest import toy_images
@@ -66,3 +69,19 @@ def test_compress_for_deploy_meets_budget_with_good_images_only(toy_model) -> No
     assert not any(p.requires_grad for p in compressed.parameters())
     with pytest.raises(ValueError, match=r"params=2 must be a share"):
         compress_for_deploy(toy_model, images, budget="params=2", heal_steps=1, progress=False)
+
+
+def test_compress_for_deploy_follows_per_layer_method_rules(toy_model) -> None:
+    images = list(toy_images(12, seed=4))
+    rules = {"backbone.8": "tt:6", "default_conv": "cp", "memory_bank": "dense"}
+    compressed = compress_for_deploy(
+        toy_model, images, budget="params=0.9", heal_steps=2, progress=False, methods=rules
+    )
+    tt = compressed.backbone[8]
+    assert isinstance(tt, TTLinear) and tt.bond_dim <= 6
+    assert type(compressed.memory_bank.similarity) is nn.Linear
+    assert all(not isinstance(layer, Tucker2Conv2d) for layer in compressed.backbone)
+    with pytest.raises(MethodError, match="no layer matches 'head'"):
+        compress_for_deploy(
+            toy_model, images, budget="params=0.9", heal_steps=1, progress=False, methods={"head": "svd"}
+        )

@@ -8,6 +8,7 @@ from pathlib import Path
 import onnx
 import pytest
 
+from app.cli import main
 from compression.config import CompressionSettings
 from compression.errors import BudgetError
 from compression.pipeline import compress
@@ -38,9 +39,26 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
 def test_compress_writes_models_and_reports(trained, tmp_path) -> None:
     data, checkpoint = trained
     fast = CompressionSettings(
-        sensitivity_fractions=(0.25,), sensitivity_images=4, latency_runs=2, latency_warmup=1
+        sensitivity_fractions=(0.25,),
+        sensitivity_images=4,
+        latency_runs=2,
+        latency_warmup=1,
+        layer_latency_runs=3,
+        int8_latency_runs=3,
+        methods={"default_pointwise": "auto"},
     )
-    result = compress(checkpoint, data, "pcb", "params=0.5", 3, True, tmp_path, progress=False, settings=fast)
+    result = compress(
+        checkpoint,
+        data,
+        "pcb",
+        "params=0.5",
+        3,
+        True,
+        tmp_path,
+        progress=False,
+        settings=fast,
+        methods=["memory_bank=svd"],
+    )
     for path in (
         result.model_path,
         result.int8_path,
@@ -58,7 +76,20 @@ def test_compress_writes_models_and_reports(trained, tmp_path) -> None:
     assert all(0.0 <= v["image_auroc"] <= 1.0 for v in report["variants"])
     assert any(layer["sensitivity"] for layer in report["layers"])
     assert report["healing"]["steps_run"] == 3
-    assert "| layer | method |" in result.markdown_path.read_text()
+    assert report["method_rules"] == ["default_pointwise=auto", "memory_bank=svd"]
+    layers = {layer["name"]: layer for layer in report["layers"]}
+    assert layers["memory_bank.similarity"]["candidates"] == ["svd"]
+    assert "memory_bank=svd" in layers["memory_bank.similarity"]["why"]
+    auto = [layer for layer in layers.values() if layer["candidates"] == ["svd", "tt"]]
+    assert auto, "the pointwise convs are auto"
+    for layer in auto:  # method, rank, measured candidates, per-method sensitivity and a reason
+        assert layer["method"] in ("svd", "tt", "dense") and layer["why"].startswith("auto:")
+        assert set(layer["latency"]["candidates"]) == {"svd", "tt"} and layer["latency"]["dense_ms"] > 0
+        assert {p["method"] for p in layer["sensitivity"]} == {"svd", "tt"}
+    int8_groups = [d["group"] for d in report["int8"]["decisions"]]
+    assert "pointwise conv" in int8_groups and "depthwise conv" in int8_groups
+    markdown = result.markdown_path.read_text()
+    assert "| layer | candidates | chosen |" in markdown and "## int8" in markdown
     props = {p.key: p.value for p in onnx.load(str(result.model_path)).metadata_props}
     assert float(props["edgeinspect.threshold"]) == pytest.approx(result.threshold)
     assert props["edgeinspect.model_name"].endswith("-tn")
@@ -75,4 +106,17 @@ def test_bad_budget_and_rank_fail_before_compressing(trained, tmp_path) -> None:
         compress(
             checkpoint, data, "pcb", "params=0.5", 1, False, tmp_path, {"no.such.layer": 4}, progress=False
         )
+    assert not (tmp_path / "model.onnx").exists()
+
+
+def test_cli_method_rules_fail_fast_naming_the_valid_choices(trained, tmp_path, capsys) -> None:
+    data, checkpoint = trained
+    base = ["compress", "--model", str(checkpoint), "--data", str(data), "--category", "pcb"]
+    assert main([*base, "--out", str(tmp_path), "--method", "blocks.9.*=tt"]) == 2
+    error = capsys.readouterr().err
+    assert "no layer matches 'blocks.9.*'" in error and "backbone.blocks.2.1.conv_pw" in error
+    assert main([*base, "--out", str(tmp_path), "--method", "conv_pw=tucker2"]) == 2
+    assert "valid methods are" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path), "--method", "conv_pw=qr"]) == 2
+    assert "choose one of svd, tucker2, cp, tt, auto, dense" in capsys.readouterr().err
     assert not (tmp_path / "model.onnx").exists()

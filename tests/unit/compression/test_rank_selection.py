@@ -77,7 +77,7 @@ def test_fixed_rank_is_kept_and_drop_budget_is_measured(toy_model, profiled) -> 
         sensitivity,
         parse_budget("drop=0.05"),
         rank_multiple=2,
-        measure_drop=lambda ranks: evaluator.drop(apply_ranks(toy_model, ranks, methods)),
+        measure_drop=lambda ranks, chosen: evaluator.drop(apply_ranks(toy_model, ranks, chosen)),
     )
     assert plan.measured_drop is not None and plan.measured_drop <= 0.05
     assert evaluator.drop(apply_ranks(toy_model, plan.ranks, methods)) <= 0.05

@@ -10,7 +10,7 @@ import pytest
 from vision.config import ModelSettings
 from vision.data.mvtec import DatasetError
 from vision.data.synthetic import write_dataset
-from vision.evaluate import evaluate
+from vision.evaluate import evaluate, worst_images
 from vision.inspector import Inspector
 from vision.models import read_checkpoint
 from vision.train import train_model
@@ -59,3 +59,22 @@ def test_evaluate_reports_a_malformed_folder(tmp_path) -> None:
     (tmp_path / "tile" / "train").mkdir(parents=True)
     with pytest.raises(DatasetError):
         evaluate(tmp_path, "tile", tmp_path / "missing.onnx", tmp_path / "out", progress=False)
+
+
+def test_worst_images_are_the_top_scoring_good_and_bottom_scoring_defective() -> None:
+    labels = [0, 1, 0, 1, 0, 1, 0]
+    scores = [0.2, 0.9, 0.7, 0.3, 0.7, 0.1, 0.5]
+    false_rejects, misses = worst_images(labels, scores, 2)
+    assert false_rejects == [2, 4]  # 0.7 and 0.7: the tie keeps dataset order
+    assert misses == [5, 3]  # 0.1, then 0.3
+    everything = worst_images(labels, scores, 10)
+    assert everything == ([2, 4, 6, 0], [5, 3, 1])
+    assert worst_images(labels, scores, 0) == ([], [])
+    assert worst_images([1, 1], [0.4, 0.2], 3) == ([], [1, 0])
+
+
+def test_worst_images_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match=">= 0"):
+        worst_images([0, 1], [0.1, 0.2], -1)
+    with pytest.raises(ValueError, match="differ in length"):
+        worst_images([0, 1], [0.1], 1)

@@ -7,6 +7,7 @@ import pytest
 
 from vision.metrics import (
     aupro,
+    auroc_per_kind,
     best_f1_threshold,
     f1_at_threshold,
     false_reject_rate,
@@ -137,3 +138,27 @@ def test_false_reject_rate_counts_goods_at_or_above_threshold() -> None:
     assert false_reject_rate(labels, scores, 1.0) == 0.0
     with pytest.raises(ValueError, match="at least one good"):
         false_reject_rate([1, 1], [0.2, 0.3], 0.5)
+
+
+def test_auroc_per_kind_compares_each_kind_with_the_good_items_only() -> None:
+    kinds = ["good", "good", "good", "crack", "crack", "faint", "faint"]
+    scores = [0.1, 0.2, 0.6, 0.9, 0.8, 0.15, 0.3]
+    result = auroc_per_kind(kinds, scores)
+    assert list(result) == ["crack", "faint"]  # order of first appearance, good excluded
+    assert result["crack"] == 1.0  # both cracks above every good item
+    # faint 0.15 beats 0.1 only; faint 0.3 beats 0.1 and 0.2: 3 of 6 pairs.
+    assert result["faint"] == pytest.approx(3 / 6)
+    # The same as the pooled AUROC restricted to that kind and the good items.
+    assert result["faint"] == image_auroc([0, 0, 0, 1, 1], [0.1, 0.2, 0.6, 0.15, 0.3])
+
+
+def test_auroc_per_kind_counts_ties_as_half_and_rejects_bad_input() -> None:
+    assert auroc_per_kind(["good", "spot"], [0.5, 0.5]) == {"spot": 0.5}
+    assert auroc_per_kind(["ok", "spot"], [0.1, 0.5], good="ok") == {"spot": 1.0}
+    with pytest.raises(ValueError, match="needs 'good' items"):
+        auroc_per_kind(["crack", "spot"], [0.1, 0.5])
+    with pytest.raises(ValueError, match="differ in length"):
+        auroc_per_kind(["good", "spot"], [0.1])
+    with pytest.raises(ValueError, match="NaN"):
+        auroc_per_kind(["good", "spot"], [0.1, float("nan")])
+    assert auroc_per_kind(["good", "good"], [0.1, 0.2]) == {}

@@ -1,0 +1,151 @@
+// Archive screen: archived parts (every NG and a sample of OK) filtered by time, score, verdict and class;
+// images with the overlay, one-image download, and a ZIP export in the MVTec layout for retraining.
+"use strict";
+
+(() => {
+  const PAGE = 24;
+  const selected = new Set();
+  const imageUrls = [];
+  let offset = 0;
+  let total = 0;
+  let filters = {};
+
+  function message(text, kind) {
+    $("archive-message").textContent = text;
+    $("archive-message").className = "message " + (kind || "");
+  }
+
+  // The form as API filters: local date-times become UTC ISO strings, empty fields are left out.
+  function readFilters() {
+    const form = new FormData($("archive-filters"));
+    const out = {};
+    for (const [name, raw] of form.entries()) {
+      const value = String(raw).trim();
+      if (!value) continue;
+      if (name === "since" || name === "until") out[name] = new Date(value).toISOString();
+      else if (name === "min_score" || name === "max_score") out[name] = Number(value);
+      else out[name] = value;
+    }
+    return out;
+  }
+
+  async function load() {
+    const query = new URLSearchParams({ limit: String(PAGE), offset: String(offset) });
+    for (const [name, value] of Object.entries(filters)) query.set(name, String(value));
+    let page;
+    try {
+      page = await (await api(`/archive?${query}`)).json();
+    } catch (err) {
+      $("archive-unavailable").hidden = err.status !== 404;
+      if (err.status !== 404 && err.status !== 401) message(`Cannot search: ${err.message}`, "bad");
+      return;
+    }
+    $("archive-unavailable").hidden = true;
+    total = page.total;
+    imageUrls.splice(0).forEach((url) => URL.revokeObjectURL(url));
+    $("archive-grid").replaceChildren(...page.items.map(renderItem));
+    $("archive-total").textContent = total;
+    $("archive-empty").hidden = page.items.length > 0;
+    const last = Math.min(offset + PAGE, total);
+    $("archive-page").textContent = total ? `${offset + 1}–${last} of ${total}` : "";
+    $("archive-prev").disabled = offset === 0;
+    $("archive-next").disabled = last >= total;
+    updateExport();
+  }
+
+  function renderItem(item) {
+    const img = el("img", { alt: `Part ${item.frame_id}, ${item.verdict}`, testid: "archive-image", loading: "lazy" });
+    loadImage(item.overlay_url, img);
+    img.addEventListener("click", () => openViewer(item));
+    const pick = el("input", { type: "checkbox", checked: selected.has(item.id), testid: "archive-select",
+      ariaLabel: `Select part ${item.frame_id} for export` });
+    pick.addEventListener("change", () => {
+      if (pick.checked) selected.add(item.id); else selected.delete(item.id);
+      updateExport();
+    });
+    const download = el("button", { className: "btn btn-small", testid: "archive-download", type: "button" }, "Download");
+    download.addEventListener("click", () => downloadItem(item));
+    return el("li", { className: `archive-item verdict-${item.verdict}`, testid: "archive-item", dataset: { id: item.id } },
+      img,
+      el("div", { className: "archive-meta" },
+        el("span", { className: `pill pill-${item.verdict === "NG" ? "stopped" : "running"}` }, item.verdict),
+        el("span", { className: "score" }, Number(item.score).toFixed(3)),
+        el("span", { className: "muted small" }, item.defect_class || "")),
+      el("div", { className: "muted small" }, `${fmtTime(item.ts)} · frame ${item.frame_id}`),
+      el("div", { className: "archive-actions" }, el("label", { className: "small" }, pick, " select"), download));
+  }
+
+  async function loadImage(path, img) {
+    try {
+      const url = URL.createObjectURL(await (await api(path)).blob());
+      imageUrls.push(url);
+      img.src = url;
+    } catch (_) {
+      img.alt = "image pruned";
+    }
+  }
+
+  function openViewer(item) {
+    const dialog = $("archive-viewer");
+    const img = $("archive-viewer-image");
+    $("archive-viewer-title").textContent =
+      `${item.verdict} · score ${Number(item.score).toFixed(3)} (threshold ${Number(item.threshold).toFixed(3)}) · ` +
+      `${item.defect_class || "no defect"} · ${fmtTime(item.ts)}`;
+    img.removeAttribute("src");
+    loadImage(item.overlay_url, img);
+    $("archive-viewer-download").onclick = () => downloadItem(item);
+    dialog.showModal();
+  }
+
+  async function downloadItem(item) {
+    try {
+      const response = await api(item.download_url);
+      const disposition = response.headers.get("Content-Disposition") || "";
+      const match = /filename="([^"]+)"/.exec(disposition);
+      saveBlob(await response.blob(), match ? match[1] : `part-${item.frame_id}.jpg`);
+    } catch (err) {
+      if (err.status !== 401) message(`Download failed: ${err.message}`, "bad");
+    }
+  }
+
+  function updateExport() {
+    $("archive-export").textContent = selected.size ? `Export ${selected.size} (ZIP)` : "Export all (ZIP)";
+    $("archive-export").disabled = !hasRole("operator") || (!selected.size && !total);
+  }
+
+  async function exportZip() {
+    const body = selected.size ? { ids: Array.from(selected) } : { filters: { ...filters, limit: 5000 } };
+    const count = selected.size || Math.min(total, 5000);
+    const ok = await confirmAction("Export images",
+      `Export ${count} image(s) as a ZIP in the MVTec layout (OK parts as train/good, NG parts as test/<class>)?`);
+    if (!ok) return;
+    message("Preparing the ZIP…", "");
+    try {
+      const response = await api("/archive/export", { method: "POST", json: body });
+      const match = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") || "");
+      saveBlob(await response.blob(), match ? match[1] : "archive.zip");
+      message(`Exported ${count} image(s).`, "ok");
+    } catch (err) {
+      if (err.status !== 401) message(`Export refused: ${err.message}`, "bad");
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("archive-filters").addEventListener("submit", (event) => {
+      event.preventDefault();
+      filters = readFilters();
+      offset = 0;
+      selected.clear();
+      message("", "");
+      load();
+    });
+    $("archive-prev").addEventListener("click", () => { offset = Math.max(0, offset - PAGE); load(); });
+    $("archive-next").addEventListener("click", () => { if (offset + PAGE < total) { offset += PAGE; load(); } });
+    $("archive-export").addEventListener("click", exportZip);
+  });
+
+  registerScreen("archive", {
+    show() { $("archive-export").hidden = !hasRole("operator"); load(); },
+    hide() {},
+  });
+})();

@@ -1,0 +1,204 @@
+// Models screen: the models on the box, their figures side by side, upload (sha256 computed in the
+// browser), activate and roll back. Changing models needs the admin role; the server enforces it too.
+"use strict";
+
+(() => {
+  const BASE_FIELDS = new Set(["id", "name", "version", "sha256", "size_bytes", "created_at", "active"]);
+  const selected = new Set();
+  let models = [];
+
+  // A {before, after} pair (e.g. teach.false_reject_rate_taught) is one figure, shown as "before → after".
+  const isBeforeAfter = (value) => value && typeof value === "object" && !Array.isArray(value) &&
+    "before" in value && "after" in value && Object.keys(value).length === 2;
+
+  // Nested figures (e.g. teach.threshold) as flat "dotted.key" -> value pairs.
+  function flatten(value, prefix, out) {
+    if (isBeforeAfter(value)) {
+      out[prefix] = value;
+    } else if (value && typeof value === "object" && !Array.isArray(value)) {
+      for (const [key, inner] of Object.entries(value)) flatten(inner, prefix ? `${prefix}.${key}` : key, out);
+    } else if (prefix) {
+      out[prefix] = value;
+    }
+    return out;
+  }
+
+  // Whatever a model entry carries beyond the registry's own fields (metrics, figures, ...).
+  function figures(model) {
+    const extra = {};
+    for (const [key, value] of Object.entries(model)) {
+      if (!BASE_FIELDS.has(key) && value !== null && value !== undefined) extra[key] = value;
+    }
+    return flatten(extra, "", {});
+  }
+
+  function fmtValue(value) {
+    if (value === null || value === undefined) return "—";
+    if (isBeforeAfter(value)) return `${fmtValue(value.before)} → ${fmtValue(value.after)}`;
+    if (typeof value === "number") return Number.isInteger(value) ? String(value) : String(Number(value.toPrecision(4)));
+    if (Array.isArray(value)) return value.map(fmtValue).join(", ");
+    return String(value);
+  }
+
+  // "teach.false_reject_rate_taught" -> "false reject rate taught" (the full key is in the comparison).
+  const shortKey = (key) => key.split(".").slice(-1)[0].replace(/_/g, " ");
+
+  function fmtBytes(bytes) {
+    if (bytes >= 1 << 20) return `${(bytes / (1 << 20)).toFixed(1)} MiB`;
+    if (bytes >= 1 << 10) return `${(bytes / (1 << 10)).toFixed(1)} KiB`;
+    return `${bytes} B`;
+  }
+
+  function message(text, kind) {
+    $("models-message").textContent = text;
+    $("models-message").className = "message " + (kind || "");
+  }
+
+  async function load() {
+    models = await (await api("/models")).json();
+    for (const id of Array.from(selected)) if (!models.some((m) => m.id === id)) selected.delete(id);
+    render();
+  }
+
+  function render() {
+    const rows = $("model-rows");
+    rows.replaceChildren(...models.map(renderRow));
+    $("models-compare").disabled = selected.size < 2;
+    $("models-rollback").hidden = !hasRole("admin");
+    if (!$("compare-card").hidden) renderCompare();
+  }
+
+  function renderRow(model) {
+    // Before/after figures first: they are what an admin weighs before activating a taught model.
+    const extra = Object.entries(figures(model)).sort(([, a], [, b]) => isBeforeAfter(b) - isBeforeAfter(a));
+    const summary = extra.slice(0, 3).map(([key, value]) => `${shortKey(key)}: ${fmtValue(value)}`).join(" · ");
+    const pick = el("input", { type: "checkbox", checked: selected.has(model.id), testid: "model-select",
+      ariaLabel: `Compare ${model.name} ${model.version}` });
+    pick.addEventListener("change", () => {
+      if (pick.checked) selected.add(model.id); else selected.delete(model.id);
+      $("models-compare").disabled = selected.size < 2;
+    });
+    const actions = el("td", { className: "actions" });
+    if (model.active) {
+      actions.append(el("span", { className: "pill pill-ok", testid: "model-active" }, "active"));
+    } else if (hasRole("admin")) {
+      const button = el("button", { className: "btn btn-small btn-primary", testid: "model-activate" }, "Activate");
+      button.addEventListener("click", () => activate(model));
+      actions.append(button);
+    }
+    return el("tr", { dataset: { modelId: model.id }, testid: "model-row", className: model.active ? "active" : "" },
+      el("td", {}, pick),
+      el("td", { className: "strong" }, `${model.name} ${model.version}`),
+      el("td", { className: "mono" }, model.id),
+      el("td", { className: "mono", title: model.sha256 }, model.sha256.slice(0, 12) + "…"),
+      el("td", {}, fmtBytes(model.size_bytes)),
+      el("td", {}, fmtTime(model.created_at)),
+      el("td", { className: "small", testid: "model-figures" },
+        summary + (extra.length > 3 ? ` · +${extra.length - 3} more` : "") || "—"),
+      actions);
+  }
+
+  function renderCompare() {
+    const chosen = models.filter((m) => selected.has(m.id));
+    const flat = chosen.map((m) => ({
+      version: m.version, added: fmtTime(m.created_at), size: fmtBytes(m.size_bytes),
+      sha256: m.sha256.slice(0, 12) + "…", active: m.active ? "yes" : "no", ...figures(m),
+    }));
+    const keys = [];
+    for (const entry of flat) for (const key of Object.keys(entry)) if (!keys.includes(key)) keys.push(key);
+    const head = el("tr", {}, el("th", {}, ""), ...chosen.map((m) => el("th", {}, `${m.name} ${m.version}`)));
+    const body = keys.map((key) => {
+      const values = flat.map((entry) => fmtValue(entry[key]));
+      const differs = new Set(values).size > 1;
+      return el("tr", { className: differs ? "differs" : "", testid: "compare-row", dataset: { key } },
+        el("th", { scope: "row" }, key), ...values.map((value) => el("td", {}, value)));
+    });
+    $("compare-table").replaceChildren(el("thead", {}, head), el("tbody", {}, body));
+  }
+
+  async function activate(model) {
+    const ok = await confirmAction("Activate model",
+      `Activate ${model.name} ${model.version} (${model.id})? The line swaps to it without stopping, and the ` +
+      "threshold goes back to the new model's calibrated one.");
+    if (!ok) return;
+    await change(`/models/${encodeURIComponent(model.id)}/activate`, `Activated ${model.name} ${model.version}`);
+  }
+
+  async function rollback() {
+    const ok = await confirmAction("Roll back model",
+      "Go back to the previously active model? The threshold goes back to that model's calibrated one.");
+    if (ok) await change("/models/rollback", "Rolled back");
+  }
+
+  async function change(path, done) {
+    try {
+      const result = await (await api(path, { method: "POST" })).json();
+      message(result.message || done, "ok");
+    } catch (err) {
+      if (err.status !== 401) message(`Refused: ${err.message}`, "bad");
+    }
+    await load();
+    refreshStatus().catch(() => {});
+  }
+
+  // crypto.subtle exists only in a secure context (HTTPS, or localhost); elsewhere the user pastes it.
+  const canHash = () => window.isSecureContext && window.crypto && window.crypto.subtle;
+
+  async function fileChosen() {
+    const file = $("upload-file").files[0];
+    if (!file) return;
+    if (!canHash()) return;
+    $("upload-hint").textContent = `Computing the sha256 of ${file.name}…`;
+    const digest = await crypto.subtle.digest("SHA-256", await file.arrayBuffer());
+    $("upload-sha").value = Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+    $("upload-hint").textContent = `sha256 computed in this browser from ${file.name} (${fmtBytes(file.size)}). ` +
+      "If the model's supplier gave you one, check that it matches.";
+  }
+
+  async function upload(event) {
+    event.preventDefault();
+    const file = $("upload-file").files[0];
+    const sha = $("upload-sha").value.trim().toLowerCase();
+    if (!file || !/^[0-9a-f]{64}$/.test(sha)) {
+      message("Choose a file and give its sha256 (64 hex digits).", "bad");
+      return;
+    }
+    const form = new FormData();
+    form.append("file", file, file.name);
+    form.append("sha256", sha);
+    try {
+      const model = await (await api("/models", { method: "POST", body: form })).json();
+      message(`Uploaded ${model.name} ${model.version} as ${model.id}. Activate it to use it.`, "ok");
+      $("upload-form").reset();
+      uploadHint();
+    } catch (err) {
+      if (err.status !== 401) message(`Upload refused: ${err.message}`, "bad");
+    }
+    await load();
+  }
+
+  function uploadHint() {
+    $("upload-hint").textContent = canHash()
+      ? "The sha256 is computed in this browser when you choose the file."
+      : "This page is not in a secure context (plain HTTP to another host), so the browser cannot compute " +
+        "the sha256: paste the one that came with the model.";
+    $("upload-sha").readOnly = false;
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("models-compare").addEventListener("click", () => {
+      $("compare-card").hidden = false;
+      renderCompare();
+      $("compare-card").scrollIntoView({ behavior: "smooth", block: "nearest" });
+    });
+    $("models-rollback").addEventListener("click", rollback);
+    $("upload-file").addEventListener("change", () => fileChosen().catch((err) => message(err.message, "bad")));
+    $("upload-form").addEventListener("submit", upload);
+    uploadHint();
+  });
+
+  registerScreen("models", {
+    show() { message("", ""); load().catch((err) => message(`Cannot list models: ${err.message}`, "bad")); },
+    hide() {},
+  });
+})();

@@ -1,0 +1,202 @@
+"""Teaching "this is normal" on the exported ONNX model: dense and factorized banks, contract, metadata,
+before/after figures, refusals, and that it runs with neither torch, onnx nor scipy importable."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+
+from vision import onnx_proto
+from vision.data.stickers import paint_sticker
+from vision.data.synthetic import LineSimulator
+from vision.export import META_MODEL_VERSION, META_THRESHOLD, META_TRAIN_DATA_SHA256
+from vision.inspector import Inspector
+from vision.teach import (
+    META_TAUGHT_EXAMPLES,
+    META_TAUGHT_SHA256,
+    BeforeAfter,
+    TeachError,
+    TeachOptions,
+    find_bank,
+    teach_normal,
+)
+
+REPO = Path(__file__).resolve().parents[3]
+CATEGORY = "bracket"  # the `trained_model` fixture's product
+
+
+def _parts(seed: int, count: int, defect_rate: float = 0.0, sticker: bool = False) -> list[np.ndarray]:
+    """BGR frames as the camera delivers them, optionally with the recurring label painted on."""
+    simulator = LineSimulator(CATEGORY, seed=seed, defect_rate=defect_rate)
+    rng = np.random.default_rng(seed)
+    frames = []
+    for _ in range(count):
+        image = simulator.next_part().image
+        if sticker:
+            image = paint_sticker(image, rng, "fixed")
+        frames.append(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    return frames
+
+
+def test_the_onnx_subset_round_trips_a_model_unchanged(trained_model: Path) -> None:
+    data = trained_model.read_bytes()
+    model = onnx_proto.load_model(data)
+    assert onnx.load_from_string(model.SerializeToString()) == onnx.load_from_string(data)
+    with pytest.raises(onnx_proto.OnnxFormatError, match="not an ONNX model"):
+        onnx_proto.load_model(b"\x00garbage")
+
+
+def test_teaching_a_dense_bank_makes_the_label_normal_and_keeps_the_contract(
+    trained_model: Path, tmp_path: Path
+) -> None:
+    parent = trained_model.read_bytes()
+    layout = find_bank(onnx_proto.load_model(parent))
+    assert len(layout.factors) == 1
+    taught, good = _parts(21, 6, sticker=True), _parts(22, 24)
+    defects = _parts(23, 6, defect_rate=1.0)
+    stages: list[tuple[float, str]] = []
+    result = teach_normal(
+        parent, taught, good, defects, TeachOptions(), progress=lambda f, s: stages.append((f, s))
+    )
+    report = result.report
+    assert report.false_reject_rate_taught.before == 1.0  # the parent flags every labelled part
+    assert report.false_reject_rate_taught.after == 0.0
+    assert report.false_reject_rate_good is not None and report.false_reject_rate_good.after <= 0.1
+    assert report.defect_auroc is not None and report.defect_auroc.after >= 0.95
+    assert report.defect_detection_rate is not None and report.defect_detection_rate.after == 1.0
+    assert report.good_images_calibration == report.good_images_evaluation == 12
+    assert report.threshold_recalibrated and report.bank_entries_added > 0
+    assert report.bank_size_after == report.bank_size_before + report.bank_entries_added
+    progress = [fraction for fraction, _ in stages]
+    assert progress == sorted(progress) and progress[-1] == 1.0 and stages[-1][1] == "done"
+    child = tmp_path / "child.onnx"
+    child.write_bytes(result.model_bytes)
+    onnx.checker.check_model(onnx.load(str(child)))
+    inspector = Inspector(child, threads=1)  # the box's contract checks pass
+    meta = inspector.info.metadata
+    parent_meta = onnx_proto.metadata(onnx_proto.load_model(parent))
+    assert meta[META_TRAIN_DATA_SHA256] == parent_meta[META_TRAIN_DATA_SHA256]
+    assert meta[META_MODEL_VERSION] == report.model_version != parent_meta[META_MODEL_VERSION]
+    assert float(meta[META_THRESHOLD]) == pytest.approx(report.threshold.after)
+    assert meta[META_TAUGHT_EXAMPLES] == "6" and len(meta[META_TAUGHT_SHA256]) == 64
+    assert not any(inspector.inspect(frame).is_defect for frame in taught)
+    assert all(inspector.inspect(frame).is_defect for frame in defects)
+    grandchild = teach_normal(
+        result.model_bytes, taught[:2], good[:4], options=TeachOptions(min_good_images=4)
+    )
+    grand_meta = onnx_proto.metadata(onnx_proto.load_model(grandchild.model_bytes))
+    assert grand_meta[META_TAUGHT_EXAMPLES] == "8"  # a second teaching adds to the record
+    assert grand_meta[META_TAUGHT_SHA256] != meta[META_TAUGHT_SHA256]
+
+
+def _factorized(dense: bytes, rank: int) -> bytes:
+    """The bank's [C, K] MatMul replaced by [C, r] @ [r, K] from its SVD (what compression exports)."""
+    model = onnx.load_from_string(dense)
+    layout = find_bank(onnx_proto.load_model(dense))
+    inits = {t.name: t for t in model.graph.initializer}
+    weight = numpy_helper.to_array(inits[layout.factors[0]])
+    u, s, vt = np.linalg.svd(weight, full_matrices=False)
+    first = (u[:, :rank] * s[:rank]).astype(np.float32)
+    second = vt[:rank].astype(np.float32)
+    inits[layout.factors[0]].CopyFrom(numpy_helper.from_array(second, layout.factors[0]))
+    model.graph.initializer.append(numpy_helper.from_array(first, "bank_first"))
+    nodes = list(model.graph.node)
+    index = next(i for i, n in enumerate(nodes) if n.op_type == "MatMul" and layout.factors[0] in n.input)
+    nodes[index].input[0] = "bank_projected"
+    projection = helper.make_node(
+        "MatMul", [layout.patches, "bank_first"], ["bank_projected"], "bank_first_mm"
+    )
+    del model.graph.node[:]
+    model.graph.node.extend([*nodes[:index], projection, *nodes[index:]])
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def test_a_factorized_bank_grows_its_last_factor(trained_model: Path, tmp_path: Path) -> None:
+    factorized = _factorized(trained_model.read_bytes(), rank=48)
+    layout = find_bank(onnx_proto.load_model(factorized))
+    assert len(layout.factors) == 2
+    taught, good = _parts(31, 4, sticker=True), _parts(32, 6)
+    options = TeachOptions(min_good_images=4, augment_shift_px=0)
+    result = teach_normal(factorized, taught, good, options=options)
+    child = onnx_proto.load_model(result.model_bytes)
+    inits = {t.name: t for t in child.graph.initializer}
+    first, last = (onnx_proto.tensor_to_array(inits[name]) for name in layout.factors)
+    added = result.report.bank_entries_added
+    assert added > 0 and first.shape[0] == 176 and first.shape[1] > 48  # widened for the label's directions
+    assert last.shape == (first.shape[1], result.report.bank_size_before + added)
+    assert any("widened" in note for note in result.report.notes)
+    assert result.report.false_reject_rate_taught == BeforeAfter(before=1.0, after=0.0)
+    path = tmp_path / "child.onnx"
+    path.write_bytes(result.model_bytes)
+    Inspector(path, threads=1)
+
+
+def test_refusals_name_the_reason(trained_model: Path) -> None:
+    parent = trained_model.read_bytes()
+    model = onnx.load_from_string(parent)
+    layout = find_bank(onnx_proto.load_model(parent))
+    for node in model.graph.node:  # the bank as an Einsum, as a tensor-train export would hold it
+        if node.op_type == "MatMul" and layout.factors[0] in node.input:
+            node.op_type = "Einsum"
+            node.attribute.append(helper.make_attribute("equation", "bpc,ck->bpk"))
+    with pytest.raises(TeachError, match="not MatMul factors"):
+        find_bank(onnx_proto.load_model(model.SerializeToString()))
+    frames = _parts(41, 2)
+    with pytest.raises(TeachError, match="at least 2 held-back good images"):
+        teach_normal(parent, frames[:1], frames[1:])
+    with pytest.raises(TeachError, match="nothing to teach"):
+        teach_normal(parent, [], frames)
+    with pytest.raises(ValueError, match="cover_quantile"):
+        TeachOptions(cover_quantile=0.999, select_quantile=0.9)
+
+
+def test_few_good_images_keep_the_threshold_and_say_so(trained_model: Path) -> None:
+    parent = trained_model.read_bytes()
+    options = TeachOptions(min_good_images=20, augment_shift_px=0)
+    report = teach_normal(parent, _parts(51, 2, sticker=True), _parts(52, 4), options=options).report
+    assert report.false_reject_rate_good is None and not report.threshold_recalibrated
+    assert report.threshold.after == report.threshold.before
+    assert report.defect_auroc is None
+    assert any("only 4 held-back good images" in note for note in report.notes)
+    assert any("no confirmed defects" in note for note in report.notes)
+
+
+EDGE_SCRIPT = """
+import json, sys
+for name in ("torch", "onnx", "scipy", "torchvision", "timm"):
+    sys.modules[name] = None  # the station image has none of them
+import cv2, numpy as np
+from vision.data.stickers import paint_sticker
+from vision.data.synthetic import LineSimulator
+from vision.teach import TeachOptions, teach_normal
+sim = LineSimulator("bracket", seed=61)
+rng = np.random.default_rng(0)
+bgr = lambda image: cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+taught = [bgr(paint_sticker(sim.next_part().image, rng)) for _ in range(2)]
+good = [bgr(sim.next_part().image) for _ in range(4)]
+options = TeachOptions(min_good_images=4, augment_shift_px=0)
+result = teach_normal(open(sys.argv[1], "rb").read(), taught, good, options=options)
+print(json.dumps(result.report.model_dump()))
+"""
+
+
+def test_teaching_runs_without_torch_onnx_or_scipy(trained_model: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-c", EDGE_SCRIPT, str(trained_model)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report["false_reject_rate_taught"]["after"] < report["false_reject_rate_taught"]["before"]

@@ -1,0 +1,649 @@
+"""Teach a deployed model "this is normal" on the edge box: ONNX Runtime and numpy only, no retraining.
+
+A PatchCore-style model scores a patch by its distance to the nearest entry of its memory bank, which the
+ONNX file holds as a `MatMul` (weight = bank, transposed; or a chain of factors after compression) plus an
+`Add` of -|m|^2/2 and a `ReduceMax` (see `vision.models.memory_bank`). Teaching a false alarm as normal is
+therefore an edit of that one layer: the patch embeddings of the taught images that lie farther from the
+bank than normal patches do are appended to it (a greedy k-centre cover, so a recurring mark costs a few
+entries, not one per image), the bias is extended, the threshold is recalibrated on held-back good images,
+and the file keeps the `vision.export` contract with a new version. Everything else is byte for byte the
+parent model, so a taught model is as fast as its parent plus the few appended entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+from pydantic import BaseModel
+
+from vision import onnx_proto
+from vision.calibration import threshold_from_good_scores
+from vision.export import (
+    INPUT_NAME,
+    META_INPUT_SIZE,
+    META_MODEL_VERSION,
+    META_THRESHOLD,
+    OUTPUT_NAMES,
+)
+from vision.inspector import resize_to_input, validate_frame
+from vision.metrics import image_auroc
+
+META_TAUGHT_EXAMPLES = "edgeinspect.taught_examples"
+META_TAUGHT_SHA256 = "edgeinspect.taught_examples_sha256"
+META_TAUGHT_ENTRIES = "edgeinspect.taught_bank_entries"
+META_TAUGHT_FROM = "edgeinspect.taught_from_version"
+META_BANK_SIZE = "edgeinspect.memory_bank_size"
+META_CALIBRATION = "edgeinspect.calibration"
+MIN_GOOD_IMAGES = 2  # below this there is no "normal" distance level to compare taught patches with
+
+ProgressFn = Callable[[float, str], None]
+
+
+class TeachError(ValueError):
+    """Teaching cannot proceed (unsupported model, too little data); the message says why."""
+
+
+class BeforeAfter(BaseModel):
+    before: float
+    after: float
+
+
+class TeachReport(BaseModel):
+    """What teaching changed, measured before the new model is activated (None: not measurable, see notes)."""
+
+    parent_version: str
+    model_version: str
+    taught_examples: int
+    bank_entries_added: int
+    bank_size_before: int
+    bank_size_after: int
+    uncovered_patches: int
+    good_images_calibration: int
+    good_images_evaluation: int
+    confirmed_defects: int
+    threshold: BeforeAfter
+    threshold_recalibrated: bool
+    false_reject_rate_good: BeforeAfter | None
+    false_reject_rate_taught: BeforeAfter
+    defect_auroc: BeforeAfter | None
+    defect_detection_rate: BeforeAfter | None
+    notes: list[str]
+
+
+@dataclass(frozen=True)
+class TeachOptions:
+    target_false_reject_rate: float = 0.01
+    # Good images needed to split them into a calibration half and an evaluation half.
+    min_good_images: int = 20
+    max_new_entries: int = 2048
+    # Taught patches farther from the bank than this quantile of good patches are "new" ...
+    select_quantile: float = 0.999
+    # ... and are covered until each is within this quantile of good-patch distance of an entry.
+    cover_quantile: float = 0.9
+    # Taught images are also read shifted by this many input pixels in 8 directions, and rotated by
+    # +- this many degrees (0: off): the next part shows the same mark a little moved.
+    augment_shift_px: int = 4
+    augment_rotation_deg: float = 0.0
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.target_false_reject_rate < 1.0:
+            raise ValueError(
+                f"target_false_reject_rate must be in (0, 1), got {self.target_false_reject_rate}"
+            )
+        if not 0.0 < self.cover_quantile <= self.select_quantile < 1.0:
+            raise ValueError("need 0 < cover_quantile <= select_quantile < 1")
+        if self.max_new_entries < 1 or self.threads < 1 or self.min_good_images < MIN_GOOD_IMAGES:
+            raise ValueError(
+                f"max_new_entries and threads must be >= 1, min_good_images >= {MIN_GOOD_IMAGES}"
+            )
+        if not 0 <= self.augment_shift_px <= 16 or not 0.0 <= self.augment_rotation_deg <= 30.0:
+            raise ValueError(
+                f"augment_shift_px must be within [0, 16] and augment_rotation_deg within [0, 30], got "
+                f"{self.augment_shift_px} and {self.augment_rotation_deg}"
+            )
+
+
+@dataclass(frozen=True)
+class TeachResult:
+    model_bytes: bytes
+    report: TeachReport
+
+
+# ---------------------------------------------------------------------------------------- the bank layer
+
+
+@dataclass(frozen=True)
+class BankLayout:
+    """Where the memory bank sits in the graph: `patches` [1, P, C] -> MatMul(factors...) -> Add(bias)
+    -> ReduceMax = `best` [1, P] (the highest similarity of each patch)."""
+
+    patches: str
+    best: str
+    factors: tuple[str, ...]
+    bias: str
+    bank_outputs: tuple[str, ...]  # tensors whose shape teaching changes (the factors' products)
+
+
+def _initializers(model: Any) -> dict[str, Any]:
+    return {tensor.name: tensor for tensor in model.graph.initializer}
+
+
+def _trace_bank(reduce_max: Any, producers: dict[str, Any], inits: dict[str, Any]) -> BankLayout | str:
+    """The layout behind one ReduceMax, or the reason it is not a bank this module can extend."""
+    add = producers.get(reduce_max.input[0])
+    if add is None or add.op_type != "Add":
+        return f"its ReduceMax reads {add.op_type if add else 'a graph input'}, not the bias Add"
+    bias_names = [name for name in add.input if name in inits and len(inits[name].dims) == 1]
+    others = [name for name in add.input if name not in bias_names]
+    if len(bias_names) != 1 or len(others) != 1:
+        return "the bias Add does not add one per-entry bias vector"
+    factors: list[str] = []
+    outputs = [add.output[0]]
+    tensor = others[0]
+    node = producers.get(tensor)
+    while node is not None and node.op_type == "MatMul" and node.input[1] in inits:
+        if len(inits[node.input[1]].dims) != 2:
+            return f"bank factor {node.input[1]!r} is not a matrix"
+        factors.insert(0, node.input[1])
+        outputs.append(tensor)
+        tensor = node.input[0]
+        node = producers.get(tensor)
+    if not factors:
+        found = node.op_type if node is not None else "a graph input"
+        return (
+            f"the bias Add reads {found}, not MatMul factors (a tensor-train or quantized bank cannot be "
+            "extended; teach the dense or SVD-compressed model)"
+        )
+    dims = [tuple(int(d) for d in inits[name].dims) for name in factors]
+    for (_, inner), (rows, _) in itertools.pairwise(dims):
+        if inner != rows:
+            return f"bank factors do not chain: {dims}"
+    if dims[-1][1] != int(inits[bias_names[0]].dims[0]):
+        return f"bank size {dims[-1][1]} differs from its bias length {int(inits[bias_names[0]].dims[0])}"
+    return BankLayout(tensor, reduce_max.output[0], tuple(factors), bias_names[0], tuple(outputs))
+
+
+def find_bank(model: Any) -> BankLayout:
+    """Locate the memory bank; TeachError naming why when the graph has none this module can extend."""
+    producers = {output: node for node in model.graph.node for output in node.output}
+    inits = _initializers(model)
+    found: list[BankLayout] = []
+    reasons: list[str] = []
+    for node in model.graph.node:
+        if node.op_type != "ReduceMax":
+            continue
+        traced = _trace_bank(node, producers, inits)
+        if isinstance(traced, BankLayout):
+            found.append(traced)
+        elif "memory_bank" in node.name:
+            reasons.append(traced)
+    named = [layout for layout in found if "memory_bank" in layout.best]
+    if len(found) == 1 or len(named) == 1:
+        return named[0] if len(named) == 1 else found[0]
+    if len(found) > 1:
+        raise TeachError(f"the model has {len(found)} bank-like layers; cannot tell which is the memory bank")
+    detail = f": {reasons[0]}" if reasons else " (no MatMul + bias Add + ReduceMax)"
+    raise TeachError(
+        f"no extendable memory bank in the model{detail}; teach a model file as `edgeinspect train` or "
+        "`compress` exports it (not an ONNX Runtime-optimized or int8 copy)"
+    )
+
+
+# --------------------------------------------------------------------------------------- ONNX sessions
+
+
+def _session(data: bytes, threads: int) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def _as_input(image_bgr: np.ndarray, size: int) -> np.ndarray:
+    """A BGR frame as the model's [1, size, size, 3] RGB input, exactly as `Inspector.inspect` feeds it."""
+    validate_frame(image_bgr)
+    rgb = cv2.cvtColor(resize_to_input(image_bgr, size), cv2.COLOR_BGR2RGB)
+    return np.ascontiguousarray(rgb[None])
+
+
+View = tuple[int, int, float]  # shift x, shift y (input pixels), rotation (degrees)
+
+
+def _views(shift_px: int, rotate_deg: float) -> list[View]:
+    """The unchanged input first, then 8 shifts by `shift_px` and 2 rotations by +-`rotate_deg`."""
+    views: list[View] = [(0, 0, 0.0)]
+    if shift_px:
+        steps = (-shift_px, 0, shift_px)
+        views += [(dx, dy, 0.0) for dx in steps for dy in steps if dx or dy]
+    if rotate_deg:
+        views += [(0, 0, -rotate_deg), (0, 0, rotate_deg)]
+    return views
+
+
+def _moved(batch: np.ndarray, view: View) -> np.ndarray:
+    """The [1, S, S, 3] input shifted and rotated about its centre, borders reflected: the same mark seen
+    at another offset to the patch grid and another small angle, as the next part will show it."""
+    dx, dy, angle = view
+    if dx == dy == 0 and angle == 0.0:
+        return batch
+    size = batch.shape[1]
+    matrix = cv2.getRotationMatrix2D((size / 2, size / 2), angle, 1.0)
+    matrix[:, 2] += (dx, dy)
+    moved = cv2.warpAffine(batch[0], matrix, (size, size), borderMode=cv2.BORDER_REFLECT_101)
+    return np.ascontiguousarray(moved[None])
+
+
+def _grown(flags: np.ndarray) -> np.ndarray:
+    """Patch flags [P] of a square grid, grown by one patch in every direction (a moved view of a flagged
+    mark lands at most one patch away)."""
+    side = round(len(flags) ** 0.5)
+    if side * side != len(flags):
+        return np.ones(len(flags), dtype=bool)
+    grid = flags.reshape(side, side).astype(np.uint8)
+    return cv2.dilate(grid, np.ones((3, 3), np.uint8)).astype(bool).reshape(-1)
+
+
+@dataclass
+class _Probe:
+    """The parent model with its patch embeddings and best similarities exposed as extra outputs."""
+
+    session: ort.InferenceSession
+    layout: BankLayout
+    size: int
+
+    def run(self, batch: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        """(image score, patch embeddings [P, C], distance of each patch to the bank [P]) of one input."""
+        outputs = [OUTPUT_NAMES[1], self.layout.patches, self.layout.best]
+        score, patches, best = self.session.run(outputs, {INPUT_NAME: batch})
+        flat = patches.reshape(-1, patches.shape[-1]).astype(np.float32)
+        squared = (flat * flat).sum(axis=1) - 2.0 * best.reshape(-1)
+        return float(score.reshape(-1)[0]), flat, np.sqrt(np.clip(squared, 0.0, None))
+
+
+def _scores(
+    session: ort.InferenceSession, images: Sequence[np.ndarray], size: int, tick: Callable[[], None]
+) -> np.ndarray:
+    values = []
+    for image in images:
+        values.append(
+            float(session.run([OUTPUT_NAMES[1]], {INPUT_NAME: _as_input(image, size)})[0].reshape(-1)[0])
+        )
+        tick()
+    return np.asarray(values, dtype=np.float64)
+
+
+# ------------------------------------------------------------------------------------- choosing entries
+
+
+def cover_new_patches(
+    candidates: np.ndarray, distances: np.ndarray, radius: float, limit: int
+) -> tuple[np.ndarray, int]:
+    """Greedy k-centre: take the farthest uncovered patch until every candidate is within `radius` of a
+    taken one (or of the bank: `distances`) or `limit` are taken. Returns (taken [n, C], still farther)."""
+    remaining = distances.astype(np.float64).copy()
+    taken: list[int] = []
+    while len(taken) < limit and len(remaining):
+        index = int(np.argmax(remaining))
+        if remaining[index] <= radius:
+            break
+        taken.append(index)
+        remaining = np.minimum(remaining, np.linalg.norm(candidates - candidates[index], axis=1))
+    return candidates[taken], int((remaining > radius).sum())
+
+
+@dataclass(frozen=True)
+class ExtendedBank:
+    factors: list[np.ndarray]  # the new factors, same count as before
+    bias: np.ndarray
+    entries: np.ndarray  # the appended entries as the layer holds them [n, C]
+    added_rank: int  # directions added to a factorized bank's space
+
+
+def extend_bank(
+    factors: list[np.ndarray], bias: np.ndarray, new: np.ndarray, energy: float = 0.999
+) -> ExtendedBank:
+    """Append the patches `new` [n, C] to a bank held as `factors` (x @ F1 @ ... @ FL + bias).
+
+    Dense (one factor): new columns are the patches. Factorized: the earlier factors span a subspace that
+    a taught patch may leave (a label's patches hold directions the normal bank never needed), and an
+    entry outside it cannot be stored by appending columns to the last factor alone. So the span is
+    widened by the directions of the new patches' residuals (`energy` of it): F1 gets those columns, any
+    middle factor an identity block, the last factor zero rows for the old entries, and then the new
+    entries' columns. Old entries and their distances are exactly as before."""
+    if not len(new):
+        return ExtendedBank(factors, bias, np.zeros((0, new.shape[1])), 0)
+    if len(factors) == 1:
+        entries = new.astype(np.float64)
+        columns = entries.T
+        widened = factors
+        added = 0
+    else:
+        widened, added = _widen(factors, new, energy)
+        prefix = widened[0].astype(np.float64)
+        for factor in widened[1:-1]:
+            prefix = prefix @ factor.astype(np.float64)
+        columns = np.linalg.pinv(prefix) @ new.T.astype(np.float64)
+        entries = (prefix @ columns).T
+    last = np.concatenate([widened[-1], columns.astype(np.float32)], axis=1)
+    new_bias = (-0.5 * (entries * entries).sum(axis=1)).astype(np.float32)
+    return ExtendedBank(
+        [*widened[:-1], last], np.concatenate([bias, new_bias]), entries.astype(np.float32), added
+    )
+
+
+def _widen(factors: list[np.ndarray], new: np.ndarray, energy: float) -> tuple[list[np.ndarray], int]:
+    """Factors whose span also holds the main directions of `new`'s residuals outside the current span."""
+    prefix = factors[0].astype(np.float64)
+    for factor in factors[1:-1]:
+        prefix = prefix @ factor.astype(np.float64)
+    basis, _ = np.linalg.qr(prefix)
+    residual = new.astype(np.float64) - (new @ basis) @ basis.T
+    _, singular, directions = np.linalg.svd(residual, full_matrices=False)
+    share = np.cumsum(singular**2) / max(float((singular**2).sum()), 1e-30)
+    count = int(np.searchsorted(share, energy) + 1) if singular.size and singular[0] > 1e-6 else 0
+    count = min(count, prefix.shape[0] - prefix.shape[1])
+    if count <= 0:
+        return factors, 0
+    extra = directions[:count].T.astype(np.float32)  # [C, q], orthonormal, orthogonal to the span
+    widened = [np.concatenate([factors[0], extra], axis=1)]
+    for factor in factors[1:-1]:
+        rows, cols = factor.shape
+        block = np.zeros((rows + count, cols + count), np.float32)
+        block[:rows, :cols] = factor
+        block[rows:, cols:] = np.eye(count, dtype=np.float32)
+        widened.append(block)
+    last = factors[-1]
+    widened.append(np.concatenate([last, np.zeros((count, last.shape[1]), np.float32)], axis=0))
+    return widened, count
+
+
+def _still_far(candidates: np.ndarray, distances: np.ndarray, entries: np.ndarray, radius: float) -> int:
+    """Candidates farther than `radius` from the bank and from every entry the layer really holds."""
+    if not len(candidates):
+        return 0
+    nearest = distances.astype(np.float64).copy()
+    entries64 = entries.astype(np.float64)
+    squared_entries = (entries64 * entries64).sum(axis=1)
+    for start in range(0, len(candidates), 2048):
+        chunk = candidates[start : start + 2048].astype(np.float64)
+        squared = (chunk * chunk).sum(axis=1)[:, None] - 2.0 * chunk @ entries64.T + squared_entries[None]
+        if squared.shape[1]:
+            best = np.sqrt(np.clip(squared.min(axis=1), 0.0, None))
+            nearest[start : start + 2048] = np.minimum(nearest[start : start + 2048], best)
+    return int((nearest > radius).sum())
+
+
+# ------------------------------------------------------------------------------------------- the steps
+
+
+@dataclass
+class _Progress:
+    total: int
+    callback: ProgressFn | None
+    done: int = 0
+    stage: str = ""
+
+    def at(self, stage: str) -> None:
+        self.stage = stage
+        self._report()
+
+    def tick(self) -> None:
+        self.done += 1
+        self._report()
+
+    def _report(self) -> None:
+        if self.callback is not None:
+            self.callback(min(1.0, self.done / max(1, self.total)), self.stage)
+
+
+def _taught_sha256(previous: str, images: Sequence[np.ndarray]) -> str:
+    """Identity of everything taught so far: the parent's taught hash plus these images' pixels."""
+    digest = hashlib.sha256(previous.encode())
+    for image in images:
+        digest.update(str(image.shape).encode())
+        digest.update(np.ascontiguousarray(image).tobytes())
+    return digest.hexdigest()
+
+
+def _rate(scores: np.ndarray, threshold: float) -> float:
+    return float((scores >= threshold).mean())
+
+
+def _before_after(before: float, after: float) -> BeforeAfter:
+    return BeforeAfter(before=round(before, 6), after=round(after, 6))
+
+
+def _extended_model(parent: Any, layout: BankLayout, extended: ExtendedBank) -> Any:
+    """A copy of `parent` whose bank factors and bias are `extended`'s."""
+    model = onnx_proto.copy_model(parent)
+    inits = _initializers(model)
+    for name, factor in zip(layout.factors, extended.factors, strict=True):
+        onnx_proto.set_tensor(inits[name], factor)
+    onnx_proto.set_tensor(inits[layout.bias], extended.bias)
+    stale = [info for info in model.graph.value_info if info.name in layout.bank_outputs]
+    for info in stale:  # their recorded shapes name the old sizes; ONNX Runtime infers them again
+        model.graph.value_info.remove(info)
+    return model
+
+
+def teach_normal(
+    model_bytes: bytes,
+    taught: Sequence[np.ndarray],
+    good: Sequence[np.ndarray],
+    defects: Sequence[np.ndarray] = (),
+    options: TeachOptions | None = None,
+    progress: ProgressFn | None = None,
+) -> TeachResult:
+    """Append the taught (BGR) images' unusual patches to the bank; recalibrate; measure before/after.
+
+    `good` are held-back good images (never taught): with at least `options.min_good_images` they are
+    split alternately into a calibration half (new threshold) and an evaluation half (false-reject rates);
+    with fewer the parent's threshold is kept and the good-image rate is reported as not measured.
+    `defects` (confirmed defects, optional) give the AUROC and detection rate before and after."""
+    options = options or TeachOptions()
+    if not taught:
+        raise TeachError("nothing to teach: no images given")
+    if len(good) < MIN_GOOD_IMAGES:
+        raise TeachError(
+            f"need at least {MIN_GOOD_IMAGES} held-back good images to tell a taught image's unusual "
+            f"patches from normal ones, got {len(good)}"
+        )
+    parent = onnx_proto.load_model(model_bytes)
+    layout = find_bank(parent)
+    meta = onnx_proto.metadata(parent)
+    try:
+        size, threshold_before = int(meta[META_INPUT_SIZE]), float(meta[META_THRESHOLD])
+    except (KeyError, ValueError) as exc:
+        raise TeachError(f"the model lacks usable EdgeInspect metadata ({exc})") from exc
+    notes: list[str] = []
+    splitting = len(good) >= options.min_good_images
+    calibration = list(good[0::2]) if splitting else list(good)
+    evaluation = list(good[1::2]) if splitting else []
+    views = _views(options.augment_shift_px, options.augment_rotation_deg)
+    steps = 2 * (len(good) + len(defects)) + len(taught) * (1 + len(views)) + 1
+    tracker = _Progress(steps, progress)
+
+    probe_model = onnx_proto.copy_model(parent)
+    onnx_proto.add_float_output(probe_model, layout.patches)
+    onnx_proto.add_float_output(probe_model, layout.best)
+    probe = _Probe(_session(probe_model.SerializeToString(), options.threads), layout, size)
+
+    tracker.at("measuring the current model on good images")
+    good_before, normal_distances = [], []
+    for image in good:
+        score, _, distances = probe.run(_as_input(image, size))
+        good_before.append(score)
+        normal_distances.append(distances)
+        tracker.tick()
+    calibration_distances = np.concatenate(normal_distances[0::2] if splitting else normal_distances)
+    select_level = float(np.quantile(calibration_distances, options.select_quantile))
+    cover_radius = float(np.quantile(calibration_distances, options.cover_quantile))
+
+    tracker.at("reading the taught images")
+    taught_before, pool, pool_distances = _unusual_patches(probe, taught, views, select_level, tracker)
+    tracker.at("measuring the current model on confirmed defects")
+    defects_before = _scores(probe.session, defects, size, tracker.tick)
+
+    tracker.at("choosing new bank entries")
+    chosen, _ = cover_new_patches(pool, pool_distances, cover_radius, options.max_new_entries)
+    inits = _initializers(parent)
+    extended = extend_bank(
+        [onnx_proto.tensor_to_array(inits[name]) for name in layout.factors],
+        onnx_proto.tensor_to_array(inits[layout.bias]),
+        chosen,
+    )
+    left = _still_far(pool, pool_distances, extended.entries, cover_radius)
+    tracker.tick()
+    if not len(chosen):
+        notes.append("no taught patch was farther from the bank than normal patches; the bank is unchanged")
+    if extended.added_rank:
+        notes.append(f"the factorized bank's space was widened by {extended.added_rank} directions")
+    if left:
+        why = (
+            f"the limit of {options.max_new_entries} new entries was reached"
+            if len(chosen) >= options.max_new_entries
+            else "the widened factorized bank holds them only approximately"
+        )
+        notes.append(f"{left} taught patches stay farther from the bank than normal ones ({why})")
+    child = _extended_model(parent, layout, extended)
+    bank_before, bank_after = int(inits[layout.bias].dims[0]), len(extended.bias)
+    candidate = _session(child.SerializeToString(), options.threads)
+
+    tracker.at("measuring the taught model")
+    calibration_after = _scores(candidate, calibration, size, tracker.tick)
+    evaluation_after = _scores(candidate, evaluation, size, tracker.tick)
+    taught_after = _scores(candidate, taught, size, tracker.tick)
+    defects_after = _scores(candidate, defects, size, tracker.tick)
+    if splitting:
+        threshold_after = float(
+            threshold_from_good_scores(calibration_after, options.target_false_reject_rate)
+        )
+    else:
+        threshold_after = threshold_before
+        notes.append(
+            f"only {len(good)} held-back good images (need {options.min_good_images}): the parent's "
+            "threshold is kept and the false-reject rate on good parts is not measured"
+        )
+    if not len(defects):
+        notes.append("no confirmed defects: defect AUROC and detection rate are not measured")
+    good_before_arr = np.asarray(good_before)
+    all_good_after = np.concatenate([calibration_after, evaluation_after])
+    version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-taught"
+    report = TeachReport(
+        parent_version=meta.get(META_MODEL_VERSION, ""),
+        model_version=version,
+        taught_examples=len(taught),
+        bank_entries_added=bank_after - bank_before,
+        bank_size_before=bank_before,
+        bank_size_after=bank_after,
+        uncovered_patches=left,
+        good_images_calibration=len(calibration) if splitting else 0,
+        good_images_evaluation=len(evaluation),
+        confirmed_defects=len(defects),
+        threshold=_before_after(threshold_before, threshold_after),
+        threshold_recalibrated=splitting,
+        false_reject_rate_good=(
+            _before_after(
+                _rate(good_before_arr[1::2], threshold_before), _rate(evaluation_after, threshold_after)
+            )
+            if splitting
+            else None
+        ),
+        false_reject_rate_taught=_before_after(
+            _rate(np.asarray(taught_before), threshold_before), _rate(taught_after, threshold_after)
+        ),
+        defect_auroc=_defect_auroc(good_before_arr, all_good_after, defects_before, defects_after, splitting),
+        defect_detection_rate=(
+            _before_after(_rate(defects_before, threshold_before), _rate(defects_after, threshold_after))
+            if len(defects)
+            else None
+        ),
+        notes=notes,
+    )
+    _stamp(child, meta, report, taught, threshold_after, len(good), options)
+    tracker.at("done")
+    return TeachResult(child.SerializeToString(), report)
+
+
+def _unusual_patches(
+    probe: _Probe, taught: Sequence[np.ndarray], views: list[View], level: float, tracker: _Progress
+) -> tuple[list[float], np.ndarray, np.ndarray]:
+    """(parent scores of the taught images, their patches farther than `level` from the bank in every
+    view, those patches' distances). Moved views only keep patches near what the unmoved view flagged:
+    the mark, not the part's own edges nor the reflected border."""
+    scores: list[float] = []
+    patches_kept: list[np.ndarray] = []
+    distances_kept: list[np.ndarray] = []
+    for image in taught:
+        batch = _as_input(image, probe.size)
+        region = np.zeros(0, dtype=bool)
+        for index, view in enumerate(views):
+            score, patches, distances = probe.run(_moved(batch, view))
+            unusual = distances > level
+            if index == 0:
+                scores.append(score)
+                region = _grown(unusual)
+            else:
+                unusual &= region
+            patches_kept.append(patches[unusual])
+            distances_kept.append(distances[unusual])
+            tracker.tick()
+    return scores, np.concatenate(patches_kept), np.concatenate(distances_kept)
+
+
+def _defect_auroc(
+    good_before: np.ndarray,
+    good_after: np.ndarray,
+    defects_before: np.ndarray,
+    defects_after: np.ndarray,
+    splitting: bool,
+) -> BeforeAfter | None:
+    """AUROC of confirmed defects vs every held-back good image (the threshold plays no part in it)."""
+    if not len(defects_before):
+        return None
+    if splitting:  # `good_after` is calibration then evaluation; put `good_before` in the same order
+        good_before = np.concatenate([good_before[0::2], good_before[1::2]])
+    labels = np.r_[np.zeros(len(good_before)), np.ones(len(defects_before))]
+    before = image_auroc(labels, np.r_[good_before, defects_before])
+    after = image_auroc(labels, np.r_[good_after, defects_after])
+    return _before_after(before, after)
+
+
+def _stamp(
+    child: Any,
+    meta: dict[str, str],
+    report: TeachReport,
+    taught: Sequence[np.ndarray],
+    threshold: float,
+    good_count: int,
+    options: TeachOptions,
+) -> None:
+    """The child's metadata: the parent's, with a new version, threshold, bank size and taught record."""
+    values = dict(meta)
+    values[META_MODEL_VERSION] = report.model_version
+    values[META_THRESHOLD] = repr(float(threshold))
+    values[META_TAUGHT_FROM] = report.parent_version
+    values[META_TAUGHT_EXAMPLES] = str(int(meta.get(META_TAUGHT_EXAMPLES, "0")) + len(taught))
+    values[META_TAUGHT_ENTRIES] = str(int(meta.get(META_TAUGHT_ENTRIES, "0")) + report.bank_entries_added)
+    values[META_TAUGHT_SHA256] = _taught_sha256(meta.get(META_TAUGHT_SHA256, ""), taught)
+    values[META_BANK_SIZE] = str(report.bank_size_after)
+    if report.threshold_recalibrated:
+        values[META_CALIBRATION] = (
+            f"good-image quantile at false-reject rate {options.target_false_reject_rate} over "
+            f"{report.good_images_calibration} held-back archived good images, after teaching"
+        )
+    else:
+        values[META_CALIBRATION] = (
+            f"{meta.get(META_CALIBRATION, 'parent calibration')} (kept: {good_count} good images at teaching)"
+        )
+    onnx_proto.set_metadata(child, values)
