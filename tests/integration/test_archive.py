@@ -20,6 +20,7 @@ from unit.app.uvicorn_thread import serve
 from app.api.main import create_app
 from app.api.security import KeyStore
 from app.settings import load_settings
+from device.commands import StopLine
 from device.runtime import EdgeRuntime
 from vision.data.mvtec import MvtecCategory
 
@@ -45,6 +46,14 @@ def live(tmp_path: Path, trained_model: Path, mosquitto: Any) -> Iterator[tuple[
         wait_until(
             lambda: archive.query(verdict="NG")[0] >= 3 and archive.query(verdict="OK")[0] >= 3, 90, "parts"
         )
+        # A still archive from here on, so the filters below compare like with like.
+        assert runtime.execute(StopLine(), actor="test").ok
+
+        def settled() -> bool:
+            stats = archive.stats()
+            return stats.enqueued == stats.written + stats.dropped + stats.write_errors
+
+        wait_until(settled, 30, "the archive writer to catch up")
         with (
             serve(create_app(runtime, settings, KeyStore.from_keys(KEYS))) as base_url,
             httpx.Client(base_url=base_url, timeout=30) as client,
