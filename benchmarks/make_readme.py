@@ -34,6 +34,14 @@ SECTIONS = [
         "`.venv/bin/python benchmarks/compression/run_compression_benchmark.py`.",
     ),
     (
+        "pareto",
+        "Does compression earn its place? Dense vs compressed (issue: compression that earns its place)",
+        "Every dense model we could ship instead and the compressed ones on one accuracy-latency plane,\n"
+        "hard-suite holdout categories only; latency of all variants interleaved in one process.\n"
+        "Commands: `.venv/bin/python benchmarks/pareto/run_pareto.py build`, then `latency` (on a quiet\n"
+        "machine), then `report`.\n\n![accuracy-latency plane](pareto/pareto.png)",
+    ),
+    (
         "runtime",
         "Line rate and latency (issue: edge runtime)",
         "The whole runtime (capture thread, bounded queue, inference, decision, SQLite outbox, MQTT\n"

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# EfficientNet-Lite backbones have seven blocks of MBConv stages.
+BACKBONE_BLOCKS = 7
 
 
 class ModelSettings(BaseModel):
@@ -17,6 +20,26 @@ class ModelSettings(BaseModel):
     backbone: Literal["efficientnet_lite0", "efficientnet_lite2"] = "efficientnet_lite0"
     image_size: int = Field(256, ge=64, le=1024, description="Square input size the model sees.")
     memory_bank_size: int = Field(2048, ge=16, le=100_000, description="Coreset patches kept.")
+    feature_blocks: tuple[int, ...] = Field(
+        (1, 2, 4), min_length=1, description="Backbone blocks whose outputs form the patch embedding."
+    )
+    neighbourhood: int = Field(1, ge=1, le=9, description="Patches averaged around each one (odd).")
+    smoothing_sigma: float = Field(4.0, ge=0.0, le=32.0, description="Gaussian blur of the map, pixels.")
+    position_strength: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Per-position standardisation of the map: None decides from how texture-like the "
+        "good parts are; 0 off, 1 full.",
+    )
+    knn: int = Field(1, ge=1, le=64, description="Distance = mean over the k nearest bank entries.")
+    feature_norm: Literal["none", "channel", "block", "whiten"] = Field(
+        "none", description="Rescaling of the embedding fitted on good patches."
+    )
+    color_stats: float = Field(
+        0.0, ge=0.0, le=16.0, description="Weight of local colour mean/std channels; 0 leaves them out."
+    )
+    color_window: int = Field(1, ge=1, le=15, description="Cells each colour statistic summarises (odd).")
     target_false_reject_rate: float = Field(
         0.01, gt=0.0, lt=0.5, description="Share of good parts allowed above the calibrated threshold."
     )
@@ -34,3 +57,17 @@ class ModelSettings(BaseModel):
         "tt, auto, dense. Checked against the model's layers before anything is trained.",
     )
     seed: int = 0
+
+    @field_validator("feature_blocks")
+    @classmethod
+    def _blocks_exist(cls, blocks: tuple[int, ...]) -> tuple[int, ...]:
+        if len(set(blocks)) != len(blocks) or not all(0 <= b < BACKBONE_BLOCKS for b in blocks):
+            raise ValueError(f"feature_blocks must be distinct block indices in 0..{BACKBONE_BLOCKS - 1}")
+        return tuple(sorted(blocks))
+
+    @field_validator("neighbourhood", "color_window")
+    @classmethod
+    def _odd(cls, value: int) -> int:
+        if value % 2 == 0:
+            raise ValueError(f"must be odd (a window centred on the patch), got {value}")
+        return value

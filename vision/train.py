@@ -45,7 +45,15 @@ def model_config(settings: ModelSettings) -> AnomalyModelConfig:
     return AnomalyModelConfig(
         backbone=settings.backbone,
         image_size=settings.image_size,
+        feature_blocks=tuple(settings.feature_blocks),
         memory_bank_size=settings.memory_bank_size,
+        neighbourhood=settings.neighbourhood,
+        smoothing_sigma=settings.smoothing_sigma,
+        position_strength=settings.position_strength,
+        knn=settings.knn,
+        feature_norm=settings.feature_norm,
+        color_stats=settings.color_stats,
+        color_window=settings.color_window,
     )
 
 
@@ -114,13 +122,14 @@ def fit_position_statistics(
         return
     grid = model.position_norm.gain.shape[-2:]
     per_image = patches.reshape(image_count, grid[0] * grid[1], -1)
-    strength = alignment_strength(per_image)
+    fixed = model.config.position_strength
+    strength = alignment_strength(per_image) if fixed is None else fixed
     if strength == 0.0:
         return  # an aligned part: keep the raw map (and skip the extra coreset)
     half = image_count // 2
     reference = per_image[:half].reshape(-1, per_image.shape[-1])
     held = per_image[half:]
-    probe = MemoryBank(reference.shape[1], model.memory_bank.size)
+    probe = MemoryBank(reference.shape[1], model.memory_bank.size, knn=model.memory_bank.knn)
     probe.set_bank(coreset_bank(reference, model.memory_bank.size, seed + 1, progress))
     distances = torch.cat(
         [
@@ -138,6 +147,10 @@ def fit_model(images: Sequence[np.ndarray], settings: ModelSettings, progress: b
     torch.manual_seed(settings.seed)
     model = AnomalyModel(config, pretrained=True)
     patches = extract_patches(model, prepared, progress=progress)
+    if model.feature_scaler is not None:
+        # Fitted on the raw good patches, then applied to them: the bank lives in the scaled space.
+        model.feature_scaler.fit(patches, model.backbone.channels, config.color_stats)
+        patches = model.feature_scaler.apply_rows(patches)
     model.memory_bank.set_bank(coreset_bank(patches, config.memory_bank_size, settings.seed, progress))
     fit_position_statistics(model, patches, len(prepared), settings.seed, progress=progress)
     return model.eval()

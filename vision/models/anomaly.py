@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vision.models.backbone import INPUT_MEAN, INPUT_STD, FeatureBackbone
+from vision.models.feature_norm import COLOR_CHANNELS, FEATURE_NORMS, FeatureScaler, local_color_stats
 from vision.models.memory_bank import MemoryBank
 from vision.models.position_norm import PositionNormalizer
 from vision.models.smoothing import GaussianBlur
@@ -24,7 +25,14 @@ MIN_CONTRAST = 0.02
 
 
 # What a checkpoint that lacks a field was built with (so older checkpoints still load strictly).
-LEGACY_DEFAULTS: dict[str, Any] = {"position_normalization": False}
+LEGACY_DEFAULTS: dict[str, Any] = {
+    "position_normalization": False,
+    "position_strength": None,
+    "knn": 1,
+    "feature_norm": "none",
+    "color_stats": 0.0,
+    "color_window": 1,
+}
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,28 @@ class AnomalyModelConfig:
     smoothing_sigma: float = 4.0
     normalize_illumination: bool = True
     position_normalization: bool = True
+    # None: standardise by how texture-like the good patches are (`alignment_strength`); else fixed.
+    position_strength: float | None = None
+    knn: int = 1  # distance = mean over the k nearest bank entries
+    feature_norm: str = "none"  # none | channel | block | whiten (fitted on good patches)
+    color_stats: float = 0.0  # weight of the local colour mean/std channels; 0 = not added
+    color_window: int = 1  # cells (of patch_stride px) each colour statistic summarises
+
+    def __post_init__(self) -> None:
+        if self.feature_norm not in FEATURE_NORMS:
+            raise ValueError(f"feature_norm must be one of {FEATURE_NORMS}, got {self.feature_norm!r}")
+        if self.position_strength is not None and not 0.0 <= self.position_strength <= 1.0:
+            raise ValueError(f"position_strength must be within [0, 1], got {self.position_strength}")
+        if self.neighbourhood < 1 or self.neighbourhood % 2 == 0:
+            raise ValueError(f"neighbourhood must be an odd number >= 1, got {self.neighbourhood}")
+        if self.color_window < 1 or self.color_window % 2 == 0:
+            raise ValueError(f"color_window must be an odd number >= 1, got {self.color_window}")
+        if self.color_stats < 0.0:
+            raise ValueError(f"color_stats must be >= 0, got {self.color_stats}")
+
+    @property
+    def color_channels(self) -> int:
+        return COLOR_CHANNELS if self.color_stats > 0.0 else 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,8 +93,11 @@ class AnomalyModel(nn.Module):
         self.config = config
         self.backbone = FeatureBackbone(config.backbone, config.feature_blocks, pretrained=pretrained)
         self.feature_stride = config.patch_stride
-        self.embedding_dim = sum(self.backbone.channels)
-        self.memory_bank = MemoryBank(self.embedding_dim, config.memory_bank_size)
+        self.embedding_dim = sum(self.backbone.channels) + config.color_channels
+        self.feature_scaler: FeatureScaler | None = None
+        if config.feature_norm != "none" or config.color_channels:
+            self.feature_scaler = FeatureScaler(self.embedding_dim, config.feature_norm)
+        self.memory_bank = MemoryBank(self.embedding_dim, config.memory_bank_size, knn=config.knn)
         self.blur = GaussianBlur(config.smoothing_sigma)
         self.position_norm: PositionNormalizer | None = None
         if config.position_normalization:
@@ -86,7 +119,8 @@ class AnomalyModel(nn.Module):
 
     def extract_features(self, images: torch.Tensor) -> torch.Tensor:
         """Patch embeddings [N, C, H/stride, W/stride] before scoring (what healing distills)."""
-        maps = self.backbone(self.preprocess(images))
+        x = self.preprocess(images)
+        maps = self.backbone(x)
         size = (images.shape[1] // self.feature_stride, images.shape[2] // self.feature_stride)
         pooled = []
         for feature, stride in zip(maps, self.backbone.strides, strict=True):
@@ -104,7 +138,10 @@ class AnomalyModel(nn.Module):
             if feature.shape[-2:] != size:
                 feature = F.interpolate(feature, size=size, mode="bilinear", align_corners=False)
             pooled.append(feature)
-        return torch.cat(pooled, dim=1)
+        if self.config.color_channels:
+            pooled.append(local_color_stats(x, self.feature_stride, self.config.color_window))
+        features = torch.cat(pooled, dim=1)
+        return self.feature_scaler(features) if self.feature_scaler is not None else features
 
     def score_features(
         self, features: torch.Tensor, output_size: tuple[int, int]

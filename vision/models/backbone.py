@@ -80,7 +80,7 @@ class FeatureBackbone(nn.Module):
         self.conv_stem = classifier.conv_stem
         self.bn1 = classifier.bn1
         self.blocks = nn.Sequential(*list(classifier.blocks.children())[: self.block_indices[-1] + 1])
-        self.channels = tuple(self.blocks[i][-1].conv_pwl.out_channels for i in self.block_indices)
+        self.channels = tuple(_out_channels(self.blocks[i][-1]) for i in self.block_indices)
         self.strides = tuple(_block_strides(classifier)[i] for i in self.block_indices)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -91,6 +91,12 @@ class FeatureBackbone(nn.Module):
             if index in self.block_indices:
                 outputs.append(x)
         return outputs
+
+
+def _out_channels(layer: nn.Module) -> int:
+    """Output width of an MBConv (`conv_pwl`) or of the first block's depthwise-separable conv (`conv_pw`)."""
+    projection = getattr(layer, "conv_pwl", None) or layer.conv_pw
+    return int(projection.out_channels)
 
 
 def _block_strides(classifier: nn.Module) -> list[int]:

@@ -12,11 +12,17 @@ from torch import nn
 
 
 class MemoryBank(nn.Module):
-    """Distance of every patch embedding to its nearest bank entry."""
+    """Distance of every patch embedding to its nearest bank entry (or the mean over its `knn` nearest).
 
-    def __init__(self, dim: int, size: int) -> None:
+    k > 1 softens a patch that happens to sit on one stray bank entry: a lone outlier the coreset kept
+    (coresets keep outliers by design) no longer makes an unusual patch look normal."""
+
+    def __init__(self, dim: int, size: int, knn: int = 1) -> None:
         super().__init__()
+        if not 1 <= knn <= size:
+            raise ValueError(f"knn must be within [1, bank size {size}], got {knn}")
         self.dim = dim
+        self.knn = knn
         self.similarity = nn.Linear(dim, size, bias=True)
         nn.init.zeros_(self.similarity.weight)
         nn.init.zeros_(self.similarity.bias)
@@ -56,6 +62,11 @@ class MemoryBank(nn.Module):
         """[N, C, h, w] embeddings -> [N, 1, h, w] Euclidean distance to the nearest bank entry."""
         n, c, h, w = features.shape
         patches = features.permute(0, 2, 3, 1).reshape(n, h * w, c)
-        best = self.similarity(patches).amax(dim=2)
-        squared = (patches * patches).sum(dim=2) - 2.0 * best
-        return squared.clamp_min(0.0).sqrt().reshape(n, 1, h, w)
+        similarity = self.similarity(patches)
+        norms = (patches * patches).sum(dim=2)
+        if self.knn == 1:
+            squared = norms - 2.0 * similarity.amax(dim=2)
+            return squared.clamp_min(0.0).sqrt().reshape(n, 1, h, w)
+        nearest = similarity.topk(self.knn, dim=2).values
+        squared = norms.unsqueeze(2) - 2.0 * nearest
+        return squared.clamp_min(0.0).sqrt().mean(dim=2).reshape(n, 1, h, w)

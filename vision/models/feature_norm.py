@@ -1,0 +1,103 @@
+"""Optional embedding extras: local colour statistics and a fitted per-channel (or whitening) scaler.
+
+A nearest-neighbour distance weighs every channel alike, so the widest, loudest channels decide what is
+"far". Deep blocks carry most of the width, yet the faults a line sees on flat surfaces (a faint stain, a
+worn patch whose grain is gone, a tint shift) live in local colour and contrast, which pretrained deep
+features barely encode. These helpers add a few explicit colour channels and rescale the embedding with
+statistics of good patches; both are fixed buffers and functional ops (not `nn.Linear`), so the export
+stays one graph and compression never mistakes them for learned layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+FeatureNorm = Literal["none", "channel", "block", "whiten"]
+FEATURE_NORMS: tuple[str, ...] = ("none", "channel", "block", "whiten")
+# Local mean and standard deviation of each RGB channel.
+COLOR_CHANNELS = 6
+# Whitening shrinks the covariance towards its mean variance by this share: a few thousand good patches
+# estimate the smallest eigenvalues badly, and their inverse would blow noise up.
+WHITEN_SHRINKAGE = 0.1
+MIN_STD = 1e-6
+
+
+def local_color_stats(x: torch.Tensor, stride: int, window: int) -> torch.Tensor:
+    """Per-cell mean and std of each channel of `x` [N, 3, H, W] -> [N, 6, H/stride, W/stride].
+
+    `window` (odd, in cells) widens the neighbourhood each position summarises: a faint stain a few
+    grey levels deep only rises above the grain when the grain is averaged over a larger area."""
+    mean = F.avg_pool2d(x, stride)
+    square = F.avg_pool2d(x * x, stride)
+    if window > 1:
+        mean = F.avg_pool2d(mean, window, stride=1, padding=window // 2, count_include_pad=False)
+        square = F.avg_pool2d(square, window, stride=1, padding=window // 2, count_include_pad=False)
+    std = (square - mean * mean).clamp_min(0.0).add(MIN_STD).sqrt()
+    return torch.cat([mean, std], dim=1)
+
+
+class FeatureScaler(nn.Module):
+    """`(f - shift) * scale` per channel, or `(f - shift) @ transform` when whitening; identity until fit."""
+
+    def __init__(self, dim: int, mode: str) -> None:
+        super().__init__()
+        if mode not in FEATURE_NORMS:
+            raise ValueError(f"unknown feature normalisation {mode!r}; choose one of {FEATURE_NORMS}")
+        self.mode = mode
+        self.register_buffer("shift", torch.zeros(dim))
+        self.register_buffer("transform", torch.eye(dim) if mode == "whiten" else torch.ones(dim))
+
+    @torch.no_grad()
+    def fit(self, patches: torch.Tensor, groups: Sequence[int], color_weight: float) -> None:
+        """Fit on good patches [M, C]. `groups` are the channel counts of the tapped blocks (their sum
+        is C minus the trailing colour channels); colour channels get the typical deep-channel spread
+        times `color_weight`."""
+        dim = patches.shape[1]
+        deep = sum(groups)
+        if deep > dim or dim != self.shift.numel():
+            raise ValueError(f"groups {tuple(groups)} do not fit patches of width {dim}")
+        patches = patches.to(torch.float64)
+        mean = patches.mean(dim=0)
+        std = patches.std(dim=0).clamp_min(MIN_STD)
+        scale = torch.ones(dim, dtype=torch.float64)
+        if self.mode == "channel":
+            scale[:deep] = 1.0 / std[:deep]
+        elif self.mode == "block":
+            start = 0
+            for count in groups:  # every block gets the same total variance, whatever its width
+                total = std[start : start + count].pow(2).sum().sqrt()
+                scale[start : start + count] = (count**0.5) / total
+                start += count
+        typical = float((std[:deep] * scale[:deep]).pow(2).mean().sqrt())
+        scale[deep:] = typical * color_weight / std[deep:]
+        self.shift.copy_(mean.to(torch.float32))
+        if self.mode != "whiten":
+            self.transform.copy_(scale.to(torch.float32))
+            return
+        matrix = torch.diag(scale)
+        centred = patches[:, :deep] - mean[:deep]
+        covariance = centred.T @ centred / max(1, len(centred) - 1)
+        level = covariance.diagonal().mean()
+        shrunk = (1.0 - WHITEN_SHRINKAGE) * covariance + WHITEN_SHRINKAGE * level * torch.eye(deep)
+        values, vectors = torch.linalg.eigh(shrunk)
+        # ZCA: decorrelate, keep the original axes and the average spread (distances keep their units).
+        matrix[:deep, :deep] = (
+            vectors @ torch.diag(values.clamp_min(1e-12).rsqrt()) @ vectors.T * level.sqrt()
+        )
+        self.transform.copy_(matrix.to(torch.float32))
+
+    def apply_rows(self, patches: torch.Tensor) -> torch.Tensor:
+        """The same map on rows [M, C] (training patches extracted before the fit)."""
+        centred = patches - self.shift
+        return centred @ self.transform if self.mode == "whiten" else centred * self.transform
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        centred = features - self.shift.reshape(1, -1, 1, 1)
+        if self.mode == "whiten":
+            return torch.einsum("nchw,cd->ndhw", centred, self.transform)
+        return centred * self.transform.reshape(1, -1, 1, 1)
