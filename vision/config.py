@@ -40,6 +40,9 @@ class ModelSettings(BaseModel):
         0.0, ge=0.0, le=16.0, description="Weight of local colour mean/std channels; 0 leaves them out."
     )
     color_window: int = Field(1, ge=1, le=15, description="Cells each colour statistic summarises (odd).")
+    whiten_shrinkage: float = Field(
+        0.1, gt=0.0, le=1.0, description="feature_norm=whiten: share of isotropic variance mixed in."
+    )
     target_false_reject_rate: float = Field(
         0.01, gt=0.0, lt=0.5, description="Share of good parts allowed above the calibrated threshold."
     )

@@ -83,6 +83,13 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "w_bank4096": ({"feature_norm": "whiten", "memory_bank_size": 4096}, "whitening + bank 4096"),
     "w_b0124": ({"feature_norm": "whiten", "feature_blocks": (0, 1, 2, 4)}, "whitening + the stride-2 block"),
+    # Round 3: how much whitening, and everything that helped a little at once.
+    "w_shr0.01": ({"feature_norm": "whiten", "whiten_shrinkage": 0.01}, "whitening, 1% shrinkage (fuller)"),
+    "w_shr0.3": ({"feature_norm": "whiten", "whiten_shrinkage": 0.3}, "whitening, 30% shrinkage (milder)"),
+    "w_knn3_s8_c1w3": (
+        {"feature_norm": "whiten", "knn": 3, "smoothing_sigma": 8.0, "color_stats": 1.0, "color_window": 3},
+        "whitening + k=3 + sigma 8 + colour channels (24 px, weight 1)",
+    ),
 }
 
 

@@ -32,6 +32,7 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "feature_norm": "none",
     "color_stats": 0.0,
     "color_window": 1,
+    "whiten_shrinkage": 0.1,
 }
 
 
@@ -56,6 +57,7 @@ class AnomalyModelConfig:
     feature_norm: str = "none"  # none | channel | block | whiten (fitted on good patches)
     color_stats: float = 0.0  # weight of the local colour mean/std channels; 0 = not added
     color_window: int = 1  # cells (of patch_stride px) each colour statistic summarises
+    whiten_shrinkage: float = 0.1  # feature_norm=whiten: share of isotropic variance mixed in
 
     def __post_init__(self) -> None:
         if self.feature_norm not in FEATURE_NORMS:
@@ -66,6 +68,8 @@ class AnomalyModelConfig:
             raise ValueError(f"neighbourhood must be an odd number >= 1, got {self.neighbourhood}")
         if self.color_window < 1 or self.color_window % 2 == 0:
             raise ValueError(f"color_window must be an odd number >= 1, got {self.color_window}")
+        if not 0.0 < self.whiten_shrinkage <= 1.0:
+            raise ValueError(f"whiten_shrinkage must be within (0, 1], got {self.whiten_shrinkage}")
         if self.color_stats < 0.0:
             raise ValueError(f"color_stats must be >= 0, got {self.color_stats}")
 

@@ -21,8 +21,8 @@ FeatureNorm = Literal["none", "channel", "block", "whiten"]
 FEATURE_NORMS: tuple[str, ...] = ("none", "channel", "block", "whiten")
 # Local mean and standard deviation of each RGB channel.
 COLOR_CHANNELS = 6
-# Whitening shrinks the covariance towards its mean variance by this share: a few thousand good patches
-# estimate the smallest eigenvalues badly, and their inverse would blow noise up.
+# Whitening shrinks the covariance towards its mean variance by this share by default: a few thousand
+# good patches estimate the smallest eigenvalues badly, and their inverse would blow noise up.
 WHITEN_SHRINKAGE = 0.1
 MIN_STD = 1e-6
 
@@ -53,10 +53,26 @@ class FeatureScaler(nn.Module):
         self.register_buffer("transform", torch.eye(dim) if mode == "whiten" else torch.ones(dim))
 
     @torch.no_grad()
-    def fit(self, patches: torch.Tensor, groups: Sequence[int], color_weight: float) -> None:
+    def reset(self) -> None:
+        """Back to the identity map (before a refit on new features)."""
+        self.shift.zero_()
+        self.transform.copy_(
+            torch.eye(self.shift.numel()) if self.mode == "whiten" else torch.ones_like(self.shift)
+        )
+
+    @torch.no_grad()
+    def fit(
+        self,
+        patches: torch.Tensor,
+        groups: Sequence[int],
+        color_weight: float,
+        shrinkage: float = WHITEN_SHRINKAGE,
+    ) -> None:
         """Fit on good patches [M, C]. `groups` are the channel counts of the tapped blocks (their sum
         is C minus the trailing colour channels); colour channels get the typical deep-channel spread
-        times `color_weight`."""
+        times `color_weight`; `shrinkage` in (0, 1] pulls the whitening covariance towards isotropic."""
+        if not 0.0 < shrinkage <= 1.0:
+            raise ValueError(f"shrinkage must be within (0, 1], got {shrinkage}")
         dim = patches.shape[1]
         deep = sum(groups)
         if deep > dim or dim != self.shift.numel():
@@ -83,7 +99,7 @@ class FeatureScaler(nn.Module):
         centred = patches[:, :deep] - mean[:deep]
         covariance = centred.T @ centred / max(1, len(centred) - 1)
         level = covariance.diagonal().mean()
-        shrunk = (1.0 - WHITEN_SHRINKAGE) * covariance + WHITEN_SHRINKAGE * level * torch.eye(deep)
+        shrunk = (1.0 - shrinkage) * covariance + shrinkage * level * torch.eye(deep)
         values, vectors = torch.linalg.eigh(shrunk)
         # ZCA: decorrelate, keep the original axes and the average spread (distances keep their units).
         matrix[:deep, :deep] = (

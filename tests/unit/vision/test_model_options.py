@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +84,8 @@ def test_settings_reach_the_model_config_and_bad_values_are_refused() -> None:
     config = model_config(settings)
     assert config.feature_blocks == (0, 2, 4) and config.knn == 3 and config.feature_norm == "block"
     assert config.color_channels == 6 and config.position_strength == 0.5
-    for bad in ({"neighbourhood": 2}, {"feature_blocks": (1, 9)}, {"feature_norm": "pca"}, {"knn": 0}):
+    bad_values = ({"neighbourhood": 2}, {"feature_blocks": (1, 9)}, {"feature_norm": "pca"}, {"knn": 0})
+    for bad in (*bad_values, {"whiten_shrinkage": 0.0}):
         with pytest.raises(ValidationError):
             ModelSettings(**bad)
     with pytest.raises(ValueError, match="color_window"):
@@ -94,7 +96,14 @@ def test_a_checkpoint_written_before_the_options_loads_with_the_old_behaviour(tm
     model = AnomalyModel(AnomalyModelConfig(image_size=SIZE, memory_bank_size=16), pretrained=False)
     path = save_checkpoint(model, tmp_path / "old.pt")
     payload = torch.load(path, weights_only=True)
-    for name in ("knn", "feature_norm", "color_stats", "color_window", "position_strength"):
+    for name in (
+        "knn",
+        "feature_norm",
+        "color_stats",
+        "color_window",
+        "position_strength",
+        "whiten_shrinkage",
+    ):
         del payload["config"][name]
     torch.save(payload, path)
     restored = load_checkpoint(path)
@@ -143,3 +152,33 @@ def test_colour_channels_raise_a_faint_tint_a_plain_model_hardly_sees() -> None:
         return faint / clean
 
     assert lift(color_stats=3.0, color_window=3) > lift()
+
+
+def test_refitting_the_head_refits_whitening_on_the_new_features() -> None:
+    """A compressed student refits its head on its own features: the scaler must be refitted from the
+    raw patches (not stacked on the teacher's fit), so refitting an unchanged model changes nothing."""
+    from compression.bank import refit_memory_bank
+    from vision.train import extract_patches, prepare_images
+
+    rng = np.random.default_rng(3)
+    images = [_texture(rng) for _ in range(6)]
+    settings = ModelSettings(image_size=SIZE, memory_bank_size=32, feature_norm="whiten")
+    model = fit_model(images, settings, progress=False)
+    prepared = prepare_images(images, SIZE)
+    probe = torch.from_numpy(prepare_images([_texture(rng)], SIZE))
+    before_score = model(probe)[1]
+    transform = model.feature_scaler.transform.clone()
+    refit_memory_bank(model, prepared, seed=settings.seed, progress=False)
+    after_score = model(probe)[1]
+    assert torch.allclose(model.feature_scaler.transform, transform, atol=1e-5)
+    assert torch.allclose(after_score, before_score, rtol=1e-4, atol=1e-5)
+    with torch.no_grad():  # a different backbone (as compression makes): the scaler follows it
+        first_conv = next(m for m in model.backbone.modules() if isinstance(m, torch.nn.Conv2d))
+        first_conv.weight.mul_(2.0)
+    refit_memory_bank(model, prepared, seed=settings.seed, progress=False)
+    assert not torch.allclose(model.feature_scaler.transform, transform, atol=1e-3)
+    raw = copy.deepcopy(model)
+    raw.feature_scaler.reset()
+    expected = FeatureScaler(model.embedding_dim, "whiten")
+    expected.fit(extract_patches(raw, prepared, progress=False), model.backbone.channels, 0.0)
+    assert torch.allclose(model.feature_scaler.transform, expected.transform, atol=1e-4)
