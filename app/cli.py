@@ -5,6 +5,8 @@
     edgeinspect train --data DIR --category NAME [--out FILE.onnx]
     edgeinspect eval --data DIR --category NAME --model FILE.onnx --out DIR
     edgeinspect compress --model FILE.pt --data DIR --category NAME --budget params=0.2 --int8 --out DIR
+    edgeinspect verify --model FILE.onnx [--model FILE2.onnx] [--group G] [--config FILE] [--mqtt-url URL]
+    edgeinspect release keygen | publish --model FILE --key KEY --base-url URL --canary st1 | serve --dir DIR
 
 Heavy imports (torch, onnxruntime, uvicorn) happen inside each command so `--help` stays instant and the
 edge box never needs the training extra unless it builds a model.
@@ -19,10 +21,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from app.release_cli import add_release_commands
 from app.settings import ConfigError, load_settings
 from device.data_dir_lock import DataDirLockedError
 
 log = logging.getLogger("edgeinspect")
+# What only the `train` extra installs: a command that needs one on a station gets a clear refusal.
+TRAINING_PACKAGES = frozenset(
+    {"torch", "torchvision", "tensorly", "timm", "onnx", "onnxscript", "scipy", "skimage"}
+)
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -90,6 +97,33 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     )
     print(json.dumps(metrics, indent=2))
     return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    import os
+    import socket
+
+    from device.escalation.verifier import run_verifier
+    from vision.inspector import ModelFileError
+
+    overrides: dict[str, Any] = {}
+    if args.mqtt_url:
+        overrides.setdefault("mqtt", {})["url"] = args.mqtt_url
+    settings = load_settings(args.config, overrides)
+    missing = [path for path in args.model if not Path(path).is_file()]
+    if missing:
+        raise FileNotFoundError(f"--model: file not found: {', '.join(missing)}")
+    try:
+        return run_verifier(
+            settings.mqtt,
+            args.group or settings.escalation.group,
+            args.model,
+            args.id or f"{socket.gethostname()}-{os.getpid()}",
+            threads=args.threads,
+            max_request_bytes=settings.escalation.max_request_bytes,
+        )
+    except ModelFileError as exc:
+        raise ValueError(f"--model: {exc}") from exc
 
 
 def _parse_ranks(items: list[str]) -> dict[str, int]:
@@ -194,6 +228,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     comp.add_argument("--out", required=True)
     comp.set_defaults(func=_cmd_compress)
+
+    verify = sub.add_parser(
+        "verify", help="plant-side verifier: judge escalated frames (MQTT 5 shared subscription)"
+    )
+    verify.add_argument("--config", default=None, help="settings file for mqtt.* and escalation.group")
+    verify.add_argument(
+        "--model", action="append", required=True, help="accurate ONNX model; repeat for an ensemble"
+    )
+    verify.add_argument("--group", default=None, help="shared-subscription group (escalation.group)")
+    verify.add_argument("--mqtt-url", default=None, help="override mqtt.url")
+    verify.add_argument("--id", default=None, help="verifier id in answers (default host-pid)")
+    verify.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads per model")
+    verify.set_defaults(func=_cmd_verify)
+    add_release_commands(sub)
     return parser
 
 
@@ -208,6 +256,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (ValueError, FileNotFoundError, DataDirLockedError) as exc:
         print(f"edgeinspect: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in TRAINING_PACKAGES:
+            raise
+        print(
+            f"edgeinspect {args.command}: needs the training extra ({exc.name} is not installed here, as "
+            "on a station): run it on the plant (docker/Dockerfile.plant, scripts/setup.sh --role plant)",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         return 130

@@ -56,6 +56,10 @@ def run_line(settings: Settings, max_frames: int | None = None) -> int:
         runtime.start()
         keys = KeyStore.from_settings(settings.auth, settings.data_dir)
         app = create_app(runtime, settings, keys)
+        if runtime.rollout is not None:  # fleet releases installed or refused go into the audit log
+            from app.fleet_audit import rollout_auditor
+
+            runtime.rollout.add_listener(rollout_auditor(app.state.audit))
         server = uvicorn.Server(api_server_config(app, settings.api))
         # Signals stay ours: uvicorn installs handlers only when it runs on the main thread, and it does not.
         threading.Thread(target=server.run, name="api", daemon=True).start()

@@ -3,7 +3,10 @@
 Payload contract (schema_version 1), published on `<prefix>/<line>/<station>/alert` at QoS 1:
 `alert_id` (unique; consumers drop duplicates by it), `frame_id`, `ts` (capture time, ISO 8601 UTC),
 `score`, `threshold`, `is_defect`, `defect_class`, `boxes`, `model` {name, version, sha256}, `line_id`,
-`station_id`, `image_size` [w, h], `latency_ms` (capture to decision), `schema_version`.
+`station_id`, `image_size` [w, h], `latency_ms` (capture to decision), `schema_version`, `decided_by`
+(`edge`, `verifier` or `fallback`; with escalation also `edge_is_defect`, `fallback_reason` and `verifier`
+{verifier_id, model_version, score, threshold, is_defect, verifier_ms, round_trip_ms, summary}: see
+docs/ESCALATION.md). `score`/`threshold` are always the edge model's.
 """
 
 from __future__ import annotations
@@ -63,9 +66,11 @@ def build_alert(
     station_id: str,
     frame_size: tuple[int, int],
     latency_ms: float,
+    decision: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The alert payload; `decision` holds who decided (`Decision.alert_fields()`), `edge` when omitted."""
     width, height = frame_size
-    return {
+    alert = {
         "schema_version": ALERT_SCHEMA_VERSION,
         "alert_id": str(uuid.uuid4()),
         "line_id": line_id,
@@ -81,6 +86,8 @@ def build_alert(
         "model": model.as_dict(),
         "latency_ms": round(latency_ms, 3),
     }
+    alert.update(decision or {"decided_by": "edge"})
+    return alert
 
 
 class AlertStore:

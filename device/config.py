@@ -255,6 +255,89 @@ class TeachSettings(_Section):
     threads: int = Field(1, ge=1, le=64, description="ONNX Runtime threads of a job (the line has the rest).")
 
 
+class EscalationSettings(_Section):
+    """Hybrid edge–plant inspection (`device.escalation`, docs/ESCALATION.md): parts whose edge score is
+    near the threshold are sent to plant-side verifiers (`edgeinspect verify`); the station holds the
+    decision until the answer or `deadline_ms`, then decides alone."""
+
+    enabled: bool = False
+    group: str = Field(
+        "verifiers", pattern=r"^[A-Za-z0-9_\-]+$", description="MQTT 5 shared-subscription group of verifiers"
+    )
+    target_rate: float = Field(0.05, gt=0.0, le=0.5, description="Share of parts to escalate (band size).")
+    deadline_ms: int = Field(
+        200, ge=10, le=10_000, description="Longest the line holds a decision for a verifier's answer."
+    )
+    margin_ms: int = Field(
+        50, ge=0, le=10_000, description="Kept free before the reject gate (capture to edge decision)."
+    )
+    window: int = Field(2000, ge=50, le=100_000, description="Recent edge scores the band is calibrated on.")
+    min_samples: int = Field(200, ge=10, description="Scores needed before the band is calibrated.")
+    initial_width: float = Field(
+        0.05, ge=0.0, le=10.0, description="Band half-width (share of the threshold) until calibrated."
+    )
+    min_width: float = Field(0.0, ge=0.0, le=10.0, description="Narrowest band (share of the threshold).")
+    max_width: float = Field(0.5, ge=0.0, le=10.0, description="Widest band (share of the threshold).")
+    jpeg_quality: int = Field(92, ge=50, le=100, description="Frames travel to the verifier as JPEG.")
+    max_request_bytes: int = Field(4_000_000, ge=10_000, le=64_000_000)
+    breaker_failures: int = Field(
+        3, ge=1, le=1000, description="Timeouts in a row after which the station stops asking for a while."
+    )
+    breaker_cooldown_s: float = Field(5.0, gt=0, le=3600, description="How long it stops asking.")
+
+    @model_validator(mode="after")
+    def _widths_ordered(self) -> EscalationSettings:
+        if self.min_width > self.max_width:
+            raise ValueError(f"min_width {self.min_width} exceeds max_width {self.max_width}")
+        return self
+
+
+def escalation_problem(escalation: EscalationSettings, reject: RejectSettings, protocol: str) -> str | None:
+    """Why escalation cannot run with these settings (naming the fields), or None."""
+    if not escalation.enabled:
+        return None
+    if protocol != "5":
+        return "escalation.enabled needs mqtt.protocol '5' (response topics and shared subscriptions)"
+    budget = escalation.deadline_ms + escalation.margin_ms
+    if reject.enabled and budget > reject.gate_delay_ms:
+        return (
+            f"escalation.deadline_ms ({escalation.deadline_ms}) + escalation.margin_ms "
+            f"({escalation.margin_ms}) must fit inside reject.gate_delay_ms ({reject.gate_delay_ms})"
+        )
+    return None
+
+
+class RolloutSettings(_Section):
+    """Fleet model rollout (`device.rollout`, docs/FLEET_ROLLOUT.md): install signed model releases that the
+    plant publishes on `<prefix>/fleet/release`. Off by default; a release is refused unless its Ed25519
+    signature verifies with one of `trusted_public_keys`."""
+
+    enabled: bool = False
+    station_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_\-]{1,64}$",
+        description="Name in rollout policies and report topics; default line.station_id.",
+    )
+    trusted_public_keys: list[str] = Field(
+        default_factory=list, max_length=16, description="PEM files of the Ed25519 keys allowed to sign."
+    )
+    download_timeout_s: float = Field(30.0, gt=0, le=3600, description="Per attempt.")
+    download_retries: int = Field(3, ge=0, le=20, description="Extra attempts after a network error.")
+    max_bytes: int = Field(500_000_000, ge=1_000, description="Larger releases are refused unread.")
+    download_ca_file: str | None = Field(None, description="CA bundle for https:// release URLs.")
+    auto_activate: bool = Field(True, description="Activate after staging; false: stage and report only.")
+    health_frames: int = Field(8, ge=0, le=200, description="Recent frames the new model must judge.")
+    health_max_defect_share: float = Field(
+        0.5, gt=0, le=1.0, description="More frames judged defective than this fails the check (rollback)."
+    )
+
+    @model_validator(mode="after")
+    def _keys_when_enabled(self) -> RolloutSettings:
+        if self.enabled and not self.trusted_public_keys:
+            raise ValueError("trusted_public_keys: at least one public key is needed when enabled")
+        return self
+
+
 class RuntimeSettings(_Section):
     """Everything the edge runtime needs; the API adds its own sections on top."""
 
@@ -271,6 +354,15 @@ class RuntimeSettings(_Section):
     trends: TrendSettings = TrendSettings()
     archive: ArchiveSettings = ArchiveSettings()
     teach: TeachSettings = TeachSettings()
+    rollout: RolloutSettings = RolloutSettings()
+    escalation: EscalationSettings = EscalationSettings()
+
+    @model_validator(mode="after")
+    def _escalation_fits(self) -> RuntimeSettings:
+        problem = escalation_problem(self.escalation, self.reject, self.mqtt.protocol)
+        if problem:
+            raise ValueError(problem)
+        return self
 
     @model_validator(mode="after")
     def _paths_under_data_dir(self) -> RuntimeSettings:
@@ -329,6 +421,7 @@ PUBLIC_FIELDS: dict[str, tuple[str, ...]] = {
         "feature_norm",
         "color_stats",
         "color_window",
+        "whiten_shrinkage",
     ),
     "inspection": ("threshold", "min_defect_area_px", "max_boxes", "enabled"),
     "reject": ("enabled", "gate_delay_ms", "encoder_counts_per_frame"),
@@ -351,6 +444,22 @@ PUBLIC_FIELDS: dict[str, tuple[str, ...]] = {
     "opcua": ("enabled", "endpoint", "namespace_uri", "allow_anonymous_read", "status_interval_s"),
     "trends": ("retention_days", "persist_interval_s", "shift_starts", "timezone"),
     "archive": ("enabled", "ok_sample_rate", "max_bytes", "max_age_days", "queue_size", "jpeg_quality"),
+    "escalation": (
+        "enabled",
+        "group",
+        "target_rate",
+        "deadline_ms",
+        "margin_ms",
+        "window",
+        "min_samples",
+        "initial_width",
+        "min_width",
+        "max_width",
+        "jpeg_quality",
+        "max_request_bytes",
+        "breaker_failures",
+        "breaker_cooldown_s",
+    ),
     "teach": (
         "max_examples",
         "max_good_images",
@@ -358,6 +467,16 @@ PUBLIC_FIELDS: dict[str, tuple[str, ...]] = {
         "max_defect_images",
         "max_new_entries",
         "threads",
+    ),
+    "rollout": (
+        "enabled",
+        "station_id",
+        "download_timeout_s",
+        "download_retries",
+        "max_bytes",
+        "auto_activate",
+        "health_frames",
+        "health_max_defect_share",
     ),
 }
 PRIVATE_FIELDS: dict[str, tuple[str, ...]] = {
@@ -367,6 +486,7 @@ PRIVATE_FIELDS: dict[str, tuple[str, ...]] = {
     "alerts": ("path",),
     "archive": ("path",),
     "opcua": ("operator", "viewer", "certificate"),  # user names with their passwords, key files
+    "rollout": ("trusted_public_keys", "download_ca_file"),  # file paths (the keys themselves are public)
 }
 URL_FIELDS = {("camera", "source"), ("mqtt", "url")}
 

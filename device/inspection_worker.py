@@ -1,7 +1,8 @@
 """The inference thread: takes frames from the capture queue, judges them, and hands defects on.
 
 Order matters for the no-loss promise: an alert is written to the outbox (durable) *before* anything else
-learns of it, and the latency we report ends there.
+learns of it, and the latency we report ends there. With escalation (`decide`), an uncertain part may be
+held for a plant verifier's answer, never longer than the escalation deadline, before that happens.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 from device.camera.base import Frame
 from device.capture import FrameQueue
+from device.escalation.decision import EDGE_DECISION, Decision
 from device.metrics import RuntimeMetrics
 from vision.inspector import Inspector
 from vision.types import InspectionResult
@@ -45,9 +47,10 @@ class InspectionWorker:
         queue: FrameQueue,
         inspector: Callable[[], Inspector],
         knobs: Callable[[], DecisionKnobs],
-        on_defect: Callable[[Frame, InspectionResult], None],
+        on_defect: Callable[[Frame, InspectionResult, Decision], None],
         metrics: RuntimeMetrics,
-        on_judged: Callable[[Frame, InspectionResult], None] | None = None,
+        on_judged: Callable[[Frame, InspectionResult, Decision], None] | None = None,
+        decide: Callable[[Frame, InspectionResult], tuple[InspectionResult, Decision]] | None = None,
     ) -> None:
         self._queue = queue
         self._inspector = inspector
@@ -55,6 +58,7 @@ class InspectionWorker:
         self._on_defect = on_defect
         self._metrics = metrics
         self._on_judged = on_judged
+        self._decide = decide
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="inspection", daemon=True)
         self.latest: Judgement | None = None
@@ -100,11 +104,14 @@ class InspectionWorker:
             self.last_error = f"frame {frame.frame_id}: {exc}"
             self._metrics.record_corrupt()
             return
+        decision = EDGE_DECISION
+        if self._decide is not None:  # bounded by the escalation deadline
+            result, decision = self._decide(frame, result)
         if result.is_defect:
-            self._on_defect(frame, result)
+            self._on_defect(frame, result, decision)
         latency_ms = (time.monotonic() - frame.captured_mono) * 1000.0
         self._metrics.record_frame(latency_ms, result.inference_ms, result.is_defect)
         self.last_judged_mono = time.monotonic()
         self.latest = Judgement(frame, result, latency_ms, self.seq)
         if self._on_judged is not None:  # per-part outputs, after the alert is durable
-            self._on_judged(frame, result)
+            self._on_judged(frame, result, decision)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -109,3 +110,105 @@ class RuntimeMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+_VERIFIER_BUCKETS_S = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5)
+
+
+class EscalationMetrics:
+    """Escalations to plant verifiers (`device.escalation`): counts for status, series for Prometheus."""
+
+    def __init__(self, registry: CollectorRegistry, window: int = 2000) -> None:
+        self.escalations_total = Counter(
+            "edgeinspect_escalations", "Parts escalated to a plant verifier", registry=registry
+        )
+        self.decisions_total = Counter(
+            "edgeinspect_decisions",
+            "Final decisions by who made them (edge, verifier, fallback)",
+            ["decided_by"],
+            registry=registry,
+        )
+        self.fallbacks_total = Counter(
+            "edgeinspect_escalation_fallbacks",
+            "Escalated parts decided by the edge after all, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.verifier_latency = Histogram(
+            "edgeinspect_verifier_round_trip_seconds",
+            "Request published to answer received, at the station",
+            buckets=_VERIFIER_BUCKETS_S,
+            registry=registry,
+        )
+        self.rate_gauge = Gauge(
+            "edgeinspect_escalation_rate", "Escalated share of judged parts (since start)", registry=registry
+        )
+        self.agreement_gauge = Gauge(
+            "edgeinspect_verifier_agreement",
+            "Share of verifier answers that agreed with the edge verdict (since start)",
+            registry=registry,
+        )
+        self._lock = threading.Lock()
+        self._round_trips_ms: deque[float] = deque(maxlen=window)
+        self.judged = 0
+        self.escalated = 0
+        self.verified = 0
+        self.agreed = 0
+        self.late_answers = 0
+        self.held_max_ms = 0.0
+        self.fallbacks: dict[str, int] = {}
+
+    def record_judged(self, escalated: bool) -> None:
+        with self._lock:
+            self.judged += 1
+            self.escalated += int(escalated)
+            rate = self.escalated / self.judged
+        if escalated:
+            self.escalations_total.inc()
+        else:
+            self.decisions_total.labels(decided_by="edge").inc()
+        self.rate_gauge.set(rate)
+
+    def record_verdict(self, round_trip_ms: float, agreed: bool) -> None:
+        with self._lock:
+            self.verified += 1
+            self.agreed += int(agreed)
+            self._round_trips_ms.append(round_trip_ms)
+            agreement = self.agreed / self.verified
+        self.decisions_total.labels(decided_by="verifier").inc()
+        self.verifier_latency.observe(round_trip_ms / 1000.0)
+        self.agreement_gauge.set(agreement)
+
+    def record_fallback(self, reason: str) -> None:
+        with self._lock:
+            self.fallbacks[reason] = self.fallbacks.get(reason, 0) + 1
+        self.decisions_total.labels(decided_by="fallback").inc()
+        self.fallbacks_total.labels(reason=reason).inc()
+
+    def record_held(self, held_ms: float) -> None:
+        """How long the line held one escalated decision (the deadline bounds it)."""
+        with self._lock:
+            self.held_max_ms = max(self.held_max_ms, held_ms)
+
+    def record_late_answer(self) -> None:
+        with self._lock:
+            self.late_answers += 1
+
+    def summary(self) -> dict[str, Any]:
+        """Counts, rates and round-trip percentiles for `status()`."""
+        with self._lock:
+            trips = np.asarray(self._round_trips_ms, dtype=np.float64)
+            counts = {
+                "judged": self.judged,
+                "escalated": self.escalated,
+                "verified": self.verified,
+                "late_answers": self.late_answers,
+                "held_max_ms": round(self.held_max_ms, 3),
+                "fallbacks": dict(self.fallbacks),
+                "escalation_rate": self.escalated / self.judged if self.judged else None,
+                "agreement": self.agreed / self.verified if self.verified else None,
+            }
+        has = trips.size > 0
+        counts["verifier_p50_ms"] = round(float(np.percentile(trips, 50)), 2) if has else None
+        counts["verifier_p99_ms"] = round(float(np.percentile(trips, 99)), 2) if has else None
+        return counts

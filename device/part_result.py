@@ -26,6 +26,7 @@ class PartResult:
     threshold: float
     is_defect: bool
     defect_class: str = ""  # empty for good parts; else linear | spot | area | anomaly
+    decided_by: str = "edge"  # edge | verifier | fallback (device.escalation)
 
     def __post_init__(self) -> None:
         if self.frame_id < 0:
@@ -38,7 +39,7 @@ class PartResult:
         return "NG" if self.is_defect else "OK"
 
     @classmethod
-    def from_inspection(cls, frame: Frame, result: InspectionResult) -> PartResult:
+    def from_inspection(cls, frame: Frame, result: InspectionResult, decided_by: str = "edge") -> PartResult:
         """Build it the way the alert payload does, so OPC UA and MQTT name a defect alike."""
         height, width = frame.image.shape[:2]
         defect_class = classify_defect(result.boxes, width, height) if result.is_defect else ""
@@ -49,6 +50,7 @@ class PartResult:
             threshold=float(result.threshold),
             is_defect=bool(result.is_defect),
             defect_class=defect_class,
+            decided_by=decided_by,
         )
 
     def to_payload(self, line_id: str, station_id: str, encoder_position: int | None) -> dict[str, Any]:
@@ -63,6 +65,7 @@ class PartResult:
             "score": round(self.score, 6),
             "threshold": round(self.threshold, 6),
             "defect_class": self.defect_class or None,
+            "decided_by": self.decided_by,
         }
         if encoder_position is not None:
             payload["encoder_position"] = encoder_position

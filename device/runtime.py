@@ -24,10 +24,18 @@ from device.archive import ImageArchive
 from device.camera import open_source
 from device.camera.base import Frame, FrameSource
 from device.capture import CaptureWorker, FrameQueue
-from device.config import InspectionSettings, RegionOfInterest, RejectSettings, RuntimeSettings, public_view
+from device.config import (
+    InspectionSettings,
+    RegionOfInterest,
+    RejectSettings,
+    RuntimeSettings,
+    escalation_problem,
+    public_view,
+)
 from device.data_dir_lock import DataDirLock
+from device.escalation.decision import Decision
 from device.inspection_worker import DecisionKnobs, InspectionWorker
-from device.metrics import RuntimeMetrics
+from device.metrics import EscalationMetrics, RuntimeMetrics
 from device.model_registry import ModelRegistry, sha256_of_file
 from device.mqtt_link import MqttLink
 from device.outbox import Outbox
@@ -50,7 +58,9 @@ from vision.overlay import render_overlay
 from vision.types import InspectionResult
 
 if TYPE_CHECKING:
+    from device.escalation.client import EscalationClient
     from device.opcua import OpcUaServer
+    from device.rollout.station import RolloutStation
     from device.sparkplug import SparkplugNode
 
 log = logging.getLogger(__name__)
@@ -126,6 +136,16 @@ class EdgeRuntime:
         self._knobs = DecisionKnobs(0.0, 0, 1, False)
         self._jpeg_cache: tuple[int, bool, bytes] | None = None
         self.reject = RejectScheduler(self.settings.reject, self._emit_reject)
+        self.escalation: EscalationClient | None = None  # plant verifiers (`escalation.enabled`)
+        if self.settings.escalation.enabled:
+            from device.escalation.client import EscalationClient
+
+            self.escalation = EscalationClient(
+                self.settings.mqtt,
+                self.settings.escalation,
+                self.topics,
+                EscalationMetrics(self.metrics.registry),
+            )
         self.worker = InspectionWorker(
             self.queue,
             self._current_inspector,
@@ -133,12 +153,21 @@ class EdgeRuntime:
             self._on_defect,
             self.metrics,
             on_judged=self._on_judged,
+            decide=self._decide if self.escalation is not None else None,
         )
         self.link = MqttLink(
             self.settings.mqtt, self.topics, self.outbox, self._on_mqtt_command, self._status_payload
         )
         self._sparkplug: SparkplugNode | None = None
         self._opcua: OpcUaServer | None = None
+        self.rollout: RolloutStation | None = None  # fleet model rollout (`rollout.enabled`)
+        if self.settings.rollout.enabled:
+            from device.rollout.station import RolloutStation
+
+            station_id = self.settings.rollout.station_id or self.settings.line.station_id
+            self.rollout = RolloutStation(
+                self.settings.rollout, self.settings.mqtt, station_id, self, data_dir / "rollout"
+            )
         self._housekeeping = threading.Thread(target=self._housekeep, name="housekeeping", daemon=True)
         self._handlers: dict[str, CommandHandler] = dict(
             [
@@ -161,6 +190,8 @@ class EdgeRuntime:
     def start(self) -> None:
         self._load_initial_model()
         self.link.start()
+        if self.escalation is not None:
+            self.escalation.start()
         if self.settings.mqtt.sparkplug:
             from device.sparkplug import SparkplugNode
 
@@ -179,11 +210,17 @@ class EdgeRuntime:
         if self.settings.inspection.enabled:
             self._start_line()
         self._housekeeping.start()
+        if self.rollout is not None:  # last: a release may be installed at once and checked on live frames
+            self.rollout.start()
 
     def stop(self) -> None:
         self._stop_event.set()
+        if self.rollout is not None:
+            self.rollout.stop()
         self._stop_line()
         self.worker.stop()
+        if self.escalation is not None:  # after the worker: nobody waits for an answer any more
+            self.escalation.stop()
         self.archive.stop()  # after the worker: nothing is offered any more
         self.reject.stop()
         if self._sparkplug is not None:
@@ -297,7 +334,15 @@ class EdgeRuntime:
         self.metrics.set_gauge("threshold", self._knobs.threshold)
 
     # ---- the data path -------------------------------------------------------------------------
-    def _on_defect(self, frame: Frame, result: InspectionResult) -> None:
+    def _decide(self, frame: Frame, result: InspectionResult) -> tuple[InspectionResult, Decision]:
+        """Escalate an uncertain part to a plant verifier; held until the answer, the deadline, or the reject
+        gate's due time minus the margin, whichever comes first."""
+        assert self.escalation is not None and self._inspector is not None
+        reject = self.settings.reject
+        gate_due = frame.captured_mono + reject.gate_delay_ms / 1000.0 if reject.enabled else None
+        return self.escalation.decide(frame, result, self._inspector.info.version, gate_due)
+
+    def _on_defect(self, frame: Frame, result: InspectionResult, decision: Decision) -> None:
         assert self._inspector is not None
         height, width = frame.image.shape[:2]
         alert = build_alert(
@@ -309,6 +354,7 @@ class EdgeRuntime:
             station_id=self.settings.line.station_id,
             frame_size=(width, height),
             latency_ms=(time.monotonic() - frame.captured_mono) * 1000.0,
+            decision=decision.alert_fields(),
         )
         self.outbox.put(alert["alert_id"], self.topics.alert, json.dumps(alert).encode(), qos=1)
         self.link.wake()
@@ -316,14 +362,14 @@ class EdgeRuntime:
         self.alert_store.add(alert, self._thumbnail(frame.image, result))
         self.archive.submit(frame, result, alert_id=alert["alert_id"], defect_class=alert["defect_class"])
 
-    def _on_judged(self, frame: Frame, result: InspectionResult) -> None:
+    def _on_judged(self, frame: Frame, result: InspectionResult, decision: Decision) -> None:
         """Every judged part, OK or NG, to the trends and the optional per-part outputs (MQTT, OPC UA)."""
         self.trends.record(frame.captured_at, result.score, result.is_defect, _since_ms(frame.captured_mono))
         if not result.is_defect:  # NG parts were offered with their alert id in `_on_defect`
             self.archive.submit(frame, result)
         if self._opcua is None and not self.settings.mqtt.publish_results:
             return
-        part = PartResult.from_inspection(frame, result)
+        part = PartResult.from_inspection(frame, result, decision.decided_by)
         if self._opcua is not None:
             self._opcua.publish_result(part)
         if self.settings.mqtt.publish_results:
@@ -487,6 +533,9 @@ class EdgeRuntime:
             candidate[section][field] = value
         inspection = InspectionSettings.model_validate(candidate["inspection"])
         reject = RejectSettings.model_validate(candidate["reject"])
+        problem = escalation_problem(self.settings.escalation, reject, self.settings.mqtt.protocol)
+        if problem:
+            raise ValueError(problem)
         validated = {"inspection": inspection, "reject": reject}
         changes = []
         with self._lock:
@@ -535,6 +584,23 @@ class EdgeRuntime:
         self._jpeg_cache = (judgement.seq, overlay, buf.tobytes())
         return self._jpeg_cache[2]
 
+    def recent_frames(self, count: int, timeout_s: float) -> list[np.ndarray]:
+        """Up to `count` distinct frames as the line shows them (waits at most `timeout_s`); a stopped line
+        gives its last frame at most. For checking a new model on what the camera really sees."""
+        frames: list[np.ndarray] = []
+        seen: set[int] = set()
+        deadline = time.monotonic() + timeout_s
+        while len(frames) < count and time.monotonic() < deadline:
+            latest = self.worker.latest
+            if latest is not None and latest.seq not in seen:
+                seen.add(latest.seq)
+                frames.append(latest.frame.image)
+            elif self._capture is None:
+                break
+            else:
+                time.sleep(0.02)
+        return frames
+
     def trend_report(self, window_s: int) -> TrendReport:
         return self.trends.report(window_s, threshold=self.threshold)
 
@@ -572,6 +638,7 @@ class EdgeRuntime:
             source_size=list(capture.source_size) if capture and capture.source_size else None,
             line_speed_request_ppm=self._line_speed_ppm,
             uptime_s=round(time.monotonic() - self._started_mono, 1),
+            escalation=self.escalation.status(self.threshold) if self.escalation is not None else None,
         )
 
     def health(self) -> HealthReport:
@@ -598,6 +665,8 @@ class EdgeRuntime:
             ),
             "archive": self.archive.health(),
         }
+        if self.escalation is not None:  # the line decides alone meanwhile: degraded, not down
+            components["verifier"] = self._verifier_health(self.escalation)
         overall: HealthState
         if not components["model"].ok or not components["inference"].ok:
             overall = "down"
@@ -606,6 +675,14 @@ class EdgeRuntime:
         else:
             overall = "degraded"
         return HealthReport(status=overall, components=components)
+
+    @staticmethod
+    def _verifier_health(escalation: EscalationClient) -> ComponentHealth:
+        if not escalation.connected:
+            return ComponentHealth(ok=False, detail="verify connection down; the edge decides alone")
+        if escalation.breaker_open:
+            return ComponentHealth(ok=False, detail="verifiers not answering; the edge decides alone")
+        return ComponentHealth(ok=True, detail="connected")
 
     def metrics_text(self) -> bytes:
         self._update_gauges()
@@ -623,7 +700,9 @@ class EdgeRuntime:
 
     def _status_payload(self) -> dict[str, Any]:
         model = self._model_status()
+        escalation = self.escalation.status(self.threshold).model_dump() if self.escalation else None
         return {
+            "escalation": escalation,
             "ts": iso_utc(time.time()),
             "runtime_state": self._state,
             "threshold": self.threshold,

@@ -27,6 +27,28 @@ class LatencyStatus(BaseModel):
     inference_p50_ms: float | None = None
 
 
+class EscalationStatus(BaseModel):
+    """Escalations to plant verifiers since start (`escalation.enabled`; docs/ESCALATION.md)."""
+
+    connected: bool = Field(..., description="The station's verify connection to the broker is up.")
+    breaker_open: bool = Field(..., description="Verifiers timed out repeatedly; the edge decides alone.")
+    band_half_width: float = Field(..., description="Share of the threshold on each side that escalates.")
+    band: list[float] = Field(..., description="[low, high] edge scores that escalate at the threshold.")
+    calibrated: bool
+    target_rate: float
+    judged: int
+    escalated: int
+    escalation_rate: float | None
+    verified: int = Field(..., description="Escalations the verifier decided.")
+    fallbacks: dict[str, int] = Field(..., description="Escalations the edge decided after all, by reason.")
+    late_answers: int
+    held_max_ms: float = Field(..., description="Longest an escalated decision was held (<= deadline).")
+    agreement: float | None = Field(..., description="Share of verifier verdicts that matched the edge.")
+    verifier_p50_ms: float | None
+    verifier_p99_ms: float | None
+    deadline_ms: int
+
+
 class RuntimeStatus(BaseModel):
     state: RuntimeState
     fps: float = Field(..., description="Frames judged per second over the last few seconds.")
@@ -47,6 +69,9 @@ class RuntimeStatus(BaseModel):
     )
     line_speed_request_ppm: float | None = None
     uptime_s: float
+    escalation: EscalationStatus | None = Field(
+        None, description="Present when escalation to plant verifiers is enabled."
+    )
 
 
 class ComponentHealth(BaseModel):

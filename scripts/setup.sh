@@ -1,18 +1,48 @@
 #!/usr/bin/env bash
-# Set up EdgeInspect on a fresh Debian/Ubuntu box: system packages, .venv, Python packages.
-#   scripts/setup.sh            runtime + training (what `run` needs, incl. the first-run model build)
-#   scripts/setup.sh --dev      + test tools and Debian's Chromium for the browser tests
-# Idempotent: re-running skips what is already there. Kept in step with docker/Dockerfile.
+# Set up EdgeInspect on a fresh Debian/Ubuntu box: system packages, a virtual environment, Python packages.
+#   scripts/setup.sh                  role all: runtime + training on one box (what `run` needs, incl. the
+#                                     first-run model build; the quickstart)
+#   scripts/setup.sh --role station   a station: inspect, alert, serve the API/panel (edge + opcua extras,
+#                                     no torch; its model comes by rollout or is built elsewhere)
+#   scripts/setup.sh --role plant     the plant side: train, compress, verify, release (edge + train extras)
+#   scripts/setup.sh --dev            + test tools and Debian's Chromium for the browser tests
+#   scripts/setup.sh --venv DIR       put the virtual environment in DIR (default .venv; the images use /opt/venv)
+#   scripts/setup.sh --role R --print-extras   only print the extras role R installs (docs, tests), then exit
+# TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu also looks for torch there (CPU-only wheels, as the
+# plant image does). Idempotent: re-running skips what is already there. docker/Dockerfile* run this script
+# with the matching role, so the images and a bare-metal install get the same packages (docs/DEPLOYMENT.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEV=0
-for arg in "$@"; do
-  case "$arg" in
+ROLE=all
+VENV=.venv
+PRINT_EXTRAS=0
+while [ "$#" -gt 0 ]; do
+  case "$1" in
     --dev) DEV=1 ;;
-    *) echo "setup.sh: unknown option $arg" >&2; exit 2 ;;
+    --role | --venv)
+      if [ "$#" -lt 2 ]; then echo "setup.sh: $1 needs a value" >&2; exit 2; fi
+      if [ "$1" = --role ]; then ROLE="$2"; else VENV="$2"; fi
+      shift ;;
+    --role=*) ROLE="${1#--role=}" ;;
+    --venv=*) VENV="${1#--venv=}" ;;
+    --print-extras) PRINT_EXTRAS=1 ;;
+    *) echo "setup.sh: unknown option $1" >&2; exit 2 ;;
   esac
+  shift
 done
+
+# The one table of which extras each role installs (pyproject.toml defines the extras).
+case "$ROLE" in
+  station) extras="edge,opcua" ;;
+  plant) extras="edge,train" ;;
+  all) extras="edge,opcua,train" ;;
+  *) echo "setup.sh: --role must be station, plant or all (got '$ROLE')" >&2; exit 2 ;;
+esac
+if [ "$DEV" -eq 1 ]; then extras="$extras,dev"; fi
+if [ "$PRINT_EXTRAS" -eq 1 ]; then echo "$extras"; exit 0; fi
+if [ -z "$VENV" ]; then echo "setup.sh: --venv needs a directory" >&2; exit 2; fi
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -38,21 +68,22 @@ import sys
 if sys.version_info < (3, 10):
     sys.exit(f"EdgeInspect needs Python >= 3.10, found {sys.version.split()[0]}")
 PY
-if [ ! -x .venv/bin/python ]; then
-  echo ">> creating .venv"
-  "$PYTHON" -m venv .venv
+if [ ! -x "$VENV/bin/python" ]; then
+  echo ">> creating $VENV"
+  "$PYTHON" -m venv "$VENV"
 fi
 
-extras="edge,opcua,train"
-if [ "$DEV" -eq 1 ]; then extras="edge,opcua,train,dev"; fi
-stamp=".venv/.edgeinspect-installed"
+stamp="$VENV/.edgeinspect-installed"
 want="$(sha256sum pyproject.toml | cut -d' ' -f1) $extras"
+if [ -n "${TORCH_INDEX_URL:-}" ]; then want="$want $TORCH_INDEX_URL"; fi
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo ">> installing Python packages [$extras] (torch comes from this machine's wheel cache)"
-  .venv/bin/python -m pip install -q --upgrade pip wheel
-  .venv/bin/python -m pip install -q -e ".[$extras]"
+  echo ">> installing Python packages [$extras] into $VENV (role $ROLE)"
+  pip_extra=()
+  if [ -n "${TORCH_INDEX_URL:-}" ]; then pip_extra+=(--extra-index-url "$TORCH_INDEX_URL"); fi
+  "$VENV/bin/python" -m pip install -q --upgrade pip wheel
+  "$VENV/bin/python" -m pip install -q "${pip_extra[@]}" -e ".[$extras]"
   echo "$want" > "$stamp"
 else
   echo ">> Python packages up to date"
 fi
-echo ">> setup done"
+echo ">> setup done (role $ROLE, $VENV)"

@@ -209,10 +209,26 @@ async function refreshStatus() {
     setDot("broker", s.broker_connected, "connected", "disconnected");
     setDot("camera", s.camera_connected, "connected", "disconnected");
     $("uptime").textContent = formatDuration(s.uptime_s);
+    showEscalation(s.escalation);
   } catch (err) {
     if (err.status !== 401) setLink(false);
     throw err;
   }
+}
+
+// One line under the live view while escalation to plant verifiers is on (docs/ESCALATION.md).
+function showEscalation(e) {
+  const line = $("escalation-line");
+  line.hidden = !e;
+  if (!e) return;
+  const pct = (value) => (value === null || value === undefined ? "—" : (100 * value).toFixed(1) + " %");
+  const fallbacks = Object.values(e.fallbacks || {}).reduce((a, b) => a + b, 0);
+  const link = !e.connected ? "verify link down" : e.breaker_open ? "verifiers not answering" : "verifiers reachable";
+  line.textContent =
+    `Escalation: ${link} · escalated ${pct(e.escalation_rate)} (target ${pct(e.target_rate)}) · ` +
+    `verified ${e.verified} · agreement ${pct(e.agreement)} · verifier p50 ${fmt(e.verifier_p50_ms, 0)} ms ` +
+    `· fallbacks ${fallbacks} · deadline ${e.deadline_ms} ms`;
+  line.dataset.ok = String(e.connected && !e.breaker_open);
 }
 
 async function refreshHealth() {
