@@ -24,7 +24,7 @@ class ModelSettings(BaseModel):
         (1, 2, 4), min_length=1, description="Backbone blocks whose outputs form the patch embedding."
     )
     neighbourhood: int = Field(1, ge=1, le=9, description="Patches averaged around each one (odd).")
-    smoothing_sigma: float = Field(4.0, ge=0.0, le=32.0, description="Gaussian blur of the map, pixels.")
+    smoothing_sigma: float = Field(8.0, ge=0.0, le=32.0, description="Gaussian blur of the map, pixels.")
     position_strength: float | None = Field(
         None,
         ge=0.0,
@@ -32,9 +32,9 @@ class ModelSettings(BaseModel):
         description="Per-position standardisation of the map: None decides from how texture-like the "
         "good parts are; 0 off, 1 full.",
     )
-    knn: int = Field(1, ge=1, le=64, description="Distance = mean over the k nearest bank entries.")
+    knn: int = Field(3, ge=1, le=64, description="Distance = mean over the k nearest bank entries.")
     feature_norm: Literal["none", "channel", "block", "whiten"] = Field(
-        "none", description="Rescaling of the embedding fitted on good patches."
+        "whiten", description="Rescaling of the embedding fitted on good patches."
     )
     color_stats: float = Field(
         0.0, ge=0.0, le=16.0, description="Weight of local colour mean/std channels; 0 leaves them out."

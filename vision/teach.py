@@ -124,7 +124,8 @@ class TeachResult:
 @dataclass(frozen=True)
 class BankLayout:
     """Where the memory bank sits in the graph: `patches` [1, P, C] -> MatMul(factors...) -> Add(bias)
-    -> ReduceMax = `best` [1, P] (the highest similarity of each patch)."""
+    -> ReduceMax = `best` [1, P] (the highest similarity of each patch), or TopK (k-NN distance, k > 1)
+    = `best` [1, P, k] sorted, the highest first. Widening the bank changes neither reader."""
 
     patches: str
     best: str
@@ -137,11 +138,14 @@ def _initializers(model: Any) -> dict[str, Any]:
     return {tensor.name: tensor for tensor in model.graph.initializer}
 
 
-def _trace_bank(reduce_max: Any, producers: dict[str, Any], inits: dict[str, Any]) -> BankLayout | str:
-    """The layout behind one ReduceMax, or the reason it is not a bank this module can extend."""
-    add = producers.get(reduce_max.input[0])
+BANK_READERS = ("ReduceMax", "TopK")  # what reads the similarities: k = 1, or the k nearest entries
+
+
+def _trace_bank(reader: Any, producers: dict[str, Any], inits: dict[str, Any]) -> BankLayout | str:
+    """The layout behind one ReduceMax/TopK, or the reason it is not a bank this module can extend."""
+    add = producers.get(reader.input[0])
     if add is None or add.op_type != "Add":
-        return f"its ReduceMax reads {add.op_type if add else 'a graph input'}, not the bias Add"
+        return f"its {reader.op_type} reads {add.op_type if add else 'a graph input'}, not the bias Add"
     bias_names = [name for name in add.input if name in inits and len(inits[name].dims) == 1]
     others = [name for name in add.input if name not in bias_names]
     if len(bias_names) != 1 or len(others) != 1:
@@ -169,7 +173,7 @@ def _trace_bank(reduce_max: Any, producers: dict[str, Any], inits: dict[str, Any
             return f"bank factors do not chain: {dims}"
     if dims[-1][1] != int(inits[bias_names[0]].dims[0]):
         return f"bank size {dims[-1][1]} differs from its bias length {int(inits[bias_names[0]].dims[0])}"
-    return BankLayout(tensor, reduce_max.output[0], tuple(factors), bias_names[0], tuple(outputs))
+    return BankLayout(tensor, reader.output[0], tuple(factors), bias_names[0], tuple(outputs))
 
 
 def find_bank(model: Any) -> BankLayout:
@@ -179,7 +183,7 @@ def find_bank(model: Any) -> BankLayout:
     found: list[BankLayout] = []
     reasons: list[str] = []
     for node in model.graph.node:
-        if node.op_type != "ReduceMax":
+        if node.op_type not in BANK_READERS:
             continue
         traced = _trace_bank(node, producers, inits)
         if isinstance(traced, BankLayout):
@@ -191,7 +195,7 @@ def find_bank(model: Any) -> BankLayout:
         return named[0] if len(named) == 1 else found[0]
     if len(found) > 1:
         raise TeachError(f"the model has {len(found)} bank-like layers; cannot tell which is the memory bank")
-    detail = f": {reasons[0]}" if reasons else " (no MatMul + bias Add + ReduceMax)"
+    detail = f": {reasons[0]}" if reasons else " (no MatMul + bias Add + ReduceMax or TopK)"
     raise TeachError(
         f"no extendable memory bank in the model{detail}; teach a model file as `edgeinspect train` or "
         "`compress` exports it (not an ONNX Runtime-optimized or int8 copy)"
@@ -265,6 +269,8 @@ class _Probe:
         """(image score, patch embeddings [P, C], distance of each patch to the bank [P]) of one input."""
         outputs = [OUTPUT_NAMES[1], self.layout.patches, self.layout.best]
         score, patches, best = self.session.run(outputs, {INPUT_NAME: batch})
+        if best.ndim == 3:  # TopK values [1, P, k], sorted: the nearest entry first
+            best = best[..., 0]
         flat = patches.reshape(-1, patches.shape[-1]).astype(np.float32)
         squared = (flat * flat).sum(axis=1) - 2.0 * best.reshape(-1)
         return float(score.reshape(-1)[0]), flat, np.sqrt(np.clip(squared, 0.0, None))

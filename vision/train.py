@@ -154,19 +154,20 @@ def fit_model(images: Sequence[np.ndarray], settings: ModelSettings, progress: b
 def fit_head(model: AnomalyModel, prepared: np.ndarray, seed: int, progress: bool = True) -> None:
     """Fit everything after the backbone on good images: feature scaling, coreset bank, position
     statistics. Shared by the first fit and by compression, whose student refits its head on its own
-    (slightly different) features; `memory_bank.similarity` must be a plain `nn.Linear` here."""
-    config = model.config
-    if model.feature_scaler is not None:
-        model.feature_scaler.reset()  # fitted on raw patches, so extract them unscaled
+    (slightly different) features; `memory_bank.similarity` must be a plain `nn.Linear` here. Parts a
+    model lacks (no scaler, no position statistics) are skipped."""
+    scaler = getattr(model, "feature_scaler", None)
+    if scaler is not None:
+        scaler.reset()  # fitted on raw patches, so extract them unscaled
     patches = extract_patches(model, prepared, progress=progress)
-    if model.feature_scaler is not None:
+    if scaler is not None:
         # Fitted on the raw good patches, then applied to them: the bank lives in the scaled space.
-        model.feature_scaler.fit(
-            patches, model.backbone.channels, config.color_stats, shrinkage=config.whiten_shrinkage
-        )
-        patches = model.feature_scaler.apply_rows(patches)
+        config = model.config
+        scaler.fit(patches, model.backbone.channels, config.color_stats, shrinkage=config.whiten_shrinkage)
+        patches = scaler.apply_rows(patches)
     model.memory_bank.set_bank(coreset_bank(patches, model.memory_bank.size, seed, progress))
-    fit_position_statistics(model, patches, len(prepared), seed, progress=progress)
+    if getattr(model, "position_norm", None) is not None:
+        fit_position_statistics(model, patches, len(prepared), seed, progress=progress)
 
 
 def split_holdout(count: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -164,13 +164,14 @@ def run_hard(
 
 
 def _run_title(results: dict[str, Any]) -> str:
+    """Backbone, bank and the detector head the run used (runs before the head options were settings
+    used feature_norm none, k=1, sigma 4, recorded so in their JSON)."""
     settings = results["settings"]
-    title = f"`{settings['backbone']}`, memory bank {settings['memory_bank_size']}"
-    overrides = {
-        k: v for k, v in results.get("overrides", {}).items() if k not in ("backbone", "memory_bank_size")
-    }
-    if overrides:
-        title += " + " + ", ".join(f"`{k}={json.dumps(v)}`" for k, v in overrides.items())
+    title = (
+        f"`{settings['backbone']}`, memory bank {settings['memory_bank_size']}, "
+        f"`{settings.get('feature_norm', 'none')}` features, k={settings.get('knn', 1)}, "
+        f"sigma {settings.get('smoothing_sigma', 4.0):g}"
+    )
     if results.get("tag"):
         title += f" (**{results['tag']}**)"
     return title
@@ -243,6 +244,9 @@ def hard_summary_markdown(runs: list[dict[str, Any]]) -> str:
         "scikit-image and procedural materials), nine defect kinds from obvious to faint, lighting",
         "drift, misalignment, sensor noise and JPEG on every part. Dev categories may guide choices;",
         "holdout categories never do. Means are plain means over the categories of one split.",
+        "The head options were chosen on DEV only (`search.md`); `whiten_knn3_s8` is the default since",
+        "2026-11-30. The latency column is each run's own, taken under whatever load the shared box had:",
+        "compare models by the interleaved ratios in `latency.md`, not by this column.",
         "",
         "| Model | dev image AUROC | holdout image AUROC | dev pixel AUROC | holdout pixel AUROC | "
         "dev AUPRO@0.3 | holdout AUPRO@0.3 | latency p50 ms |",
