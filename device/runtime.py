@@ -41,6 +41,7 @@ from device.mqtt_link import MqttLink
 from device.outbox import Outbox
 from device.part_result import PartResult
 from device.reject import RejectScheduler, encoder_position
+from device.rollout.view import RolloutView, build_rollout_view
 from device.status import (
     ComponentHealth,
     HealthReport,
@@ -640,6 +641,13 @@ class EdgeRuntime:
             uptime_s=round(time.monotonic() - self._started_mono, 1),
             escalation=self.escalation.status(self.threshold) if self.escalation is not None else None,
         )
+
+    def rollout_view(self) -> RolloutView:
+        """Fleet rollout state for `GET /fleet/rollout`: releases handled, trusted key fingerprints."""
+        model = self._model_status()
+        station_id = self.settings.rollout.station_id or self.settings.line.station_id
+        version = model.version if model else None
+        return build_rollout_view(self.rollout, station_id, self._active_model_id, version)
 
     def health(self) -> HealthReport:
         capture = self._capture

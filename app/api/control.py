@@ -1,7 +1,8 @@
 """The one path from an HTTP request to a change on the line: run it through the runtime, audit it.
 
 Every control router calls `execute_command` or `apply_config_patch`, so no change can skip the audit log
-and every refusal reaches the caller with the runtime's own reason.
+and every refusal reaches the caller with the runtime's own reason; routers with their own work (reviews,
+teaching, uploads, exports) write their entries through `record_action`.
 """
 
 from __future__ import annotations
@@ -24,29 +25,46 @@ REFUSED_RESPONSE: dict[int | str, dict[str, Any]] = {
 CommandResponse = CommandResult | JSONResponse
 
 
+def record_action(
+    audit: AuditLog,
+    principal: Principal,
+    action: str,
+    target: str,
+    *,
+    ok: bool,
+    old_value: Any = None,
+    new_value: Any = None,
+    message: str = "",
+) -> None:
+    """One audit entry for what `principal` asked: who, in which role, what, on what, and how it went."""
+    audit.record(
+        actor=principal.name,
+        role=principal.role.name,
+        action=action,
+        target=target,
+        ok=ok,
+        old_value=old_value,
+        new_value=new_value,
+        message=message,
+    )
+
+
 def execute_command(
     runtime: RuntimePort, audit: AuditLog, principal: Principal, command: Command, target: str
 ) -> CommandResponse:
     """Run `command`; 200 with the result when it worked, 409 with the result when the runtime refused."""
-    requested = command.model_dump(exclude={"command", "request_id"}) or None
+    action, requested = command.command, command.model_dump(exclude={"command", "request_id"}) or None
     try:
         result = runtime.execute(command, principal.actor)
     except Exception as exc:
-        audit.record(
-            actor=principal.name,
-            role=principal.role.name,
-            action=command.command,
-            target=target,
-            ok=False,
-            new_value=requested,
-            message=f"{type(exc).__name__}: {exc}",
-        )
+        failure = f"{type(exc).__name__}: {exc}"
+        record_action(audit, principal, action, target, ok=False, new_value=requested, message=failure)
         raise
-    audit.record(
-        actor=principal.name,
-        role=principal.role.name,
-        action=command.command,
-        target=target,
+    record_action(
+        audit,
+        principal,
+        action,
+        target,
         ok=result.ok,
         old_value=result.old_value,
         new_value=result.new_value if result.new_value is not None else requested,
@@ -64,7 +82,7 @@ def apply_config_patch(
 
     def record(**entry: Any) -> None:
         entry.setdefault("target", target)
-        audit.record(actor=principal.name, role=principal.role.name, action="patch_config", **entry)
+        record_action(audit, principal, "patch_config", **entry)
 
     try:
         changes = runtime.patch_config(patch, principal.actor)

@@ -17,6 +17,7 @@ from device.alerts import ReviewFilter, ReviewState
 from device.archive import ArchivedImage, ArchiveStats, Verdict
 from device.commands import Command, CommandResult
 from device.model_registry import ModelEntry
+from device.rollout.view import RolloutView
 from device.status import HealthReport, RuntimeStatus
 from device.teaching import TeachJob
 from device.trends import TrendReport
@@ -172,6 +173,10 @@ class RuntimePort(Protocol):
 
     def metrics_text(self) -> bytes:
         """The runtime's metrics in Prometheus text format."""
+        ...
+
+    def rollout_view(self) -> RolloutView:
+        """Fleet rollout state: releases handled with outcomes, trusted key fingerprints (never keys)."""
         ...
 
     def trend_report(self, window_s: int) -> TrendReport:

@@ -126,6 +126,13 @@ class RolloutStation:
         for report in past:
             _notify(listener, report)
 
+    def history(self) -> tuple[list[StationReport], list[StationReport], str | None]:
+        """(reports of this run oldest first, final reports remembered across restarts, newest release
+        time acted on): what `device.rollout.view` shows."""
+        with self._lock:
+            remembered = [handled.report for handled in self._state.handled.values()]
+            return list(self.events), remembered, self._state.newest_created_at
+
     # ---- MQTT (network thread: queue and return) -----------------------------------------------
     def _handle_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
@@ -214,9 +221,11 @@ class RolloutStation:
             outcome, reason = exc.outcome, str(exc)
         report = self._report(manifest.release_id, manifest.model_version, outcome, reason)
         assert manifest.signature is not None  # verified
-        self._state.handled[manifest.release_id] = HandledRelease(signature=manifest.signature, report=report)
-        self._state.newest_created_at = manifest.created_at
-        self._state.save(self._state_path)
+        with self._lock:  # `history` reads the state from API threads
+            handled = HandledRelease(signature=manifest.signature, report=report)
+            self._state.handled[manifest.release_id] = handled
+            self._state.newest_created_at = manifest.created_at
+            self._state.save(self._state_path)
 
     def _apply(self, manifest: ReleaseManifest) -> tuple[Outcome, str]:
         entry = self._stage(manifest)

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Body, HTTPException, Path, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.api.control import record_action
 from app.api.deps import (
     AUTH_RESPONSES,
     CONTROL_RESPONSES,
@@ -21,7 +22,7 @@ from app.api.deps import (
     SettingsDep,
     Viewer,
 )
-from app.api.routers.alerts import IsoDateTime, _as_utc
+from app.api.filters import TIME_HELP, IsoDateTime, PageLimit, PageOffset, TimeQuery, utc_range
 from app.api.runtime_port import ArchiveCatalog
 from app.api.schemas import _JSON_INT
 from app.api.security import Principal
@@ -30,6 +31,7 @@ from device.archive import NAME_PATTERN, ArchivedImage, ArchiveItemNotFound, Arc
 
 router = APIRouter(prefix="/archive", tags=["archive"], responses=AUTH_RESPONSES)
 
+TARGET = "POST /archive/export"
 MAX_EXPORT_ITEMS = 5000
 MAX_ID = 10**12  # far beyond any archive; small enough that JSON Schema bounds stay exact
 # Body ints take 212.0 as 212, as JSON Schema does (see app.api.schemas).
@@ -38,7 +40,7 @@ ItemId = Annotated[int, Path(ge=1, le=MAX_ID, description="Archive id (`id` of a
 Name = Annotated[str, Field(max_length=64, pattern=NAME_PATTERN)]
 Score = Annotated[float, Field(ge=-1e12, le=1e12, allow_inf_nan=False)]
 # Dates arrive as JSON strings, which strict mode would refuse; everything else in a body stays strict.
-BodyTime = Annotated[IsoDateTime, Field(strict=False, description="ISO 8601; naive means UTC.")]
+BodyTime = Annotated[IsoDateTime, Field(strict=False, description=TIME_HELP)]
 JPEG: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/jpeg": {}}},
     404: {"description": "No such item, or its file was pruned."},
@@ -135,9 +137,10 @@ class ExportByFilter(_Export):
 
 
 def _query(archive: ArchiveCatalog, f: ArchiveFilter) -> tuple[int, list[ArchivedImage]]:
+    since, until = utc_range(f.since, f.until)
     return archive.query(
-        since=_as_utc(f.since, "since"),
-        until=_as_utc(f.until, "until"),
+        since=since,
+        until=until,
         min_score=f.min_score,
         max_score=f.max_score,
         verdict=f.verdict,
@@ -152,10 +155,10 @@ def _query(archive: ArchiveCatalog, f: ArchiveFilter) -> tuple[int, list[Archive
 def list_archive(
     runtime: RuntimeDep,
     _: Viewer,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-    since: Annotated[IsoDateTime | None, Query(description="ISO 8601; naive means UTC.")] = None,
-    until: Annotated[IsoDateTime | None, Query(description="ISO 8601; naive means UTC.")] = None,
+    limit: PageLimit = 50,
+    offset: PageOffset = 0,
+    since: TimeQuery = None,
+    until: TimeQuery = None,
     min_score: Annotated[float | None, Query(ge=-1e12, le=1e12, allow_inf_nan=False)] = None,
     max_score: Annotated[float | None, Query(ge=-1e12, le=1e12, allow_inf_nan=False)] = None,
     verdict: Literal["OK", "NG"] | None = None,
@@ -264,15 +267,7 @@ def _chunks(chunks: Iterator[bytes]) -> Iterator[bytes]:
 
 
 def _record(audit: AuditLog, principal: Principal, asked: dict[str, Any], *, ok: bool, message: str) -> None:
-    audit.record(
-        actor=principal.name,
-        role=principal.role.name,
-        action="archive_export",
-        target="POST /archive/export",
-        ok=ok,
-        new_value=asked,
-        message=message,
-    )
+    record_action(audit, principal, "archive_export", TARGET, ok=ok, new_value=asked, message=message)
 
 
 def _safe_name(value: str) -> str:

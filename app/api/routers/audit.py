@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from app.api.deps import AUTH_RESPONSES, AdminRead, AuditDep
+from app.api.filters import PageLimit, PageOffset
 from app.api.schemas import AuditEntry, AuditPage
 
 router = APIRouter(prefix="/audit", tags=["audit"], responses=AUTH_RESPONSES)
@@ -16,8 +15,8 @@ router = APIRouter(prefix="/audit", tags=["audit"], responses=AUTH_RESPONSES)
 def list_audit(
     audit: AuditDep,
     _: AdminRead,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: PageLimit = 50,
+    offset: PageOffset = 0,
 ) -> AuditPage:
     total, entries = audit.query(limit=limit, offset=offset)
     return AuditPage(total=total, limit=limit, offset=offset, items=[AuditEntry(**e) for e in entries])

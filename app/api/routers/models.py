@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, HTTPException, Path, UploadFile
 
-from app.api.control import REFUSED_RESPONSE, CommandResponse, execute_command
+from app.api.control import REFUSED_RESPONSE, CommandResponse, execute_command, record_action
 from app.api.deps import AUTH_RESPONSES, CONTROL_RESPONSES, Admin, AuditDep, RuntimeDep, Viewer
 from app.api.schemas import ErrorBody, ModelOut
 from device.commands import ActivateModel, CommandResult, RollbackModel
@@ -67,15 +67,8 @@ def upload_model(
     target = f"POST /models {filename}"
 
     def refuse(status: int, reason: str) -> HTTPException:
-        audit.record(
-            actor=principal.name,
-            role=principal.role.name,
-            action="upload_model",
-            target=target,
-            ok=False,
-            new_value={"sha256": sha256.lower(), "size_bytes": len(data)},
-            message=reason,
-        )
+        asked = {"sha256": sha256.lower(), "size_bytes": len(data)}
+        record_action(audit, principal, "upload_model", target, ok=False, new_value=asked, message=reason)
         return HTTPException(status, detail=f"{reason}; the running model is unchanged")
 
     try:
@@ -85,14 +78,8 @@ def upload_model(
     except ValueError as exc:
         raise refuse(400, str(exc)) from exc
     model = ModelOut.model_validate(entry.model_dump())
-    audit.record(
-        actor=principal.name,
-        role=principal.role.name,
-        action="upload_model",
-        target=target,
-        ok=True,
-        new_value={"id": model.id, "sha256": model.sha256, "size_bytes": model.size_bytes},
-    )
+    stored = {"id": model.id, "sha256": model.sha256, "size_bytes": model.size_bytes}
+    record_action(audit, principal, "upload_model", target, ok=True, new_value=stored)
     return model
 
 

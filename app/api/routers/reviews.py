@@ -11,12 +11,13 @@ import io
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, field_validator
 
+from app.api.control import record_action
 from app.api.deps import AUTH_RESPONSES, CONTROL_RESPONSES, AuditDep, Operator, RuntimeDep, Viewer
-from app.api.routers.alerts import IsoDateTime, _as_utc
+from app.api.filters import TimeQuery, utc_range
 from app.api.schemas import ErrorBody, _Request
 from device.alerts import MAX_REVIEW_COMMENT, ReviewFilter, ReviewState, check_review_comment
 
@@ -96,23 +97,17 @@ def review_alert(
     try:
         old, new = runtime.alert_store.review(alert_id, body.state, body.comment, principal.name)
     except KeyError as exc:
-        audit.record(
-            actor=principal.name,
-            role=principal.role.name,
-            action="review_alert",
-            target=target,
-            ok=False,
-            new_value=requested,
-            message="no such alert",
+        record_action(
+            audit, principal, "review_alert", target, ok=False, new_value=requested, message="no such alert"
         )
         raise HTTPException(404, detail=f"no alert {alert_id!r}") from exc
     except ValueError as exc:
         raise HTTPException(422, detail=str(exc)) from exc
-    audit.record(
-        actor=principal.name,
-        role=principal.role.name,
-        action="review_alert",
-        target=target,
+    record_action(
+        audit,
+        principal,
+        "review_alert",
+        target,
         ok=True,
         old_value=old,
         new_value=new,
@@ -141,14 +136,13 @@ def review_summary(runtime: RuntimeDep, _: Viewer) -> ReviewSummary:
 def export_reviews(
     runtime: RuntimeDep,
     _: Viewer,
-    since: Annotated[IsoDateTime | None, Query(description="ISO 8601; naive means UTC.")] = None,
-    until: Annotated[IsoDateTime | None, Query(description="ISO 8601; naive means UTC.")] = None,
+    since: TimeQuery = None,
+    until: TimeQuery = None,
     review_state: ReviewFilter | None = None,
 ) -> StreamingResponse:
     """Every alert (in the history) with its review, as CSV, streamed."""
-    rows = runtime.alert_store.export_rows(
-        since=_as_utc(since, "since"), until=_as_utc(until, "until"), review_state=review_state
-    )
+    since, until = utc_range(since, until)
+    rows = runtime.alert_store.export_rows(since=since, until=until, review_state=review_state)
     return StreamingResponse(
         _csv_chunks(rows),
         media_type="text/csv; charset=utf-8",

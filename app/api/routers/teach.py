@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path
 from pydantic import Field, StringConstraints
 
+from app.api.control import record_action
 from app.api.deps import AUTH_RESPONSES, CONTROL_RESPONSES, Admin, AuditDep, RuntimeDep, Viewer
 from app.api.schemas import ErrorBody, _Request
 from app.api.security import Principal
@@ -69,7 +70,7 @@ def teach_normal(
     requested = {"alert_ids": alert_ids}
 
     def refuse(status: int, reason: str) -> HTTPException:
-        _record(audit, principal, ok=False, new_value=requested, message=reason)
+        record_action(audit, principal, "teach_normal", TARGET, ok=False, new_value=requested, message=reason)
         return HTTPException(status, detail=reason)
 
     try:
@@ -78,9 +79,11 @@ def teach_normal(
         raise refuse(404, str(exc)) from exc
     except (TeachRequestError, TeachBusyError) as exc:
         raise refuse(409, str(exc)) from exc
-    _record(
+    record_action(
         audit,
         principal,
+        "teach_normal",
+        TARGET,
         ok=True,
         new_value={"job_id": job.job_id, "alert_ids": job.alert_ids, "skipped": job.skipped_alert_ids},
         message="job started",
@@ -101,18 +104,6 @@ def teach_job(job_id: JobId, runtime: RuntimeDep, _: Viewer) -> TeachJob:
     return job
 
 
-def _record(audit: AuditLog, principal: Principal, *, ok: bool, new_value: object, message: str) -> None:
-    audit.record(
-        actor=principal.name,
-        role=principal.role.name,
-        action="teach_normal",
-        target=TARGET,
-        ok=ok,
-        new_value=new_value,
-        message=message,
-    )
-
-
 def _auditor(audit: AuditLog, principal: Principal) -> Callable[[TeachJob], None]:
     """The audit entry for the job's outcome, written when it finishes (on the job's thread)."""
 
@@ -120,11 +111,11 @@ def _auditor(audit: AuditLog, principal: Principal) -> Callable[[TeachJob], None
         figures = None
         if job.report is not None:
             figures = job.report.model_dump(include={"bank_entries_added", "false_reject_rate_taught"})
-        audit.record(
-            actor=principal.name,
-            role=principal.role.name,
-            action="teach_normal_done",
-            target=f"{TARGET} job {job.job_id}",
+        record_action(
+            audit,
+            principal,
+            "teach_normal_done",
+            f"{TARGET} job {job.job_id}",
             ok=job.state == "done",
             old_value=job.parent_model_id,
             new_value={"model_id": job.model_id, "figures": figures},

@@ -198,7 +198,11 @@
   });
 
   registerScreen("models", {
-    show() { message("", ""); load().catch((err) => message(`Cannot list models: ${err.message}`, "bad")); },
-    hide() {},
+    show() {
+      message("", "");
+      load().catch((err) => message(`Cannot list models: ${err.message}`, "bad"));
+      RolloutCard.start(() => load().catch(() => {}));  // a fleet release swapped the model
+    },
+    hide() { RolloutCard.stop(); },
   });
 })();

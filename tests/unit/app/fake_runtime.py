@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 import weakref
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
@@ -44,6 +45,8 @@ from device.commands import (
 )
 from device.config import ArchiveSettings, TrendSettings
 from device.model_registry import ModelEntry
+from device.rollout.view import PublicKeyBytes, RolloutView, build_rollout_view
+from device.rollout.wire import StationReport
 from device.status import (
     ComponentHealth,
     HealthReport,
@@ -110,6 +113,20 @@ class FakeModelRegistry:
         return next((e for e in self.entries if e.id == model_id), None)
 
 
+class FakeRolloutStation:
+    """What `RolloutStation.history` gives, without MQTT: tests add the reports a station would make."""
+
+    def __init__(self, station_id: str, trusted: Sequence[PublicKeyBytes]) -> None:
+        self.station_id = station_id
+        self.trusted = trusted
+        self.events: list[StationReport] = []  # this run, oldest first
+        self.remembered: list[StationReport] = []  # final reports from state.json (earlier runs)
+        self.newest_created_at: str | None = None
+
+    def history(self) -> tuple[list[StationReport], list[StationReport], str | None]:
+        return list(self.events), list(self.remembered), self.newest_created_at
+
+
 class FakeRuntime:
     """Same methods as EdgeRuntime's API facade (`app.api.runtime_port.RuntimePort`, which mypy checks both
     against); state changes are visible in `status()`."""
@@ -146,6 +163,7 @@ class FakeRuntime:
         self.frames = 0
         self.defects = 0
         self.broker_connected = True
+        self.rollout: FakeRolloutStation | None = None  # set one to turn fleet rollout on
         self._frame_jpeg: dict[bool, bytes] | None = None
         self._lock = threading.Lock()
         self._started = time.monotonic()
@@ -292,6 +310,11 @@ class FakeRuntime:
 
     def trend_report(self, window_s: int) -> TrendReport:
         return self.trends.report(window_s, threshold=self.threshold)
+
+    def rollout_view(self) -> RolloutView:
+        active = self.models.get(self.models.active_id)
+        version = active.version if active else None
+        return build_rollout_view(self.rollout, "station1", self.models.active_id, version)
 
     def metrics_text(self) -> bytes:
         return (
