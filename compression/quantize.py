@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import platform
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -113,12 +113,9 @@ def weight_only_int8(model: onnx.ModelProto, node_names: Sequence[str], distance
     from onnx import numpy_helper
 
     initializers = {init.name: init for init in model.graph.initializer}
-    wanted = set(node_names)
     chain: list[tuple[onnx.NodeProto, np.ndarray]] = []  # (node, dequantized weight as [in, out])
     changed = 0
-    for node in list(model.graph.node):
-        if node.name not in wanted or node.op_type not in ("MatMul", "Gemm", "Conv"):
-            continue
+    for node in _nodes(model, set(node_names).__contains__, ("MatMul", "Gemm", "Conv")):
         if len(node.input) < 2 or node.input[1] not in initializers:
             continue
         weight = numpy_helper.to_array(initializers[node.input[1]]).astype(np.float32)
@@ -190,14 +187,21 @@ def _attribute(node: onnx.NodeProto, name: str, default: int) -> int:
     return next((a.i for a in node.attribute if a.name == name), default)
 
 
+def _nodes(
+    model: onnx.ModelProto, named: Callable[[str], bool], op_types: Collection[str] | None = None
+) -> list[onnx.NodeProto]:
+    """The nodes whose name passes `named` (and whose op is one of `op_types`), in graph order: how the
+    op groups, the bank and the weights to store as int8 are picked. A list, so callers may insert nodes
+    into the graph while they go through it."""
+    return [n for n in model.graph.node if named(n.name) and (op_types is None or n.op_type in op_types)]
+
+
 def op_groups(model: onnx.ModelProto, scopes: Sequence[str] = QUANTIZED_SCOPES) -> dict[str, list[str]]:
     """Quantizable nodes under `scopes`, by kind: 1x1 convs, dense kxk convs, depthwise/grouped convs,
     MatMuls (TT cores), and the elementwise ops between them (int8 can then flow from conv to conv)."""
     initializers = {init.name: init for init in model.graph.initializer}
     groups: dict[str, list[str]] = {name: [] for name in GROUP_ORDER}
-    for node in model.graph.node:
-        if not any(node.name.startswith(scope) for scope in scopes):
-            continue
+    for node in _nodes(model, lambda name: name.startswith(tuple(scopes))):
         if node.op_type == "Conv" and node.input[1] in initializers:
             dims = list(initializers[node.input[1]].dims)
             if _attribute(node, "group", 1) > 1:
@@ -280,11 +284,8 @@ class _Builder:
         graph = onnx.load(str(prepared))
         self.input_name = graph.graph.input[0].name
         self.groups = op_groups(graph)
-        self.bank_nodes = [
-            node.name
-            for node in graph.graph.node
-            if node.op_type in ("MatMul", "Gemm") and any(p in node.name for p in float_patterns)
-        ]
+        bank = _nodes(graph, lambda name: any(p in name for p in float_patterns), ("MatMul", "Gemm"))
+        self.bank_nodes = [node.name for node in bank]
         self.cache = tmp / "calibration.json"
         self.count = 0
 

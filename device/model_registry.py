@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from vision.export import sha256_file
 from vision.inspector import Inspector, ModelFileError
 from vision.teach import TeachReport
 
@@ -37,11 +38,8 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def sha256_of_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """The same chunked hash the inspector checks a model file against (`vision.export.sha256_file`)."""
+    return sha256_file(path)
 
 
 class ModelRegistry:

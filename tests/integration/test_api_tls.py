@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import ssl
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-import yaml
-from conftest import REPO, free_port, write_stack_config
-from fixtures_mqtt import wait_until
+from conftest import launch_edge_stack
 from unit.app.tls_certs import TlsFiles, write_server_pki
 
 from device.broker import MosquittoBroker
@@ -40,53 +35,21 @@ class TlsStack:
         )
 
 
-def _serving(process: subprocess.Popen[bytes], url: str, ca: ssl.SSLContext, log_path: Path) -> bool:
-    if process.poll() is not None:
-        raise AssertionError(f"edgeinspect run exited early:\n{log_path.read_text()[-4000:]}")
-    try:
-        return httpx.get(url, verify=ca, timeout=1).status_code in (200, 503)
-    except httpx.TransportError:
-        return False
-
-
 @pytest.fixture
 def tls_stack(tmp_path: Path, trained_model: Path, mosquitto: MosquittoBroker) -> Iterator[TlsStack]:
     """`edgeinspect run` from a config file whose api section names the certificate and key."""
     pki = write_server_pki(tmp_path / "pki")
-    port = free_port()
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    config_path = write_stack_config(data_dir, trained_model, mosquitto.url, port)
-    config = yaml.safe_load(config_path.read_text())
-    config["api"].update(tls_cert_file=str(pki.cert), tls_key_file=str(pki.key))
-    config_path.write_text(yaml.safe_dump(config))
-    env = dict(os.environ)
-    env.update({f"EDGEINSPECT_AUTH__{role.upper()}_KEY": key for role, key in KEYS.items()})
-    log_path = tmp_path / "edgeinspect.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "run", "--config", str(config_path)],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    stack = TlsStack(port=port, pki=pki, log_path=log_path)
-    ca = ssl.create_default_context(cafile=pki.ca_cert)
-    try:
-        wait_until(
-            lambda: _serving(process, f"{stack.base_url}/health", ca, log_path),
-            timeout_s=90,
-            what="edgeinspect run serving HTTPS",
-        )
-        yield stack
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+    tls = {"api": {"tls_cert_file": str(pki.cert), "tls_key_file": str(pki.key)}}
+    with launch_edge_stack(
+        tmp_path / "data",
+        trained_model,
+        mosquitto.url,
+        overrides=tls,
+        keys=KEYS,
+        ca_cert=pki.ca_cert,
+        log_path=tmp_path / "edgeinspect.log",
+    ) as stack:
+        yield TlsStack(port=stack.port, pki=pki, log_path=stack.log_path)
 
 
 def test_api_and_panel_over_verified_https(tls_stack: TlsStack) -> None:

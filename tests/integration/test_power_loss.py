@@ -11,18 +11,15 @@ undelivered alerts when the successor started.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
-from conftest import free_port, write_stack_config
+from conftest import EdgeStack, free_port, start_edge_stack, stop_edge_stack
 from fixtures_mqtt import MessageCollector, wait_until
 from tcp_proxy import StallingProxy
 
@@ -31,8 +28,9 @@ from device.topics import Topics
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 TOPICS = Topics("edgeinspect", "line1", "st1")  # what write_stack_config sets up
+# A line at 100% defects (an alert per judged frame) and a fast simulated camera.
+FAST_DEFECTIVE_LINE = {"camera": {"fps": 20, "defect_rate": 1.0}}
 SUBSCRIBER_ID = "historian-power-loss"
 SPOOLED_AT_KILL = 4  # undelivered alerts the kill must catch in the outbox
 START_TIMEOUT_S = 30.0
@@ -43,11 +41,16 @@ STOP_TIMEOUT_S = 20.0
 class Station:
     """One `edgeinspect run` process on a data dir; restartable on the same config (same MQTT client id)."""
 
-    config: Path
     data_dir: Path
+    model: Path
+    mqtt_url: str
     port: int
-    process: subprocess.Popen[bytes] | None = None
+    stack: EdgeStack | None = None
     runs: int = 0
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return self.stack.process if self.stack is not None else None
 
     @property
     def log_path(self) -> Path:
@@ -56,25 +59,17 @@ class Station:
     def start(self) -> None:
         """Start the main job and return once its API answers (the runtime is then running)."""
         self.runs += 1
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "app.cli", "run", "--config", str(self.config)],
-                cwd=REPO,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        wait_until(self._serving, timeout_s=START_TIMEOUT_S, what=f"edgeinspect run #{self.runs} serving")
-
-    def _serving(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise AssertionError(f"edgeinspect run exited early:\n{self.log_tail()}")
-        try:
-            response = httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1.0)
-        except httpx.HTTPError:
-            return False
-        return response.status_code in (200, 503)
+        self.stack = start_edge_stack(
+            self.data_dir,
+            self.model,
+            self.mqtt_url,
+            {"PYTHONUNBUFFERED": "1"},
+            overrides=FAST_DEFECTIVE_LINE,
+            port=self.port,
+            keys={},
+            log_path=self.log_path,
+            start_timeout_s=START_TIMEOUT_S,
+        )
 
     def power_loss(self) -> None:
         """SIGKILL: no stop hook runs, no offline status, no final acks; whatever was durable stays."""
@@ -84,14 +79,11 @@ class Station:
 
     def stop(self) -> int:
         """A planned stop (SIGTERM); returns the exit code."""
-        assert self.process is not None
-        self.process.terminate()
-        try:
-            return self.process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(STOP_TIMEOUT_S)
-            raise AssertionError(f"edgeinspect run did not stop on SIGTERM:\n{self.log_tail()}") from None
+        assert self.stack is not None
+        code = stop_edge_stack(self.stack, STOP_TIMEOUT_S)
+        if code is None:
+            raise AssertionError(f"edgeinspect run did not stop on SIGTERM:\n{self.log_tail()}")
+        return code
 
     def ensure_dead(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -144,12 +136,8 @@ def historian(mosquitto: MosquittoBroker) -> Iterator[MessageCollector]:
 
 
 def make_station(tmp_path: Path, model: Path, mqtt_url: str) -> Station:
-    """A line at 100% defects (an alert per judged frame) and a fast simulated camera."""
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    port = free_port()
-    config = write_stack_config(data_dir, model, mqtt_url, port, fps=20, defect_rate=1.0)
-    return Station(config=config, data_dir=data_dir, port=port)
+    """A station running `FAST_DEFECTIVE_LINE` on a fresh data dir (not started yet)."""
+    return Station(data_dir=tmp_path / "data", model=model, mqtt_url=mqtt_url, port=free_port())
 
 
 @pytest.fixture
