@@ -63,6 +63,21 @@ SECTIONS = [
         "parts and defects before and after teaching the model its false alarms (ONNX Runtime only, no\n"
         "retraining). Command: `.venv/bin/python benchmarks/teach/run_teach_benchmark.py`.",
     ),
+    (
+        "escalation/scale",
+        "Escalation at plant scale (issue: hybrid edge–plant inspection)",
+        "K simulated stations (the real station-side escalation client, one thread and MQTT connection\n"
+        "each) against 1, 2 and 4 real `edgeinspect verify` processes sharing one MQTT 5 `$share` group on\n"
+        "a real Mosquitto; a wire observer audits that every request has exactly one outcome. Command:\n"
+        "`.venv/bin/python benchmarks/escalation/run_scale.py` (about 8 minutes).",
+    ),
+    (
+        "escalation/hybrid",
+        "Hybrid accuracy: station + verifier vs the accurate model (issue: hybrid edge–plant inspection)",
+        "Offline replay of the escalation policy (the station's real band code) on the Pareto benchmark's\n"
+        "per-image holdout scores. Command: `.venv/bin/python benchmarks/escalation/run_hybrid.py\n"
+        "[--scores DIR] [--edge V] [--accurate V]` (seconds).",
+    ),
 ]
 
 

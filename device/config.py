@@ -278,7 +278,9 @@ class EscalationSettings(_Section):
     )
     min_width: float = Field(0.0, ge=0.0, le=10.0, description="Narrowest band (share of the threshold).")
     max_width: float = Field(0.5, ge=0.0, le=10.0, description="Widest band (share of the threshold).")
-    jpeg_quality: int = Field(92, ge=50, le=100, description="Frames travel to the verifier as JPEG.")
+    jpeg_quality: int = Field(
+        98, ge=50, le=100, description="Frames travel to the verifier as JPEG (lower shifts its scores up)."
+    )
     max_request_bytes: int = Field(4_000_000, ge=10_000, le=64_000_000)
     breaker_failures: int = Field(
         3, ge=1, le=1000, description="Timeouts in a row after which the station stops asking for a while."

@@ -179,6 +179,24 @@ def test_verifier_drops_requests_past_their_deadline() -> None:
     assert service.expired == 1 and not engine.images
 
 
+def test_verifier_skips_requests_it_cannot_answer_in_time_and_outgrows_a_stale_estimate() -> None:
+    engine = _FakeEngine()
+    service = _service(engine)
+
+    def ask() -> object:
+        return service._verify(
+            encode_request(_header(deadline_epoch_ms=int(time.time() * 1000) + 150), _jpeg())
+        )
+
+    service._judge_ms, service._last_judged = 400.0, time.monotonic()  # judging takes 400 ms lately
+    assert ask() is None and service.expired == 1 and not engine.images, "a late answer is wasted work"
+    service._last_judged -= 2.0  # nothing judged for a while: the next live request is judged anyway
+    answer = ask()
+    assert answer is not None and answer.ok and len(engine.images) == 1
+    assert service._judge_ms < 75.0, "the probe replaced the stale estimate"
+    assert ask() is not None, "with a fresh estimate 150 ms is enough again"
+
+
 def test_every_alert_says_who_decided() -> None:
     result = InspectionResult(1.5, 1.0, True, [], np.zeros((4, 4), np.float32), 1.0)
     model = ModelInfo("m", "3", "ab" * 32, 1.0, 256)
