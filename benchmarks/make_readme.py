@@ -14,21 +14,55 @@ SECTIONS = [
         "vision/hard",
         "Detection accuracy: hard suite (issue: detection that holds on surfaces nobody tuned for)",
         "The development benchmark. Dev categories may guide choices; holdout categories are reported\n"
-        "apart and never used to choose. Command:\n"
+        "apart and never used to choose. The detector options were searched on DEV only: every variant\n"
+        "tried, helpful or not, is in [`vision/hard/search.md`](vision/hard/search.md). Command:\n"
         "`.venv/bin/python benchmarks/vision/run_vision_benchmark.py --suite hard [--backbone B]\n"
-        "[--memory-bank-size N]`.",
+        "[--memory-bank-size N] [--set key=value ...]`.",
+    ),
+    (
+        "vision/hard/latency.md",
+        "Detector head latency (issue: detection that holds on surfaces nobody tuned for)",
+        "The previous head against the default one (whitening + k=3 + sigma 8), each fitted on 16 DEV\n"
+        "images (latency does not depend on the fit), interleaved in one process, then each alone as the\n"
+        "box runs it. Command: `.venv/bin/python benchmarks/vision/hard_latency.py --variants\n"
+        "baseline,w_knn3_s8 --runs 300` on a quiet machine.",
+    ),
+    (
+        "vision/hard/fewshot.md",
+        "Few-shot curve (issue: detection that holds on surfaces nobody tuned for)",
+        "Image AUROC on the holdout categories against the number of good training images, default\n"
+        "settings, nested subsets. Command: `.venv/bin/python benchmarks/vision/run_fewshot.py`.",
+    ),
+    (
+        "peers/results_holdout.md",
+        "Side by side with anomalib on the hard holdout (issue: detection on surfaces nobody tuned for)",
+        "Ours (default settings), anomalib 2.7 PatchCore and PaDiM in one script on the same images,\n"
+        "weights, size and metrics, ONNX Runtime latency interleaved. anomalib lives in `.venv-peers`\n"
+        "only (`benchmarks/peers/setup_peers.sh`). Command: `.venv-peers/bin/python\n"
+        "benchmarks/peers/run_peers.py --data DIR --suite hard --categories cast,speckle,marble,matte,wood\n"
+        "--groups holdout=cast,speckle,marble,matte,wood --name results_holdout`.",
+    ),
+    (
+        "peers/results.md",
+        "Side by side with anomalib on legacy stone and carpet (previous head)",
+        "The first peer run (2026-11-30 02:03), on the legacy synthetic stone and carpet, with the\n"
+        "detector head of that time (no feature scaling, k=1, sigma 4); kept as recorded, not re-run.",
     ),
     (
         "vision",
         "Detection accuracy: legacy synthetic set (saturated; issue: vision)",
-        "Kept for continuity: pcb, bracket and tile sit at ~1.000 and no longer separate methods; use the\n"
-        "hard suite above to compare. Per synthetic category: train on good images, evaluate on the test\n"
+        "**Describes the previous default head** (no feature scaling, k=1, sigma 4; measured before\n"
+        "2026-11-30, not re-run). Kept for continuity: pcb, bracket and tile sit at ~1.000 and no longer\n"
+        "separate methods; use the hard suite above to compare. "
+        "Per synthetic category: train on good images, evaluate on the test\n"
         "split with the stored threshold. Command:\n"
         "`.venv/bin/python benchmarks/vision/run_vision_benchmark.py`.",
     ),
     (
         "compression",
         "Compression (issue: compression)",
+        "**Describes an older recipe and head** (measured on the saturated `pcb`, before the Pareto\n"
+        "benchmark below replaced it as the judge of compression). "
         "One process, same data and threshold procedure for every variant; ONNX Runtime on CPU,\n"
         "batch 1, 2 threads, after warm-up. Command:\n"
         "`.venv/bin/python benchmarks/compression/run_compression_benchmark.py`.",
@@ -44,6 +78,8 @@ SECTIONS = [
     (
         "runtime",
         "Line rate and latency (issue: edge runtime)",
+        "**Measured 2026-11-23 with the default model of that time** (dense, previous head, `pcb`); the\n"
+        "default head since 2026-11-30 costs about 3 ms more per frame (see the head latency above).\n"
         "The whole runtime (capture thread, bounded queue, inference, decision, SQLite outbox, MQTT\n"
         "to a real Mosquitto) fed pre-rendered simulator frames at the target rate; capture-to-decision\n"
         "latency ends when a defect's alert is durably spooled. Command:\n"
@@ -52,6 +88,7 @@ SECTIONS = [
     (
         "archive",
         "Image archive cost (issue: the operator's day)",
+        "Measured before 2026-11-30 with the default model of that time (previous head). "
         "The same runtime with the image archive off and on (every part written, raw + overlay),\n"
         "interleaved in one process: does writing images slow inspection? Command:\n"
         "`.venv/bin/python benchmarks/archive/run_archive_benchmark.py`.",
@@ -59,6 +96,8 @@ SECTIONS = [
     (
         "teach",
         'Teaching "this is normal" (issue: the operator\'s day)',
+        "Measured before 2026-11-30 on a k=1 model of that time; teaching now also extends k-NN banks\n"
+        "(tested, not re-benchmarked). "
         "A recurring harmless label on good `bracket` parts: false rejects on held-out labelled parts, good\n"
         "parts and defects before and after teaching the model its false alarms (ONNX Runtime only, no\n"
         "retraining). Command: `.venv/bin/python benchmarks/teach/run_teach_benchmark.py`.",
@@ -89,9 +128,10 @@ def main() -> None:
         "from one run of each script; every script records JSON beside its table. This file is generated by",
         "`benchmarks/make_readme.py` from those records.",
     ]
-    for folder, title, how in SECTIONS:
+    for entry, title, how in SECTIONS:
+        folder, _, file = entry.rpartition("/") if entry.endswith(".md") else (entry, "", "results.md")
         parts += ["", f"## {title}", "", how, ""]
-        table = HERE / folder / "results.md"
+        table = HERE / folder / file
         parts.append(table.read_text().strip() if table.exists() else "_not run yet_")
         for example in sorted((HERE / folder).glob("example_*/tradeoff.png")):
             name = example.parent.name

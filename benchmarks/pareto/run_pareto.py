@@ -26,7 +26,7 @@ import platform
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +49,10 @@ PLOT_PNG = "pareto.png"
 THREADS = 2
 # The grid `build` runs by default (cut to fit the CPU budget; see the notes in results.md).
 DEFAULT_DENSE = "lite0:1024,2048,4096,12288;lite2:2048,12288"
+DEFAULT_CANDIDATE = "lite2:12288:params=0.2:100"  # the compressed recipe the first run used to deploy
 DEFAULT_HEAL_STEPS = 25  # configs/default.yaml heals 100: ~12 CPU-min per category here, 5x over budget
 INT8_CALIBRATION_IMAGES = 32  # CompressionSettings.calibration_images
+SHARED_FIT_IMAGES = 120  # DEV good images a shared (`dev:`) compression is fitted and healed on
 # Issue targets ("Compression that earns its place").
 TARGET_PARAM_SHARE = 0.20
 TARGET_SPEEDUP = 3.0
@@ -79,6 +81,10 @@ class Variant:
     heal_steps: int = 0
     methods: tuple[tuple[str, str], ...] = ()
     int8: bool = False
+    # Compressed and healed once on the DEV categories' good images (one backbone for every line), then
+    # only the head (scaling, bank, position statistics) fitted per holdout category: healing is judged
+    # on surfaces it never saw.
+    shared: bool = False
 
     @property
     def kind(self) -> str:
@@ -92,7 +98,9 @@ class Variant:
     @property
     def fp32(self) -> Variant:
         """The float model int8 was quantized from (itself when not int8)."""
-        return Variant(self.backbone, self.bank, self.budget, self.heal_steps, self.methods)
+        return Variant(
+            self.backbone, self.bank, self.budget, self.heal_steps, self.methods, shared=self.shared
+        )
 
     @property
     def name(self) -> str:
@@ -100,6 +108,8 @@ class Variant:
         if self.budget:
             parts.append(f"{self.budget.replace('params=', 'p')}-h{self.heal_steps}")
         parts += [f"{pattern}={method}" for pattern, method in self.methods]
+        if self.shared:
+            parts.append("dev")
         if self.int8:
             parts.append("int8")
         return "-".join(parts)
@@ -113,8 +123,10 @@ class Plan:
     """The variants to build, in build order (parents first), and the one the first run deploys."""
 
     variants: list[Variant]
-    deployed: Variant  # what stands in for the deployed default here (heal steps may be cut)
+    deployed: Variant  # what the first run builds with configs/default.yaml (heal steps may be cut)
     deployed_config: Variant  # exactly as configs/default.yaml says
+    candidate: Variant  # the compressed model the issue's targets judge (heal steps may be cut)
+    candidate_spec: Variant  # as specified, before any cut
     skipped: dict[str, str] = field(default_factory=dict)
     cuts: list[str] = field(default_factory=list)
 
@@ -127,6 +139,8 @@ def deployed_variant(config: Path = DEFAULT_CONFIG) -> tuple[Variant, Any]:
     from app.settings import load_settings
 
     model = load_settings(config).model
+    if not model.compression_budget:  # dense: heal steps and methods are never used
+        return Variant(model.backbone, model.memory_bank_size), model
     methods = tuple((str(k), str(v)) for k, v in model.compression_methods.items())
     variant = Variant(
         model.backbone, model.memory_bank_size, model.compression_budget, model.heal_steps, methods
@@ -166,33 +180,37 @@ def make_plan(
     dense: Sequence[Variant],
     compressed: Sequence[Variant],
     int8_of: Sequence[Variant],
-    deployed: Variant,
-    configured: Variant,
+    deployed: tuple[Variant, Variant],
+    candidate: tuple[Variant, Variant],
 ) -> Plan:
     """Dense variants, then compressed ones (their parents first), then int8 ones; a backbone whose
     weights are not installed is skipped and said so."""
     wanted = [
+        deployed[0],
         *dense,
         *(v.parent for v in [*compressed, *int8_of]),
         *compressed,
         *int8_of,
-        *(Variant(v.backbone, v.bank, v.budget, v.heal_steps, v.methods, int8=True) for v in int8_of),
+        *(replace(v, int8=True) for v in int8_of),
     ]
     skipped = {b: why for b in BACKBONE_SHORT if (why := backbone_available(b))}
     ordered = [v for v in dict.fromkeys(wanted) if v.backbone not in skipped]
-    return Plan(ordered, deployed, configured, skipped)
+    return Plan(ordered, deployed[0], deployed[1], candidate[0], candidate[1], skipped)
 
 
-def parse_compressed(specs: Iterable[str], deployed: Variant) -> list[Variant]:
-    """`backbone:bank:budget:heal[:pattern=method,...]` terms, or `deployed` for the shipped config."""
+def parse_compressed(specs: Iterable[str], named: dict[str, Variant]) -> list[Variant]:
+    """`[dev:]backbone:bank:budget:heal[:pattern=method,...]` terms (`dev:` = compressed once on the DEV
+    categories, head fitted per category), or a name: `deployed` (the shipped config), `candidate` (the
+    compressed model the targets judge); `none` adds nothing."""
     variants = []
     for spec in specs:
         if spec == "none":
             continue
-        if spec == "deployed":
-            variants.append(deployed)
+        if spec in named:
+            variants.append(named[spec])
             continue
-        parts = spec.split(":")
+        shared = spec.startswith("dev:")
+        parts = spec.removeprefix("dev:").split(":")
         if len(parts) not in (4, 5):
             raise SystemExit(
                 f"--compressed {spec!r}: expected backbone:bank:budget:heal[:pattern=method,...]"
@@ -201,7 +219,7 @@ def parse_compressed(specs: Iterable[str], deployed: Variant) -> list[Variant]:
         rules = tuple(tuple(r.split("=", 1)) for r in parts[4].split(",")) if len(parts) == 5 else ()
         if any(len(r) != 2 for r in rules):
             raise SystemExit(f"--compressed {spec!r}: method rules are pattern=method")
-        variants.append(Variant(backbone, int(parts[1]), parts[2], int(parts[3]), rules))  # type: ignore[arg-type]
+        variants.append(Variant(backbone, int(parts[1]), parts[2], int(parts[3]), rules, shared=shared))  # type: ignore[arg-type]
     return variants
 
 
@@ -263,6 +281,7 @@ def build_compressed(variant: Variant, category: str, data: CategoryData, work: 
     images only), calibrate on the held-back good images, export ONNX with the parent's metadata."""
     import torch
 
+    from compression.bank import refit_memory_bank
     from compression.inventory import count_params
     from compression.pipeline import compress_for_deploy
     from vision.calibration import threshold_from_good_scores
@@ -274,6 +293,11 @@ def build_compressed(variant: Variant, category: str, data: CategoryData, work: 
     module_path = model_path(variant, category, work).with_suffix(".module.pt")
     if module_path.exists():  # compressed earlier; export only
         model = torch.load(module_path, weights_only=False)
+    elif variant.shared:
+        model = shared_backbone_model(variant, work, base)
+        refit_memory_bank(model, data.fit, seed=base.seed, progress=False)
+        module_path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(model, module_path)
     else:
         dense = load_checkpoint(parent_pt)
         model = compress_for_deploy(
@@ -296,6 +320,49 @@ def build_compressed(variant: Variant, category: str, data: CategoryData, work: 
     metadata["edgeinspect.compression"] = f"{variant.budget}, healed {variant.heal_steps} steps"
     export_onnx(model, model_path(variant, category, work), metadata, settings.image_size)
     return count_params(model)
+
+
+def shared_backbone_model(variant: Variant, work: Path, base: Any) -> Any:
+    """A copy of the backbone compressed and healed once on the pooled DEV good images (built on first
+    use, cached under WORK/models/<variant>/dev.module.pt). Its teacher is the dense parent fitted on the
+    same pooled images; holdout images are never seen here."""
+    import copy
+
+    import torch
+
+    from compression.pipeline import compress_for_deploy
+    from vision.data.synthetic import write_dataset
+    from vision.train import fit_model
+
+    path = work / "models" / variant.name / "dev.module.pt"
+    if not path.exists():
+        data_root = work / "data"
+        missing = [c for c in hard_suite.DEV if c not in dataset_manifest(data_root)]
+        if missing:
+            write_dataset(
+                data_root, categories=missing, image_size=base.image_size, suite="hard", progress=False
+            )
+        # As many images as one category's fit, spread over the DEV surfaces: the same cost as a
+        # per-category compression, paid once for every line.
+        per_category = max(1, SHARED_FIT_IMAGES // len(hard_suite.DEV))
+        pooled = np.concatenate(
+            [load_category(data_root, c, base).fit[:per_category] for c in hard_suite.DEV]
+        )
+        print(
+            f"[build] {variant.name}: dense parent + compression on {len(pooled)} DEV good images", flush=True
+        )
+        dense = fit_model(list(pooled), settings_for(variant, base), progress=False)
+        model = compress_for_deploy(
+            dense,
+            pooled,
+            budget=variant.budget or "",
+            heal_steps=variant.heal_steps,
+            progress=True,
+            methods=dict(variant.methods),
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(model, path)
+    return copy.deepcopy(torch.load(path, weights_only=False))
 
 
 def build_int8(variant: Variant, category: str, data: CategoryData, work: Path) -> int:
@@ -418,7 +485,6 @@ def write_build_json(args: argparse.Namespace, plan: Plan) -> dict[str, Any]:
                 "fp32": variant.fp32.name,
                 "categories": records,
             }
-    deployed_built = plan.deployed in plan.variants
     build = {
         "suite": hard_suite.SUITE_NAME,
         "split": "holdout",
@@ -427,8 +493,10 @@ def write_build_json(args: argparse.Namespace, plan: Plan) -> dict[str, Any]:
             **previous.get("dataset", {}),
             **{c: dataset_manifest(args.data).get(c) for c in args.categories},
         },
-        "deployed": plan.deployed.name if deployed_built else previous.get("deployed", plan.deployed.name),
+        "deployed": plan.deployed.name,
         "deployed_config": plan.deployed_config.name,
+        "candidate": plan.candidate.name,
+        "candidate_spec": plan.candidate_spec.name,
         "skipped": plan.skipped,
         "cuts": sorted(set(previous.get("cuts", [])) | set(plan.cuts)),
         "commands": list(
@@ -562,12 +630,12 @@ def _target(met: bool | None, detail: str) -> dict[str, Any]:
 def evaluate_targets(
     rows: list[dict[str, Any]], build: dict[str, Any], latency: dict[str, Any], categories: list[str]
 ) -> dict[str, dict[str, Any]]:
-    """The issue's targets for the deployed compressed model (and its int8 version), met or not."""
+    """The issue's targets for the compressed candidate (and its int8 version), met or not."""
     by_name = {r["name"]: r for r in rows}
-    deployed = build["deployed"]
+    deployed = build["candidate"]
     dep = by_name.get(deployed)
     if dep is None or not dep["complete"] or dep["p50_ms"] is None:
-        return {"deployed model measured": _target(False, f"{deployed} is not built and timed")}
+        return {"candidate measured": _target(False, f"{deployed} is not built and timed")}
     parent = by_name.get(build["variants"][deployed]["parent"])
     targets: dict[str, dict[str, Any]] = {}
     ready = [r for r in rows if r["kind"] == "dense" and r["complete"] and r["p50_ms"] is not None]
@@ -575,7 +643,7 @@ def evaluate_targets(
     faster = [r for r in ready if r["p50_ms"] <= dep["p50_ms"]]
     accurate = [r for r in ready if r["auroc_mean"] >= dep["auroc_mean"]]
     detail = (
-        f"deployed {dep['auroc_mean']:.4f} AUROC at {dep['p50_ms']:.1f} ms; "
+        f"compressed {dep['auroc_mean']:.4f} AUROC at {dep['p50_ms']:.1f} ms; "
         + (f"dominated by {', '.join(r['name'] for r in beaters)}; " if beaters else "")
         + (
             f"best dense at least as fast: {max(faster, key=lambda r: r['auroc_mean'])['name']} "
@@ -613,7 +681,7 @@ def evaluate_targets(
         )
     int8 = by_name.get(f"{deployed}-int8")
     if int8 is None or not int8["complete"] or int8["p50_ms"] is None:
-        targets["int8"] = _target(None, "int8 of the deployed model not built and timed")
+        targets["int8"] = _target(None, "int8 of the candidate not built and timed")
         return targets
     drops8 = {c: dep["auroc"][c] - int8["auroc"][c] for c in categories}
     mean_drop = dep["auroc_mean"] - int8["auroc_mean"]
@@ -638,7 +706,9 @@ def evaluate_targets(
     return targets
 
 
-def plot(rows: list[dict[str, Any]], front: set[str], deployed: str, path: Path, title: str) -> None:
+def plot(rows: list[dict[str, Any]], front: set[str], marks: dict[str, str], path: Path, title: str) -> None:
+    """Mean AUROC against p50 (log), the Pareto front as a step line; `marks` {label: variant name}
+    ring the deployed default and the compressed candidate."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -674,19 +744,22 @@ def plot(rows: list[dict[str, Any]], front: set[str], deployed: str, path: Path,
         xs = [r["p50_ms"] for r in ordered]
         ys = [r["auroc_mean"] for r in ordered]
         ax.step(xs, ys, where="post", color="black", lw=1.2, ls="--", label="Pareto front", zorder=2)
-    dep = next((r for r in shown if r["name"] == deployed), None)
-    if dep:
-        ax.scatter(
-            [dep["p50_ms"]],
-            [dep["auroc_mean"]],
-            marker="*",
-            s=320,
-            facecolor="none",
-            edgecolor="red",
-            lw=1.5,
-            label="deployed default",
-            zorder=4,
-        )
+    styles = {"deployed default": ("*", 360, "red"), "compressed candidate": ("D", 160, "purple")}
+    for label, name in marks.items():
+        marked = next((r for r in shown if r["name"] == name), None)
+        if marked:
+            marker, size, color = styles[label]
+            ax.scatter(
+                [marked["p50_ms"]],
+                [marked["auroc_mean"]],
+                marker=marker,
+                s=size,
+                facecolor="none",
+                edgecolor=color,
+                lw=1.5,
+                label=f"{label} ({name})",
+                zorder=4,
+            )
     ax.set_xscale("log")
     ax.set_xlabel("p50 latency, ms (ONNX Runtime CPU, batch 1, 2 threads; log scale)")
     ax.set_ylabel("image AUROC, mean over the holdout categories")
@@ -704,7 +777,7 @@ def _fmt(value: float | None, pattern: str) -> str:
 
 def markdown(results: dict[str, Any]) -> str:
     rows, categories, latency = results["rows"], results["categories"], results["latency"]
-    front, deployed = set(results["pareto_front"]), results["deployed"]
+    front, deployed, candidate = set(results["pareto_front"]), results["deployed"], results["candidate"]
     load = latency.get("load_average", {})
     lat_load = max(load.get("start", [0])[0], load.get("end", [0])[0]) if load else None
     quiet = results["latency_quiet"]
@@ -739,7 +812,11 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     ordered = sorted(rows, key=lambda r: (r["p50_ms"] is None, r["p50_ms"] or 0.0))
     for r in ordered:
-        mark = ("P" if r["name"] in front else "") + (" **deployed**" if r["name"] == deployed else "")
+        mark = (
+            ("P" if r["name"] in front else "")
+            + (" **deployed**" if r["name"] == deployed else "")
+            + (" candidate" if r["name"] == candidate else "")
+        )
         cells = [_fmt(r["auroc"].get(c), ".3f") for c in categories]
         lines.append(
             f"| {mark} | `{r['name']}` | {r['kind']} | {_fmt(r['p50_ms'], '.1f')} | "
@@ -754,14 +831,24 @@ def markdown(results: dict[str, Any]) -> str:
         "(int8), summed over the categories; scoring the test split is not included.",
         "",
     ]
-    lines += ["## Targets (deployed compressed model)", "", "| target | verdict | figure |", "|---|---|---|"]
+    lines += [
+        f"## Targets (compressed candidate `{candidate}`"
+        + (", the deployed default)" if candidate == deployed else ", not the deployed default)"),
+        "",
+        "| target | verdict | figure |",
+        "|---|---|---|",
+    ]
     for name, target in results["targets"].items():
         verdict = {True: "met", False: "**not met**", None: "not measured"}[target["met"]]
         lines.append(f"| {name} | {verdict} | {target['detail']} |")
     notes = results.get("notes", [])
     if notes:
         lines += ["", "## Notes", "", *[f"- {n}" for n in notes]]
-    lines += ["", "Plot: `pareto.png` beside this file (Pareto front dashed, deployed default starred).", ""]
+    lines += [
+        "",
+        "Plot: `pareto.png` beside this file (Pareto front dashed; deployed default and candidate ringed).",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -774,10 +861,10 @@ def latency_is_quiet(latency: dict[str, Any]) -> bool:
     return bool(worst <= QUIET_LOAD_PER_CORE * (os.cpu_count() or 1))
 
 
-def report_notes(build: dict[str, Any]) -> list[str]:
+def report_notes(build: dict[str, Any], extra: Sequence[str]) -> list[str]:
     return [
         *[f"{b}: skipped, {why}" for b, why in build["skipped"].items()],
-        *build["cuts"],
+        *dict.fromkeys([*build["cuts"], *extra]),
         "Compressed variants start from their dense parent's fitted checkpoint (the dense fit that "
         "`build_model_files(compact=...)` would repeat), then run `compress_for_deploy` (labels never "
         "used), calibrate on the held-back good images and export, as the first run does.",
@@ -786,6 +873,10 @@ def report_notes(build: dict[str, Any]) -> list[str]:
         f"calibrated on {INT8_CALIBRATION_IMAGES} good fit images. Params of int8 = its float model's.",
         "params = torch parameters (memory bank included), as compression.inventory.count_params counts.",
         "p99 is over the runs of one pass; with few runs it is close to the maximum.",
+        "Sessions are timed with ONNX Runtime's intra-op thread spinning off: with eight sessions in one "
+        "process, idle ones spinning stole the cores (the deployed model measured 3x slower). The box runs "
+        "one session with spinning on, about 1-2 ms faster than these figures "
+        "(`benchmarks/vision/hard/latency.md`, 'alone').",
     ]
 
 
@@ -807,6 +898,8 @@ def run_report(args: argparse.Namespace) -> None:
                 "dataset",
                 "deployed",
                 "deployed_config",
+                "candidate",
+                "candidate_spec",
                 "skipped",
                 "machine",
             )
@@ -816,7 +909,7 @@ def run_report(args: argparse.Namespace) -> None:
         "rows": rows,
         "pareto_front": sorted(front),
         "targets": evaluate_targets(rows, build, latency, categories),
-        "notes": report_notes(build),
+        "notes": report_notes(build, args.cut),
         "load_average_at_report": list(os.getloadavg()),
     }
     (args.out / RESULTS_JSON).write_text(json.dumps(results, indent=1) + "\n")
@@ -824,7 +917,8 @@ def run_report(args: argparse.Namespace) -> None:
     title = f"Hard-suite holdout ({', '.join(categories)}): mean image AUROC vs p50 " + (
         "(quiet machine)" if quiet else "(busy machine: provisional latency)"
     )
-    plot(rows, front, build["deployed"], args.out / PLOT_PNG, title)
+    marks = {"deployed default": build["deployed"], "compressed candidate": build["candidate"]}
+    plot(rows, front, marks, args.out / PLOT_PNG, title)
     print((args.out / RESULTS_MD).read_text(), flush=True)
 
 
@@ -844,11 +938,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--compressed",
         nargs="*",
-        default=["deployed"],
-        help="compressed variants backbone:bank:budget:heal[:pattern=method,...], 'deployed' (the "
-        "shipped config) or 'none'",
+        default=["candidate"],
+        help="compressed variants backbone:bank:budget:heal[:pattern=method,...], 'candidate', "
+        "'deployed' (the shipped config) or 'none'",
     )
-    parser.add_argument("--int8", nargs="*", default=["deployed"], help="int8 of these compressed specs")
+    parser.add_argument(
+        "--int8", nargs="*", default=["candidate", "deployed"], help="int8 of these variants (specs or names)"
+    )
+    parser.add_argument(
+        "--candidate",
+        default="auto",
+        help="the compressed model the targets judge: a spec as --compressed; 'auto' = the deployed config "
+        f"if it compresses, else {DEFAULT_CANDIDATE}",
+    )
     parser.add_argument(
         "--heal-steps",
         type=int,
@@ -873,28 +975,41 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def with_heal(variants: list[Variant], steps: int) -> list[Variant]:
+    """The heal-steps cut, applied to compressed variants only."""
     if steps < 0:
         return variants
-    return [Variant(v.backbone, v.bank, v.budget, steps, v.methods, v.int8) for v in variants]
+    return [replace(v, heal_steps=steps) if v.budget else v for v in variants]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     configured, _ = deployed_variant()
-    deployed = with_heal([configured], args.heal_steps)[0]
-    compressed = with_heal(parse_compressed(args.compressed, configured), args.heal_steps)
-    int8_of = with_heal(parse_compressed(args.int8, configured), args.heal_steps)
-    plan = make_plan(parse_dense(args.dense), compressed, int8_of, deployed, configured)
+    if args.candidate == "auto":
+        spec = parse_compressed(
+            ["deployed" if configured.budget else DEFAULT_CANDIDATE], {"deployed": configured}
+        )[0]
+    else:
+        spec = parse_compressed([args.candidate], {"deployed": configured})[0]
+    if not spec.budget:
+        raise SystemExit(f"--candidate {args.candidate!r} is not a compressed model (no budget)")
+    deployed, candidate = with_heal([configured, spec], args.heal_steps)
+    named = {"deployed": deployed, "candidate": candidate}
+    compressed = with_heal(parse_compressed(args.compressed, named), args.heal_steps)
+    int8_of = with_heal(parse_compressed(args.int8, named), args.heal_steps)
+    plan = make_plan(parse_dense(args.dense), compressed, int8_of, (deployed, configured), (candidate, spec))
     plan.cuts = list(args.cut)
-    if args.heal_steps >= 0 and args.heal_steps != configured.heal_steps:
-        plan.cuts.append(
-            f"Heal steps cut to {args.heal_steps} for every compressed variant (configs/default.yaml "
-            f"heals {configured.heal_steps}): `{deployed.name}` stands in for the deployed "
-            f"`{configured.name}`."
-        )
+    for label, cut, full in (("deployed", deployed, configured), ("candidate", candidate, spec)):
+        if cut != full:
+            plan.cuts.append(
+                f"Heal steps cut to {args.heal_steps} for every compressed variant (CPU budget): "
+                f"`{cut.name}` stands in for the {label} `{full.name}`."
+            )
     if args.phase == "plan":
         for variant in plan.variants:
-            print(f"{variant.kind:<10} {variant.name}" + (" (deployed)" if variant == plan.deployed else ""))
+            tags = [
+                t for t, v in (("deployed", plan.deployed), ("candidate", plan.candidate)) if v == variant
+            ]
+            print(f"{variant.kind:<10} {variant.name}" + (f" ({', '.join(tags)})" if tags else ""))
         print(*[f"skipped {b}: {why}" for b, why in plan.skipped.items()], *plan.cuts, sep="\n")
     if args.phase in ("build", "all"):
         run_build(args, plan)

@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hard_search import VARIANTS
+from hard_search import SEARCH_BASE, VARIANTS
 
 from compression.onnx_bench import interleaved_times
 from vision.config import ModelSettings
@@ -39,7 +39,7 @@ FIT_IMAGES = 16
 
 def build(name: str, images: list[np.ndarray], work: Path) -> Path:
     overrides, _ = VARIANTS[name]
-    settings = ModelSettings(**overrides)
+    settings = ModelSettings(**{**SEARCH_BASE, **overrides})
     resized = [load_image_array(image, settings.image_size) for image in images]
     return build_model_files(resized, work / f"{name}.onnx", settings, f"latency-{name}", progress=False)
 
@@ -59,12 +59,40 @@ def latency_markdown(results: dict[str, Any]) -> str:
         f"one {results['frame']} frame; 1-minute load average {results['load_average_1min']:.1f} on "
         f"{os.cpu_count()} CPUs (absolute times are inflated by other work; the ratio is what carries over).",
         "",
-        "| Variant | p50 ms | p90 ms | p50 / baseline |",
-        "|---|---|---|---|",
+        "Interleaved sessions run with thread spinning off (an idle session's spinning threads would steal",
+        "the cores from the one being timed). `alone p50` is each model in its own session with ONNX",
+        "Runtime's default options, one after the other: how the edge box runs its one model.",
+        "",
+        "| Variant | p50 ms | p90 ms | p50 / baseline | alone p50 ms |",
+        "|---|---|---|---|---|",
     ]
     for name, row in results["variants"].items():
-        lines.append(f"| {name} | {row['p50_ms']:.1f} | {row['p90_ms']:.1f} | {row['ratio']:.2f} |")
+        solo = row.get("alone_p50_ms")
+        lines.append(
+            f"| {name} | {row['p50_ms']:.1f} | {row['p90_ms']:.1f} | {row['ratio']:.2f} | "
+            + (f"{solo:.1f} |" if solo is not None else "— |")
+        )
     return "\n".join(lines) + "\n"
+
+
+def alone_p50(path: Path, frame: np.ndarray, threads: int, runs: int) -> float:
+    """p50 ms of one model in its own session with ONNX Runtime's defaults (as the box runs it)."""
+    import time
+
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: frame[None]}
+    for _ in range(10):
+        session.run(None, feed)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        session.run(None, feed)
+        times.append((time.perf_counter() - start) * 1000.0)
+    return float(np.percentile(times, 50))
 
 
 def main() -> None:
@@ -90,6 +118,7 @@ def main() -> None:
             parser.error("variants with different input sizes cannot share one frame; measure them apart")
         frame = load_image_array(frame, sizes[0])
         times = interleaved_times(paths, frame, threads=args.threads, runs=args.runs)
+        alone = [alone_p50(path, frame, args.threads, args.runs) for path in paths]
     base = float(np.percentile(times[0], 50))
     results = {
         "threads": args.threads,
@@ -102,8 +131,9 @@ def main() -> None:
                 "p50_ms": float(np.percentile(t, 50)),
                 "p90_ms": float(np.percentile(t, 90)),
                 "ratio": float(np.percentile(t, 50)) / base,
+                "alone_p50_ms": solo,
             }
-            for name, t in zip(names, times, strict=True)
+            for name, t, solo in zip(names, times, alone, strict=True)
         },
     }
     HERE.mkdir(parents=True, exist_ok=True)

@@ -113,7 +113,10 @@ class FeatureScaler(nn.Module):
         return centred @ self.transform if self.mode == "whiten" else centred * self.transform
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        centred = features - self.shift.reshape(1, -1, 1, 1)
         if self.mode == "whiten":
-            return torch.einsum("nchw,cd->ndhw", centred, self.transform)
+            # A 1x1 convolution with the shift folded into its bias: one fused op in ONNX Runtime
+            # (an einsum exported as transposes + MatMul cost ~1.5 ms more per frame on 2 cores).
+            weight = self.transform.T.reshape(self.transform.shape[1], -1, 1, 1)
+            return F.conv2d(features, weight, bias=-(self.shift @ self.transform))
+        centred = features - self.shift.reshape(1, -1, 1, 1)
         return centred * self.transform.reshape(1, -1, 1, 1)

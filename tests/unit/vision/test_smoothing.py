@@ -1,0 +1,28 @@
+"""The map blur as banded matrix products equals the reflect-padded separable convolution it replaced."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vision.models.smoothing import GaussianBlur, gaussian_kernel_1d, reflect_blur_matrix
+
+
+@pytest.mark.parametrize("sigma", [1.0, 4.0, 8.0])
+@pytest.mark.parametrize("shape", [(96, 70), (64, 64)])  # square maps share one matrix
+def test_matrix_blur_equals_reflect_padded_convolution(sigma: float, shape: tuple[int, int]) -> None:
+    x = torch.rand(2, 1, *shape, generator=torch.Generator().manual_seed(0))
+    kernel = gaussian_kernel_1d(sigma)
+    radius = (kernel.numel() - 1) // 2
+    padded = F.pad(x, (radius, radius, radius, radius), mode="reflect")
+    expected = F.conv2d(F.conv2d(padded, kernel.reshape(1, 1, 1, -1)), kernel.reshape(1, 1, -1, 1))
+    assert torch.allclose(GaussianBlur(sigma)(x), expected, atol=1e-6)
+
+
+def test_blur_keeps_a_constant_map_and_refuses_a_map_narrower_than_its_radius() -> None:
+    flat = torch.full((1, 1, 40, 40), 3.0)
+    assert torch.allclose(GaussianBlur(4.0)(flat), flat, atol=1e-5)
+    assert torch.equal(GaussianBlur(0.0)(flat), flat)
+    with pytest.raises(ValueError, match="radius 24"):
+        reflect_blur_matrix(20, gaussian_kernel_1d(8.0))
