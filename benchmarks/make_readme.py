@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -132,7 +133,9 @@ def main() -> None:
         folder, _, file = entry.rpartition("/") if entry.endswith(".md") else (entry, "", "results.md")
         parts += ["", f"## {title}", "", how, ""]
         table = HERE / folder / file
-        parts.append(table.read_text().strip() if table.exists() else "_not run yet_")
+        text = table.read_text().strip() if table.exists() else "_not run yet_"
+        # A bare image name in a result file is relative to its folder; this file sits above them.
+        parts.append(re.sub(r"\]\(([^)/:]+\.png)\)", rf"]({folder}/\1)", text))
         for example in sorted((HERE / folder).glob("example_*/tradeoff.png")):
             name = example.parent.name
             parts += ["", f"Example `{name}` (`edgeinspect compress` report, `report.md` beside it):", ""]
