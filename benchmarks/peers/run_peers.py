@@ -181,6 +181,9 @@ def session(path: Path, threads: int) -> ort.InferenceSession:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # The three sessions share this process: idle ones must not spin-wait on the cores the timed one
+    # needs (as in compression.onnx_bench); the box itself runs one session.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
@@ -319,6 +322,7 @@ def results_markdown(results: dict[str, Any]) -> str:
         "ONNX Runtime outputs of the full test split. Latency: ONNX Runtime CPU, batch 1, "
         f"{results['threads']} intra-op threads, {results['warmup']} warm-up runs each, then "
         f"{results['iterations']} iterations running the three models on the same image in rotating order"
+        + (", intra-op thread spinning off" if results.get("spinning") == "off" else "")
         + (
             f" (latency re-measured {results['latency_remeasured']})"
             if "latency_remeasured" in results
@@ -454,6 +458,7 @@ def remeasure(args: argparse.Namespace) -> None:
             warmup=args.warmup,
             iterations=args.iterations,
             latency_remeasured=time.strftime("%Y-%m-%d %H:%M", time.localtime()),
+            spinning="off",
         )
     finish(results)
     print(write_results(args.name, results))
