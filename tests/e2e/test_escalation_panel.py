@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +17,11 @@ from pathlib import Path
 import httpx
 import onnx
 import pytest
-import yaml
-from conftest import REPO, EdgeStack, free_port, launch_edge_stack
+from conftest import EdgeStack, free_port, launch_edge_stack
 from e2e.panel_helpers import open_screen, screenshot, sign_in
 from fixtures_mqtt import wait_until
 from playwright.sync_api import Page, expect
+from verifier_process import start_verifier
 
 from app.cli import main
 from device.rollout.manifest import generate_keypair, load_public_key
@@ -63,47 +60,17 @@ class Plant:
     public_key: Path
 
 
-def _start_verifier(tmp_path: Path, model: Path, url: str) -> tuple[subprocess.Popen[bytes], Path]:
-    config = tmp_path / "verify.yaml"
-    config.write_text(
-        yaml.safe_dump({"mqtt": {"url": url, "reconnect_max_s": 1.0}, "escalation": {"group": GROUP}})
-    )
-    log_path = tmp_path / "verify.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "app.cli", "verify", "--config", str(config)),
-                *("--model", str(model), "--id", "v-panel", "--threads", "1"),
-            ],
-            cwd=REPO,
-            env=dict(os.environ),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    return process, log_path
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
-
-
 @pytest.fixture
 def plant(tmp_path: Path, trained_model: Path, mosquitto) -> Iterator[Plant]:
     private_key, public_key = generate_keypair(tmp_path / "keys")
-    verifier, verifier_log = _start_verifier(tmp_path, trained_model, mosquitto.url)
+    verifier = start_verifier(tmp_path, trained_model, mosquitto.url, "v-panel", GROUP)
     env = {**STACK_ENV, "EDGEINSPECT_ROLLOUT__TRUSTED_PUBLIC_KEYS": json.dumps([str(public_key)])}
     try:
-        wait_until(lambda: "subscribed to" in verifier_log.read_text(errors="replace"), 90, "verifier ready")
+        wait_until(lambda: "subscribed to" in verifier.log(), 90, "verifier ready")
         with launch_edge_stack(tmp_path / "data", trained_model, mosquitto.url, env) as stack:
-            yield Plant(stack, verifier_log, private_key, public_key)
+            yield Plant(stack, verifier.log_path, private_key, public_key)
     finally:
-        _stop(verifier)
+        verifier.stop()
 
 
 def _line_figures(page: Page) -> dict[str, float] | None:

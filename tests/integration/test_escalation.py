@@ -11,18 +11,14 @@ a real runtime judging simulated parts with a real ONNX model.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import REPO, TEST_CATEGORY
+from conftest import TEST_CATEGORY
 from fixtures_mqtt import MessageCollector, wait_until
+from verifier_process import Verifier, start_verifier
 
 from app.settings import Settings, load_settings
 from device.broker import MosquittoBroker
@@ -36,36 +32,6 @@ DEADLINE_MS = 600  # generous for a shared 2-core box; the property tested is "n
 HOLD_SLACK_MS = 150  # scheduling jitter of the waiting thread, not a verifier allowance
 
 
-@dataclass
-class Verifier:
-    verifier_id: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-def _start_verifier(tmp_path: Path, model: Path, url: str, verifier_id: str) -> Verifier:
-    config = tmp_path / f"verify-{verifier_id}.yaml"
-    config.write_text(
-        yaml.safe_dump({"mqtt": {"url": url, "reconnect_max_s": 1.0}, "escalation": {"group": GROUP}})
-    )
-    log_path = tmp_path / f"verify-{verifier_id}.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "app.cli", "verify", "--config", str(config)),
-                *("--model", str(model), "--id", verifier_id, "--threads", "1"),
-            ],
-            cwd=REPO,
-            env=dict(os.environ),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    return Verifier(verifier_id, process, log_path)
-
-
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
     with MosquittoBroker(persistence_dir=tmp_path / "broker") as started:
@@ -74,20 +40,14 @@ def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
 
 @pytest.fixture
 def verifiers(tmp_path: Path, trained_model: Path, broker: MosquittoBroker) -> Iterator[list[Verifier]]:
-    started = [_start_verifier(tmp_path, trained_model, broker.url, name) for name in ("vA", "vB")]
+    started = [start_verifier(tmp_path, trained_model, broker.url, name, GROUP) for name in ("vA", "vB")]
     try:
         for verifier in started:
             wait_until(lambda v=verifier: "subscribed to" in v.log(), 60, f"{verifier.verifier_id} ready")
         yield started
     finally:
         for verifier in started:
-            if verifier.process.poll() is None:
-                verifier.process.terminate()
-            try:
-                verifier.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                verifier.process.kill()
-                verifier.process.wait(timeout=5)
+            verifier.stop()
 
 
 def _settings(tmp_path: Path, model: Path, url: str) -> Settings:
