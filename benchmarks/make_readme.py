@@ -21,6 +21,14 @@ SECTIONS = [
         "[--memory-bank-size N] [--set key=value ...]`.",
     ),
     (
+        "vision/hard/branches.md",
+        "Detector ideas beyond the settings, tried on DEV (issue: detection on surfaces nobody tuned for)",
+        "Ideas that need new code (low-rank bank, texture-statistics branch, test-time flips, 320 px,\n"
+        "max pooling, k-means bank), each applied to the default model on the DEV categories only; none\n"
+        "beat the default, so none was built in or measured on HOLDOUT. Command:\n"
+        "`.venv/bin/python benchmarks/vision/hard_branches.py bank-rank|texture|tta|pool|bank-kmeans`.",
+    ),
+    (
         "vision/hard/latency.md",
         "Detector head latency (issue: detection that holds on surfaces nobody tuned for)",
         "The previous head against the default one (whitening + k=3 + sigma 8), each fitted on 16 DEV\n"

@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -60,7 +61,8 @@ TARGET_MAX_DROP = 0.005  # per holdout category, vs the dense parent
 TARGET_INT8_MAX_DROP = 0.01
 TARGET_INT8_FILE_SHARE = 0.07
 INT8_TIMING_NOISE = 0.03  # as compression.pipeline: interleaved p50s of equal models differ by about this
-# A latency pass counts as quiet only below this 1-minute load average per core.
+# A latency pass counts as quiet only if other processes used at most this share of one core while it
+# ran (and the 1-minute load average per core was below it when it began).
 QUIET_LOAD_PER_CORE = 0.25
 
 BACKBONE_SHORT = {"efficientnet_lite0": "lite0", "efficientnet_lite1": "lite1", "efficientnet_lite2": "lite2"}
@@ -85,6 +87,7 @@ class Variant:
     # only the head (scaling, bank, position statistics) fitted per holdout category: healing is judged
     # on surfaces it never saw.
     shared: bool = False
+    shared_images: int = 120  # pooled DEV good images of a shared compression (`devN:` sets N)
 
     @property
     def kind(self) -> str:
@@ -99,7 +102,13 @@ class Variant:
     def fp32(self) -> Variant:
         """The float model int8 was quantized from (itself when not int8)."""
         return Variant(
-            self.backbone, self.bank, self.budget, self.heal_steps, self.methods, shared=self.shared
+            self.backbone,
+            self.bank,
+            self.budget,
+            self.heal_steps,
+            self.methods,
+            shared=self.shared,
+            shared_images=self.shared_images,
         )
 
     @property
@@ -109,7 +118,7 @@ class Variant:
             parts.append(f"{self.budget.replace('params=', 'p')}-h{self.heal_steps}")
         parts += [f"{pattern}={method}" for pattern, method in self.methods]
         if self.shared:
-            parts.append("dev")
+            parts.append("dev" if self.shared_images == SHARED_FIT_IMAGES else f"dev{self.shared_images}")
         if self.int8:
             parts.append("int8")
         return "-".join(parts)
@@ -199,9 +208,10 @@ def make_plan(
 
 
 def parse_compressed(specs: Iterable[str], named: dict[str, Variant]) -> list[Variant]:
-    """`[dev:]backbone:bank:budget:heal[:pattern=method,...]` terms (`dev:` = compressed once on the DEV
-    categories, head fitted per category), or a name: `deployed` (the shipped config), `candidate` (the
-    compressed model the targets judge); `none` adds nothing."""
+    """`[dev[N]:]backbone:bank:budget:heal[:pattern=method,...]` terms (`dev:` = compressed once on
+    SHARED_FIT_IMAGES pooled DEV good images, `devN:` on N of them; head fitted per category), or a
+    name: `deployed` (the shipped config), `candidate` (the compressed model the targets judge); `none`
+    adds nothing."""
     variants = []
     for spec in specs:
         if spec == "none":
@@ -209,8 +219,9 @@ def parse_compressed(specs: Iterable[str], named: dict[str, Variant]) -> list[Va
         if spec in named:
             variants.append(named[spec])
             continue
-        shared = spec.startswith("dev:")
-        parts = spec.removeprefix("dev:").split(":")
+        shared_prefix = re.match(r"dev(\d*):", spec)
+        images = int(shared_prefix.group(1) or SHARED_FIT_IMAGES) if shared_prefix else SHARED_FIT_IMAGES
+        parts = spec[shared_prefix.end() if shared_prefix else 0 :].split(":")
         if len(parts) not in (4, 5):
             raise SystemExit(
                 f"--compressed {spec!r}: expected backbone:bank:budget:heal[:pattern=method,...]"
@@ -219,7 +230,17 @@ def parse_compressed(specs: Iterable[str], named: dict[str, Variant]) -> list[Va
         rules = tuple(tuple(r.split("=", 1)) for r in parts[4].split(",")) if len(parts) == 5 else ()
         if any(len(r) != 2 for r in rules):
             raise SystemExit(f"--compressed {spec!r}: method rules are pattern=method")
-        variants.append(Variant(backbone, int(parts[1]), parts[2], int(parts[3]), rules, shared=shared))  # type: ignore[arg-type]
+        variants.append(
+            Variant(
+                backbone,
+                int(parts[1]),
+                parts[2],
+                int(parts[3]),
+                rules,  # type: ignore[arg-type]
+                shared=shared_prefix is not None,
+                shared_images=images,
+            )
+        )
     return variants
 
 
@@ -342,9 +363,9 @@ def shared_backbone_model(variant: Variant, work: Path, base: Any) -> Any:
             write_dataset(
                 data_root, categories=missing, image_size=base.image_size, suite="hard", progress=False
             )
-        # As many images as one category's fit, spread over the DEV surfaces: the same cost as a
-        # per-category compression, paid once for every line.
-        per_category = max(1, SHARED_FIT_IMAGES // len(hard_suite.DEV))
+        # By default as many images as one category's fit, spread over the DEV surfaces: the same cost
+        # as a per-category compression, paid once for every line.
+        per_category = max(1, variant.shared_images // len(hard_suite.DEV))
         pooled = np.concatenate(
             [load_category(data_root, c, base).fit[:per_category] for c in hard_suite.DEV]
         )
@@ -535,9 +556,10 @@ def run_latency(args: argparse.Namespace) -> None:
     paths = [model_path(name, category, args.work) for name in built]
     load_start = os.getloadavg()
     print(f"[latency] {len(built)} variants x {args.runs} interleaved runs on {category}", flush=True)
-    started = time.perf_counter()
+    started, busy_before, own_before = time.perf_counter(), machine_busy_s(), time.process_time()
     times = interleaved_times(paths, image, threads=THREADS, warmup=args.warmup, runs=args.runs)
     wall = time.perf_counter() - started
+    others = max(0.0, (machine_busy_s() - busy_before) - (time.process_time() - own_before)) / wall
     load_end = os.getloadavg()
     result: dict[str, Any] = {
         "category": category,
@@ -547,6 +569,7 @@ def run_latency(args: argparse.Namespace) -> None:
         "wall_s": wall,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "load_average": {"start": list(load_start), "end": list(load_end)},
+        "other_processes_cores": round(others, 3),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "variants": {},
     }
@@ -779,7 +802,8 @@ def markdown(results: dict[str, Any]) -> str:
     rows, categories, latency = results["rows"], results["categories"], results["latency"]
     front, deployed, candidate = set(results["pareto_front"]), results["deployed"], results["candidate"]
     load = latency.get("load_average", {})
-    lat_load = max(load.get("start", [0])[0], load.get("end", [0])[0]) if load else None
+    lat_load = load.get("start", [0])[0] if load else None
+    others = latency.get("other_processes_cores")
     quiet = results["latency_quiet"]
     sizes: dict[str, Any] = next((d for d in results["dataset"].values() if d), {})
     lines = [
@@ -795,7 +819,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"{results['machine']}.",
         "",
         f"Latency pass: {latency.get('measured_at', 'not run')}, 1-min load average "
-        f"{_fmt(lat_load, '.2f')} on {os.cpu_count()} cores -> "
+        f"{_fmt(lat_load, '.2f')} at start on {os.cpu_count()} cores, other processes "
+        f"{_fmt(others, '.2f')} cores during the pass -> "
         + (
             "**quiet**."
             if quiet
@@ -852,13 +877,27 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def machine_busy_s() -> float:
+    """CPU-seconds all processes have spent busy since boot (/proc/stat), summed over cores."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def latency_is_quiet(latency: dict[str, Any]) -> bool:
-    """Quiet = the 1-minute load average stayed under QUIET_LOAD_PER_CORE per core, start and end."""
+    """Quiet = the machine was calm when the pass began (1-minute load average under
+    QUIET_LOAD_PER_CORE per core) and other processes used at most QUIET_LOAD_PER_CORE of one core while
+    it ran. The load average at the end is not used: the pass itself raises it. Passes recorded before
+    the CPU share was measured are judged by the load average at start and end."""
     load = latency.get("load_average")
     if not load:
         return False
-    worst = max(load["start"][0], load["end"][0])
-    return bool(worst <= QUIET_LOAD_PER_CORE * (os.cpu_count() or 1))
+    others = latency.get("other_processes_cores")
+    if others is None:
+        worst = max(load["start"][0], load["end"][0])
+        return bool(worst <= QUIET_LOAD_PER_CORE * (os.cpu_count() or 1))
+    calm = load["start"][0] <= QUIET_LOAD_PER_CORE * (os.cpu_count() or 1)
+    return bool(calm and others <= QUIET_LOAD_PER_CORE)
 
 
 def report_notes(build: dict[str, Any], extra: Sequence[str]) -> list[str]:

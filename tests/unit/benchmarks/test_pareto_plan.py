@@ -1,0 +1,66 @@
+"""The Pareto benchmark's pure parts (benchmarks/pareto/run_pareto.py): the compressed-variant spec
+grammar, the front, and when a latency pass counts as quiet."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.pareto.run_pareto import (
+    QUIET_LOAD_PER_CORE,
+    SHARED_FIT_IMAGES,
+    Variant,
+    latency_is_quiet,
+    machine_busy_s,
+    pareto_front,
+    parse_compressed,
+)
+
+
+def test_spec_grammar_names_shared_compressions_by_their_image_count() -> None:
+    plain, shared, pooled = parse_compressed(
+        [
+            "lite0:1024:params=0.5:25",
+            "dev:lite2:12288:params=0.2:25",
+            "dev400:lite0:1024:params=0.7:200:memory_bank=dense",
+        ],
+        {},
+    )
+    assert not plain.shared and plain.name == "lite0-b1024-p0.5-h25"
+    assert shared.shared and shared.shared_images == SHARED_FIT_IMAGES
+    assert shared.name == "lite2-b12288-p0.2-h25-dev"  # the name cached builds are stored under
+    assert pooled.shared_images == 400 and pooled.methods == (("memory_bank", "dense"),)
+    assert pooled.name == "lite0-b1024-p0.7-h200-memory_bank=dense-dev400"
+    assert pooled.fp32 == pooled and pooled.parent == Variant("efficientnet_lite0", 1024)
+
+
+@pytest.mark.parametrize("spec", ["lite0:1024:params=0.5", "dev:lite0:1024:p:1:memory_bank"])
+def test_malformed_specs_are_refused(spec: str) -> None:
+    with pytest.raises(SystemExit):
+        parse_compressed([spec], {})
+
+
+def test_front_keeps_only_rows_nothing_beats_on_both_axes() -> None:
+    rows = [
+        {"name": "fast", "p50_ms": 10.0, "auroc_mean": 0.80},
+        {"name": "slow_accurate", "p50_ms": 20.0, "auroc_mean": 0.90},
+        {"name": "dominated", "p50_ms": 21.0, "auroc_mean": 0.85},
+    ]
+    assert pareto_front(rows) == {"fast", "slow_accurate"}
+
+
+def test_a_pass_is_quiet_only_when_nothing_else_used_the_cores() -> None:
+    calm_start = {"start": [0.1, 0.5, 0.9], "end": [1.2, 0.9, 1.0]}  # the pass itself raises the end
+    assert latency_is_quiet({"load_average": calm_start, "other_processes_cores": 0.0})
+    busy = {"load_average": calm_start, "other_processes_cores": QUIET_LOAD_PER_CORE + 0.5}
+    assert not latency_is_quiet(busy)
+    loaded_start = {"start": [3.0, 3.0, 3.0], "end": [3.0, 3.0, 3.0]}
+    assert not latency_is_quiet({"load_average": loaded_start, "other_processes_cores": 0.0})
+    # A pass recorded before the CPU share was measured is judged by start and end load.
+    assert not latency_is_quiet({"load_average": calm_start})
+    assert not latency_is_quiet({})
+
+
+def test_machine_busy_time_only_grows() -> None:
+    first = machine_busy_s()
+    sum(i * i for i in range(200_000))  # some CPU work of our own
+    assert machine_busy_s() >= first > 0.0
