@@ -47,11 +47,18 @@ def _now_iso() -> str:
 
 
 def create_client(
-    settings: MqttSettings, client_id: str, persistent: bool, session_expiry_s: int = 3600
+    settings: MqttSettings,
+    client_id: str,
+    persistent: bool,
+    session_expiry_s: int = 3600,
+    reconnect_initial_s: float = 1.0,
 ) -> tuple[mqtt.Client, dict[str, Any]]:
-    """A configured paho 2.x client (protocol, auth, TLS) and the keyword arguments for `connect_async`.
+    """A configured paho 2.x client (protocol, auth, TLS, reconnect back-off from `reconnect_initial_s`
+    doubling up to `settings.reconnect_max_s`, paho's log on ours) and the keyword arguments for
+    `connect_async`.
 
-    Shared with the Sparkplug node so both connections obey the same settings.
+    Every MQTT connection of the product (alert link, Sparkplug node, escalation, verifier, fleet
+    rollout) is made here, so all obey the same settings.
     """
     address = parse_broker_url(settings.url)
     v5 = settings.protocol == "5"
@@ -79,6 +86,12 @@ def create_client(
         client.tls_insecure_set(settings.tls_insecure)
     elif any(tls_files.values()):
         log.warning("TLS files are configured but %s is plain mqtt://; they are ignored", settings.url)
+    # paho annotates the delays as int but waits `now + delay` seconds, so fractions work.
+    client.reconnect_delay_set(
+        min(reconnect_initial_s, settings.reconnect_max_s),  # type: ignore[arg-type]
+        settings.reconnect_max_s,  # type: ignore[arg-type]
+    )
+    client.enable_logger(logging.getLogger(__name__ + ".paho"))
     kwargs: dict[str, Any] = {"host": address.host, "port": address.port, "keepalive": settings.keepalive_s}
     if v5:
         properties = Properties(PacketTypes.CONNECT)
@@ -191,19 +204,17 @@ class MqttLink:
         self._commands: queue.Queue[tuple[bytes, bytes | None]] = queue.Queue(maxsize=command_queue_size)
 
         self._client, self._connect_kwargs = create_client(
-            settings, settings.client_id, persistent=True, session_expiry_s=session_expiry_s
+            settings,
+            settings.client_id,
+            persistent=True,
+            session_expiry_s=session_expiry_s,
+            reconnect_initial_s=reconnect_initial_s,
         )
         will = self._status_document("offline", reason="connection lost")
         self._client.will_set(topics.status, json.dumps(will), qos=1, retain=True)
         # Our window bounds what is in flight; paho must never hold messages back or refuse them.
         self._client.max_inflight_messages_set(0)
         self._client.max_queued_messages_set(0)
-        # paho annotates the delays as int but waits `now + delay` seconds, so fractions work.
-        self._client.reconnect_delay_set(
-            min(reconnect_initial_s, settings.reconnect_max_s),  # type: ignore[arg-type]
-            settings.reconnect_max_s,  # type: ignore[arg-type]
-        )
-        self._client.enable_logger(logging.getLogger(__name__ + ".paho"))
         self._client.on_connect = self._handle_connect
         self._client.on_connect_fail = self._handle_connect_fail
         self._client.on_disconnect = self._handle_disconnect

@@ -90,7 +90,6 @@ class EscalationClient:
         self._open_until = 0.0
         client_id = f"{mqtt_settings.client_id}-verify"[:128]
         self._client, self._connect_kwargs = create_client(mqtt_settings, client_id, persistent=False)
-        self._client.reconnect_delay_set(1, int(max(1, mqtt_settings.reconnect_max_s)))
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message

@@ -121,7 +121,6 @@ class VerifierService:
         self._client, self._connect_kwargs = create_client(
             settings, client_id_for(verifier_id), persistent=False
         )
-        self._client.reconnect_delay_set(1, int(max(1, settings.reconnect_max_s)))
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message

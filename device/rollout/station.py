@@ -101,7 +101,6 @@ class RolloutStation:
         )
         self._client.on_connect = self._handle_connect
         self._client.on_message = self._handle_message
-        self._client.reconnect_delay_set(1, int(mqtt_settings.reconnect_max_s))
         self._worker = threading.Thread(target=self._work, name="rollout", daemon=True)
 
     # ---- life cycle ----------------------------------------------------------------------------

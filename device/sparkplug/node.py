@@ -88,14 +88,8 @@ class SparkplugNode:
         self._started = False
         self.last_error: str | None = None
         self._client, self._connect_kwargs = create_client(
-            settings, f"{settings.client_id}-spb", persistent=False
+            settings, f"{settings.client_id}-spb", persistent=False, reconnect_initial_s=reconnect_initial_s
         )
-        # paho annotates the delays as int but waits `now + delay` seconds, so fractions work.
-        self._client.reconnect_delay_set(
-            min(reconnect_initial_s, settings.reconnect_max_s),  # type: ignore[arg-type]
-            settings.reconnect_max_s,  # type: ignore[arg-type]
-        )
-        self._client.enable_logger(logging.getLogger(__name__ + ".paho"))
         self._client.on_pre_connect = self._handle_pre_connect
         self._client.on_connect = self._handle_connect
         self._client.on_disconnect = self._handle_disconnect
