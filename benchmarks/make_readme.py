@@ -127,6 +127,17 @@ SECTIONS = [
         "per-image holdout scores. Command: `.venv/bin/python benchmarks/escalation/run_hybrid.py\n"
         "[--scores DIR] [--edge V] [--accurate V]` (seconds).",
     ),
+    (
+        "escalation/hybrid_ensemble",
+        "Hybrid accuracy with an ensemble verifier (lite0 + lite2)",
+        "The same replay with the verifier run as an ensemble (`edgeinspect verify --model A --model B`:\n"
+        "mean of each model's score over its own threshold, threshold 1). It ranks parts better (holdout\n"
+        "image AUROC 0.872 vs 0.863, `vision/hard/branches.md`), but at threshold 1 it catches fewer\n"
+        "defects than a lite2 model alone (52.4 % vs 53.6 %), so the line's F1 is lower than with the\n"
+        "single lite2 + 12,288 verifier.\n"
+        "Command: `.venv/bin/python benchmarks/escalation/run_hybrid.py --accurate\n"
+        "lite0-b2048+lite2-b2048 --out benchmarks/escalation/hybrid_ensemble`.",
+    ),
 ]
 
 

@@ -1,7 +1,7 @@
 """Does station + verifier reach the accurate model's F1? An offline replay of the escalation policy.
 
     .venv/bin/python benchmarks/escalation/run_hybrid.py [--scores benchmarks/pareto/work/scores] \
-        [--models DIR] [--edge lite0-b2048] [--accurate lite2-b12288] [--rates 0.02 0.05 0.10]
+        [--models DIR] [--edge lite0-b2048] [--accurate lite2-b12288 | A+B] [--rates 0.02 0.05 0.10]
 
 Inputs are the per-image scores the Pareto benchmark computed on the hard suite's holdout categories
 (`<scores>/<variant>/<category>.json`: scores, labels, kinds) and each model's calibrated threshold (in the
@@ -37,6 +37,7 @@ OUT = HERE / "hybrid"
 RUNTIME_RESULTS = REPO / "benchmarks" / "runtime" / "results.json"
 META_THRESHOLD = "edgeinspect.threshold"
 GAP_TARGET_POINTS = 1.0
+ENSEMBLE_JOIN = "+"  # `--accurate lite0-b2048+lite2-b2048`: the verifier run with one --model per member
 FPS_TARGET = 30.0
 
 
@@ -134,7 +135,14 @@ def read_threshold(record: dict[str, Any], model: Path) -> float:
 def read_variant(
     args: argparse.Namespace, variant: str, category: str, used: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """One variant's score record with its threshold; notes which files were read."""
+    """One variant's score record with its threshold; notes which files were read. `A+B` is an ensemble
+    scored by the verifier's rule: the mean of each member's score over its own threshold, threshold 1."""
+    if ENSEMBLE_JOIN in variant:
+        members = [read_variant(args, name, category, used) for name in variant.split(ENSEMBLE_JOIN)]
+        if any(m["labels"] != members[0]["labels"] for m in members):
+            raise SystemExit(f"{category}: the members of {variant} scored different images")
+        normalised = [np.asarray(m["scores"], dtype=np.float64) / m["threshold"] for m in members]
+        return {**members[0], "scores": np.mean(normalised, axis=0).tolist(), "threshold": 1.0}
     path = args.scores / variant / f"{category}.json"
     record = json.loads(path.read_text())
     model = args.models / variant / f"{category}.onnx"
@@ -171,9 +179,9 @@ def categories(args: argparse.Namespace) -> list[str]:
         {p.stem for p in (args.scores / variant).glob("*.json")}
         if (args.scores / variant).is_dir()
         else set()
-        for variant in (args.edge, args.accurate)
+        for variant in [args.edge, *args.accurate.split(ENSEMBLE_JOIN)]
     ]
-    common = sorted(found[0] & found[1])
+    common = sorted(set.intersection(*found))
     if not common:
         present = sorted(p.name for p in args.scores.iterdir()) if args.scores.is_dir() else []
         raise SystemExit(
@@ -228,7 +236,8 @@ def _pts(value: float) -> str:
     return f"{value:+.1f}"
 
 
-def markdown(results: dict[str, Any]) -> str:
+def markdown(results: dict[str, Any], image: str = "escalation/hybrid/hybrid.png") -> str:
+    """`image`: the plot's path relative to benchmarks/ (where benchmarks/README.md embeds this file)."""
     rates = results["rates"]
     edge, accurate = results["edge"], results["accurate"]
     head = " | ".join(f"hybrid {float(r):.0%} (gap)" for r in rates)
@@ -274,7 +283,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"Inputs: {len(results['inputs'])} score files under "
         f"`{results['scores_dir']}` (list with modification times and threshold sources in `results.json`).",
     ]
-    lines += ["", "![hybrid F1 vs escalation rate](escalation/hybrid/hybrid.png)"]
+    lines += ["", f"![hybrid F1 vs escalation rate]({image})"]
     return "\n".join(lines) + "\n"
 
 
@@ -342,7 +351,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scores", type=Path, default=PARETO / "work" / "scores")
     parser.add_argument("--models", type=Path, default=None, help="default: <scores>/../models")
     parser.add_argument("--edge", default="lite0-b2048")
-    parser.add_argument("--accurate", default="lite2-b12288")
+    parser.add_argument("--accurate", default="lite2-b12288", help="a variant, or A+B (an ensemble)")
     parser.add_argument("--rates", type=float, nargs="+", default=[0.02, 0.05, 0.10])
     parser.add_argument("--latency", type=Path, default=PARETO / "latency.json")
     parser.add_argument("--out", type=Path, default=OUT)
@@ -375,7 +384,10 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     plot(results, args.out / "hybrid.png")
-    (args.out / "results.md").write_text(markdown(results))
+    image = args.out.resolve() / "hybrid.png"
+    benchmarks = REPO / "benchmarks"
+    relative = image.relative_to(benchmarks) if image.is_relative_to(benchmarks) else image
+    (args.out / "results.md").write_text(markdown(results, str(relative)))
     print(markdown(results))
 
 

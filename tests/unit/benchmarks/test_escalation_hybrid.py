@@ -63,3 +63,30 @@ def test_score_files_of_different_images_are_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(SystemExit, match="scored different images"):
         load_category(args, "cat", [])
+
+
+def test_an_ensemble_is_scored_by_the_verifiers_rule(tmp_path: Path) -> None:
+    """`A+B`: the mean of each member's score over its own threshold, against threshold 1."""
+    labels = [False, True]
+    _write(tmp_path, "edge", labels, 1.0)
+    _write(tmp_path, "a", labels, 0.25)  # every score is 0.5: 2x its threshold
+    _write(tmp_path, "b", labels, 1.0)  # 0.5x its threshold
+    args = argparse.Namespace(
+        scores=tmp_path / "scores", models=tmp_path / "models", edge="edge", accurate="a+b"
+    )
+    used: list[dict[str, object]] = []
+    models = load_category(args, "cat", used)
+    assert models.accurate_threshold == 1.0
+    np.testing.assert_allclose(models.accurate, [1.25, 1.25])
+    assert len(used) == 3  # edge and both members, each file named in the results
+
+
+def test_ensemble_members_of_different_images_are_refused(tmp_path: Path) -> None:
+    _write(tmp_path, "edge", [False, True], 1.0)
+    _write(tmp_path, "a", [False, True], 1.0)
+    _write(tmp_path, "b", [True, False], 1.0)
+    args = argparse.Namespace(
+        scores=tmp_path / "scores", models=tmp_path / "models", edge="edge", accurate="a+b"
+    )
+    with pytest.raises(SystemExit, match="members of a\\+b scored different images"):
+        load_category(args, "cat", [])
