@@ -5,7 +5,7 @@
     edgeinspect train --data DIR --category NAME [--out FILE.onnx]
     edgeinspect eval --data DIR --category NAME --model FILE.onnx --out DIR
     edgeinspect compress --model FILE.pt --data DIR --category NAME --budget params=0.2 --int8 --out DIR
-    edgeinspect verify --model FILE.onnx [--model FILE2.onnx] [--group G] [--config FILE] [--mqtt-url URL]
+    edgeinspect verify --model FILE.onnx [--model FILE2.onnx --ensemble any|mean] [--group G] [--config F]
     edgeinspect release keygen | publish --model FILE --key KEY --base-url URL --canary st1 | serve --dir DIR
 
 Heavy imports (torch, onnxruntime, uvicorn) happen inside each command so `--help` stays instant and the
@@ -121,6 +121,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             args.id or f"{socket.gethostname()}-{os.getpid()}",
             threads=args.threads,
             max_request_bytes=settings.escalation.max_request_bytes,
+            ensemble_rule=args.ensemble,
         )
     except ModelFileError as exc:
         raise ValueError(f"--model: {exc}") from exc
@@ -240,6 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--mqtt-url", default=None, help="override mqtt.url")
     verify.add_argument("--id", default=None, help="verifier id in answers (default host-pid)")
     verify.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads per model")
+    verify.add_argument(
+        "--ensemble",
+        choices=["any", "mean"],
+        default="any",
+        help="several --model: reject when any member rejects (default), or on the mean of their scores "
+        "over their thresholds",
+    )
     verify.set_defaults(func=_cmd_verify)
     add_release_commands(sub)
     return parser

@@ -1,7 +1,7 @@
 """Does station + verifier reach the accurate model's F1? An offline replay of the escalation policy.
 
     .venv/bin/python benchmarks/escalation/run_hybrid.py [--scores benchmarks/pareto/work/scores] \
-        [--models DIR] [--edge lite0-b2048] [--accurate lite2-b12288 | A+B] [--rates 0.02 0.05 0.10]
+        [--models DIR] [--edge lite0-b2048] [--accurate lite2-b12288 | A+B | 'A|B'] [--rates 0.02 0.05 0.10]
 
 Inputs are the per-image scores the Pareto benchmark computed on the hard suite's holdout categories
 (`<scores>/<variant>/<category>.json`: scores, labels, kinds) and each model's calibrated threshold (in the
@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +39,12 @@ OUT = HERE / "hybrid"
 RUNTIME_RESULTS = REPO / "benchmarks" / "runtime" / "results.json"
 META_THRESHOLD = "edgeinspect.threshold"
 GAP_TARGET_POINTS = 1.0
-ENSEMBLE_JOIN = "+"  # `--accurate lite0-b2048+lite2-b2048`: the verifier run with one --model per member
+# `--accurate A+B` / `A|B`: the verifier run with one --model per member and `--ensemble mean` / `any`
+# (each member's score over its own threshold; their mean, or their max: any member's verdict rejects).
+ENSEMBLE_RULES: dict[str, Callable[[list[np.ndarray]], np.ndarray]] = {
+    "+": lambda scores: np.mean(scores, axis=0),
+    "|": lambda scores: np.max(scores, axis=0),
+}
 FPS_TARGET = 30.0
 
 
@@ -135,14 +142,16 @@ def read_threshold(record: dict[str, Any], model: Path) -> float:
 def read_variant(
     args: argparse.Namespace, variant: str, category: str, used: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """One variant's score record with its threshold; notes which files were read. `A+B` is an ensemble
-    scored by the verifier's rule: the mean of each member's score over its own threshold, threshold 1."""
-    if ENSEMBLE_JOIN in variant:
-        members = [read_variant(args, name, category, used) for name in variant.split(ENSEMBLE_JOIN)]
+    """One variant's score record with its threshold; notes which files were read. `A+B` / `A|B` is an
+    ensemble scored by the verifier's rules (ENSEMBLE_RULES), threshold 1."""
+    for join, combine in ENSEMBLE_RULES.items():
+        if join not in variant:
+            continue
+        members = [read_variant(args, name, category, used) for name in variant.split(join)]
         if any(m["labels"] != members[0]["labels"] for m in members):
             raise SystemExit(f"{category}: the members of {variant} scored different images")
         normalised = [np.asarray(m["scores"], dtype=np.float64) / m["threshold"] for m in members]
-        return {**members[0], "scores": np.mean(normalised, axis=0).tolist(), "threshold": 1.0}
+        return {**members[0], "scores": combine(normalised).tolist(), "threshold": 1.0}
     path = args.scores / variant / f"{category}.json"
     record = json.loads(path.read_text())
     model = args.models / variant / f"{category}.onnx"
@@ -179,7 +188,7 @@ def categories(args: argparse.Namespace) -> list[str]:
         {p.stem for p in (args.scores / variant).glob("*.json")}
         if (args.scores / variant).is_dir()
         else set()
-        for variant in [args.edge, *args.accurate.split(ENSEMBLE_JOIN)]
+        for variant in [args.edge, *re.split(r"[+|]", args.accurate)]
     ]
     common = sorted(set.intersection(*found))
     if not common:
@@ -351,7 +360,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scores", type=Path, default=PARETO / "work" / "scores")
     parser.add_argument("--models", type=Path, default=None, help="default: <scores>/../models")
     parser.add_argument("--edge", default="lite0-b2048")
-    parser.add_argument("--accurate", default="lite2-b12288", help="a variant, or A+B (an ensemble)")
+    parser.add_argument("--accurate", default="lite2-b12288", help="a variant, or A+B / A|B (ensembles)")
     parser.add_argument("--rates", type=float, nargs="+", default=[0.02, 0.05, 0.10])
     parser.add_argument("--latency", type=Path, default=PARETO / "latency.json")
     parser.add_argument("--out", type=Path, default=OUT)

@@ -90,3 +90,15 @@ def test_ensemble_members_of_different_images_are_refused(tmp_path: Path) -> Non
     )
     with pytest.raises(SystemExit, match="members of a\\+b scored different images"):
         load_category(args, "cat", [])
+
+
+def test_an_any_ensemble_takes_the_members_largest_normalised_score(tmp_path: Path) -> None:
+    labels = [False, True]
+    _write(tmp_path, "edge", labels, 1.0)
+    _write(tmp_path, "a", labels, 0.25)  # 2x its threshold
+    _write(tmp_path, "b", labels, 1.0)  # 0.5x its threshold
+    args = argparse.Namespace(
+        scores=tmp_path / "scores", models=tmp_path / "models", edge="edge", accurate="a|b"
+    )
+    models = load_category(args, "cat", [])
+    np.testing.assert_allclose(models.accurate, [2.0, 2.0])
