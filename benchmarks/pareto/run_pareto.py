@@ -304,7 +304,6 @@ def build_compressed(variant: Variant, category: str, data: CategoryData, work: 
 
     from compression.bank import refit_memory_bank
     from compression.inventory import count_params
-    from compression.pipeline import compress_for_deploy
     from vision.calibration import threshold_from_good_scores
     from vision.export import META_MODEL_NAME, META_THRESHOLD, export_onnx
     from vision.models.checkpoint import load_checkpoint, read_checkpoint
@@ -320,15 +319,7 @@ def build_compressed(variant: Variant, category: str, data: CategoryData, work: 
         module_path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(model, module_path)
     else:
-        dense = load_checkpoint(parent_pt)
-        model = compress_for_deploy(
-            dense,
-            data.fit,
-            budget=variant.budget or "",
-            heal_steps=variant.heal_steps,
-            progress=True,
-            methods=dict(variant.methods),
-        )
+        model = compress_variant(variant, load_checkpoint(parent_pt), data.fit)
         module_path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(model, module_path)
     settings = settings_for(variant, base)
@@ -343,6 +334,21 @@ def build_compressed(variant: Variant, category: str, data: CategoryData, work: 
     return count_params(model)
 
 
+def compress_variant(variant: Variant, dense: Any, good_images: np.ndarray) -> Any:
+    """`compress_for_deploy` (the first run's label-free path) with the variant's budget, heal steps and
+    per-layer methods."""
+    from compression.pipeline import compress_for_deploy
+
+    return compress_for_deploy(
+        dense,
+        good_images,
+        budget=variant.budget or "",
+        heal_steps=variant.heal_steps,
+        progress=True,
+        methods=dict(variant.methods),
+    )
+
+
 def shared_backbone_model(variant: Variant, work: Path, base: Any) -> Any:
     """A copy of the backbone compressed and healed once on the pooled DEV good images (built on first
     use, cached under WORK/models/<variant>/dev.module.pt). Its teacher is the dense parent fitted on the
@@ -351,7 +357,6 @@ def shared_backbone_model(variant: Variant, work: Path, base: Any) -> Any:
 
     import torch
 
-    from compression.pipeline import compress_for_deploy
     from vision.data.synthetic import write_dataset
     from vision.train import fit_model
 
@@ -373,14 +378,7 @@ def shared_backbone_model(variant: Variant, work: Path, base: Any) -> Any:
             f"[build] {variant.name}: dense parent + compression on {len(pooled)} DEV good images", flush=True
         )
         dense = fit_model(list(pooled), settings_for(variant, base), progress=False)
-        model = compress_for_deploy(
-            dense,
-            pooled,
-            budget=variant.budget or "",
-            heal_steps=variant.heal_steps,
-            progress=True,
-            methods=dict(variant.methods),
-        )
+        model = compress_variant(variant, dense, pooled)
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(model, path)
     return copy.deepcopy(torch.load(path, weights_only=False))

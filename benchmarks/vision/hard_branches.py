@@ -31,6 +31,7 @@ import copy
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +42,13 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hard_search import HOLDOUT_FRACTION, CategoryData, load_category, score
+from hard_search import HOLDOUT_FRACTION, CategoryData, dev_categories, load_category, score
 
 from compression.factorize import apply_ranks
 from vision import metrics
 from vision.config import ModelSettings
 from vision.data import hard_suite
 from vision.data.mvtec import GOOD
-from vision.data.synthetic import write_dataset
 from vision.models import AnomalyModel
 from vision.models.smoothing import GaussianBlur
 from vision.train import fit_model, prepare_images, split_holdout
@@ -76,12 +76,23 @@ def evaluate(data: CategoryData, maps: Maps) -> Entry:
     }
 
 
-def fitted(data: CategoryData, settings: ModelSettings) -> tuple[AnomalyModel, np.ndarray, np.ndarray]:
-    """The default model fitted as `hard_search.run_variant` fits it; also its calibration and test images."""
+@dataclass
+class Fitted:
+    """A model fitted as `hard_search.run_variant` fits it, with the images of each split at its size."""
+
+    model: AnomalyModel
+    fit: np.ndarray
+    calibration: np.ndarray
+    test: np.ndarray
+
+
+def fitted(data: CategoryData, settings: ModelSettings) -> Fitted:
     train = prepare_images(list(data.train), settings.image_size)
     fit_idx, calib_idx = split_holdout(len(train), HOLDOUT_FRACTION, settings.seed)
     model = fit_model(list(train[fit_idx]), settings, progress=False)
-    return model, train[calib_idx], prepare_images(list(data.test), settings.image_size)
+    return Fitted(
+        model, train[fit_idx], train[calib_idx], prepare_images(list(data.test), settings.image_size)
+    )
 
 
 # ------------------------------------------------------------------------------------------- bank rank
@@ -102,7 +113,8 @@ def truncated(model: AnomalyModel, rank: int) -> AnomalyModel:
 
 
 def run_bank_rank(data: CategoryData) -> dict[str, Entry]:
-    model, _, test = fitted(data, ModelSettings())
+    run = fitted(data, ModelSettings())
+    model, test = run.model, run.test
     rows = {"full": evaluate(data, score(model, test)[1])}
     singular = torch.linalg.svdvals(model.memory_bank.similarity.weight.detach())
     energy = (singular**2).cumsum(0) / (singular**2).sum()
@@ -181,13 +193,12 @@ def in_good_units(maps: Maps, calibration_maps: Maps) -> Maps:
 
 
 def run_texture(data: CategoryData) -> dict[str, Entry]:
-    model, calibration, test = fitted(data, ModelSettings())
-    train = prepare_images(list(data.train), model.config.image_size)
-    fit = train[split_holdout(len(train), HOLDOUT_FRACTION, ModelSettings().seed)[0]]
+    run = fitted(data, ModelSettings())
+    model, calibration, test = run.model, run.calibration, run.test
     deep = in_good_units(score(model, test)[1], score(model, calibration)[1])
     rows = {"deep": evaluate(data, deep)}
     for window in TEXTURE_WINDOWS:
-        branch = TextureBranch(model, fit, window)
+        branch = TextureBranch(model, run.fit, window)
         texture = in_good_units(branch.maps(test), branch.maps(calibration))
         rows[f"tex{window}"] = evaluate(data, texture)
         rows[f"max{window}"] = evaluate(data, np.maximum(deep, texture))
@@ -207,7 +218,8 @@ def flipped_maps(model: AnomalyModel, test: np.ndarray, axes: tuple[int, ...]) -
 def run_tta(data: CategoryData) -> dict[str, Entry]:
     rows: dict[str, Entry] = {}
     for size in (256, 320):
-        model, _, test = fitted(data, ModelSettings(image_size=size))
+        run = fitted(data, ModelSettings(image_size=size))
+        model, test = run.model, run.test
         plain = score(model, test)[1]
         horizontal = flipped_maps(model, test, (2,))
         rows[f"s{size}"] = evaluate(data, plain)
@@ -253,7 +265,8 @@ def run_bank_kmeans(data: CategoryData) -> dict[str, Entry]:
 
         train_module.coreset_bank = refined  # type: ignore[assignment]
         try:
-            model, _, test = fitted(data, ModelSettings())
+            run = fitted(data, ModelSettings())
+            model, test = run.model, run.test
         finally:
             train_module.coreset_bank = coreset  # type: ignore[assignment]
         rows["coreset" if iterations == 0 else f"kmeans{iterations}"] = evaluate(data, score(model, test)[1])
@@ -271,7 +284,8 @@ def run_ensemble(data: CategoryData) -> dict[str, Entry]:
     rows, normalised = {}, []
     for backbone in ("efficientnet_lite0", "efficientnet_lite2"):
         settings = ModelSettings(backbone=backbone)
-        model, calibration, test = fitted(data, settings)
+        run = fitted(data, settings)
+        model, calibration, test = run.model, run.calibration, run.test
         scores, _ = score(model, calibration)
         threshold = threshold_from_good_scores(scores, settings.target_false_reject_rate)
         maps = score(model, test)[1] / threshold
@@ -365,11 +379,13 @@ def run_pool(data: CategoryData) -> dict[str, Entry]:
     import vision.models.anomaly as anomaly_module
 
     rows = {}
-    model, _, test = fitted(data, ModelSettings())
+    run = fitted(data, ModelSettings())
+    model, test = run.model, run.test
     rows["avg"] = evaluate(data, score(model, test)[1])
     anomaly_module.F = _MaxPoolingFunctional()  # type: ignore[assignment]
     try:
-        model, _, test = fitted(data, ModelSettings())
+        run = fitted(data, ModelSettings())
+        model, test = run.model, run.test
         rows["max"] = evaluate(data, score(model, test)[1])
     finally:
         anomaly_module.F = F
@@ -484,13 +500,7 @@ def main() -> None:
         }
         RESULTS_JSON.write_text(json.dumps(log, indent=1) + "\n")
     elif args.experiment != "report":
-        categories = [c for c in args.categories.split(",") if c]
-        not_dev = [c for c in categories if c not in hard_suite.DEV]
-        if not_dev:
-            parser.error(f"ideas are tried on DEV categories only; refusing {not_dev}")
-        torch.set_num_threads(args.threads)
-        if not all((args.data / c).is_dir() for c in categories):
-            write_dataset(args.data, categories=categories, suite="hard", progress=False)
+        categories = dev_categories(parser, args, "ideas are tried on DEV categories only")
         entry = log.setdefault(args.experiment, {"categories": {}})
         for category in categories:
             entry["categories"][category] = EXPERIMENTS[args.experiment](load_category(args.data, category))

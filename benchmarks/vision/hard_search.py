@@ -294,6 +294,19 @@ def save_log(log: dict[str, Any]) -> None:
     RESULTS_MD.write_text(search_markdown(log))
 
 
+def dev_categories(parser: argparse.ArgumentParser, args: argparse.Namespace, refusal: str) -> list[str]:
+    """`--categories`, refused (`refusal`) unless all are DEV; sets `--threads` and writes the hard-suite
+    data under `--data` when it is missing."""
+    categories = [c for c in args.categories.split(",") if c]
+    not_dev = [c for c in categories if c not in hard_suite.DEV]
+    if not_dev:
+        parser.error(f"{refusal}; refusing {not_dev}")
+    torch.set_num_threads(args.threads)
+    if not all((args.data / c).is_dir() for c in categories):
+        write_dataset(args.data, categories=categories, suite="hard", progress=False)
+    return categories
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", required=True, help=f"comma-separated, from: {', '.join(VARIANTS)}")
@@ -306,13 +319,7 @@ def main() -> None:
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         parser.error(f"unknown variants {unknown}")
-    categories = [c for c in args.categories.split(",") if c]
-    not_dev = [c for c in categories if c not in hard_suite.DEV]
-    if not_dev:
-        parser.error(f"the search looks at DEV categories only; refusing {not_dev}")
-    torch.set_num_threads(args.threads)
-    if not all((args.data / c).is_dir() for c in categories):
-        write_dataset(args.data, categories=categories, suite="hard", progress=False)
+    categories = dev_categories(parser, args, "the search looks at DEV categories only")
     cache = BackboneCache()
     train_module.AnomalyModel = caching_model_class(cache)  # type: ignore[misc]
     log = load_log()

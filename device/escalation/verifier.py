@@ -68,13 +68,17 @@ ENSEMBLE_RULES: dict[str, Any] = {"any": np.max, "mean": np.mean}
 DEFAULT_ENSEMBLE_RULE = "any"
 
 
+def check_ensemble_rule(rule: str) -> str:
+    if rule not in ENSEMBLE_RULES:
+        raise ValueError(f"unknown ensemble rule {rule!r}; choose one of {', '.join(ENSEMBLE_RULES)}")
+    return rule
+
+
 def combine_members(
     scores: Sequence[float], maps: Sequence[np.ndarray], rule: str
 ) -> tuple[float, np.ndarray]:
     """(score, map) of an ensemble from members' threshold-normalised scores and maps."""
-    if rule not in ENSEMBLE_RULES:
-        raise ValueError(f"unknown ensemble rule {rule!r}; choose one of {', '.join(ENSEMBLE_RULES)}")
-    combine = ENSEMBLE_RULES[rule]
+    combine = ENSEMBLE_RULES[check_ensemble_rule(rule)]
     return float(combine(np.asarray(scores))), np.asarray(combine(np.stack(maps), axis=0))
 
 
@@ -90,11 +94,9 @@ class VerifierEngine:
     ) -> None:
         if not paths:
             raise ValueError("the verifier needs at least one model file (--model)")
-        if rule not in ENSEMBLE_RULES:
-            raise ValueError(f"unknown ensemble rule {rule!r}; choose one of {', '.join(ENSEMBLE_RULES)}")
+        self.rule = check_ensemble_rule(rule)  # before loading models: a typo fails at once
         self._inspectors = [Inspector(path, threads=threads) for path in paths]
         self._min_area = min_area
-        self.rule = rule
         self.model_version = "+".join(f"{i.info.name}@{i.info.version}" for i in self._inspectors)
 
     def judge(self, image_bgr: np.ndarray) -> Verdict:

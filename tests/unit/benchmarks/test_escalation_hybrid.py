@@ -55,12 +55,15 @@ def _write(root: Path, variant: str, labels: list[bool], threshold: float) -> No
     (folder / "cat.json").write_text(json.dumps({**record, "threshold": threshold}))
 
 
+def _replay_args(root: Path, accurate: str) -> argparse.Namespace:
+    """Arguments of `run_hybrid` over the score files `_write` put under `root`, edge model `edge`."""
+    return argparse.Namespace(scores=root / "scores", models=root / "models", edge="edge", accurate=accurate)
+
+
 def test_score_files_of_different_images_are_refused(tmp_path: Path) -> None:
     _write(tmp_path, "edge", [False, True], 1.0)
     _write(tmp_path, "accurate", [True, False], 2.0)
-    args = argparse.Namespace(
-        scores=tmp_path / "scores", models=tmp_path / "models", edge="edge", accurate="accurate"
-    )
+    args = _replay_args(tmp_path, "accurate")
     with pytest.raises(SystemExit, match="scored different images"):
         load_category(args, "cat", [])
 
@@ -71,9 +74,7 @@ def test_an_ensemble_is_scored_by_the_verifiers_rule(tmp_path: Path) -> None:
     _write(tmp_path, "edge", labels, 1.0)
     _write(tmp_path, "a", labels, 0.25)  # every score is 0.5: 2x its threshold
     _write(tmp_path, "b", labels, 1.0)  # 0.5x its threshold
-    args = argparse.Namespace(
-        scores=tmp_path / "scores", models=tmp_path / "models", edge="edge", accurate="a+b"
-    )
+    args = _replay_args(tmp_path, "a+b")
     used: list[dict[str, object]] = []
     models = load_category(args, "cat", used)
     assert models.accurate_threshold == 1.0
@@ -85,9 +86,7 @@ def test_ensemble_members_of_different_images_are_refused(tmp_path: Path) -> Non
     _write(tmp_path, "edge", [False, True], 1.0)
     _write(tmp_path, "a", [False, True], 1.0)
     _write(tmp_path, "b", [True, False], 1.0)
-    args = argparse.Namespace(
-        scores=tmp_path / "scores", models=tmp_path / "models", edge="edge", accurate="a+b"
-    )
+    args = _replay_args(tmp_path, "a+b")
     with pytest.raises(SystemExit, match="members of a\\+b scored different images"):
         load_category(args, "cat", [])
 
@@ -97,8 +96,6 @@ def test_an_any_ensemble_takes_the_members_largest_normalised_score(tmp_path: Pa
     _write(tmp_path, "edge", labels, 1.0)
     _write(tmp_path, "a", labels, 0.25)  # 2x its threshold
     _write(tmp_path, "b", labels, 1.0)  # 0.5x its threshold
-    args = argparse.Namespace(
-        scores=tmp_path / "scores", models=tmp_path / "models", edge="edge", accurate="a|b"
-    )
+    args = _replay_args(tmp_path, "a|b")
     models = load_category(args, "cat", [])
     np.testing.assert_allclose(models.accurate, [2.0, 2.0])
