@@ -89,8 +89,7 @@ SECTIONS = [
     (
         "runtime",
         "Line rate and latency (issue: edge runtime)",
-        "**Measured 2026-11-23 with the default model of that time** (dense, previous head, `pcb`); the\n"
-        "default head since 2026-11-30 costs about 3 ms more per frame (see the head latency above).\n"
+        "Measured 2026-11-30 with the default model (whitened head, coarse-to-fine bank search, `pcb`).\n"
         "The whole runtime (capture thread, bounded queue, inference, decision, SQLite outbox, MQTT\n"
         "to a real Mosquitto) fed pre-rendered simulator frames at the target rate; capture-to-decision\n"
         "latency ends when a defect's alert is durably spooled. Command:\n"
@@ -107,8 +106,8 @@ SECTIONS = [
     (
         "teach",
         'Teaching "this is normal" (issue: the operator\'s day)',
-        "Measured before 2026-11-30 on a k=1 model of that time; teaching now also extends k-NN banks\n"
-        "(tested, not re-benchmarked). "
+        "Measured 2026-11-30 on small models with the default head (k=3), with coarse-to-fine and with\n"
+        "exact bank search, and with a factorized bank. "
         "A recurring harmless label on good `bracket` parts: false rejects on held-out labelled parts, good\n"
         "parts and defects before and after teaching the model its false alarms (ONNX Runtime only, no\n"
         "retraining). Command: `.venv/bin/python benchmarks/teach/run_teach_benchmark.py`.",

@@ -424,6 +424,8 @@ PUBLIC_FIELDS: dict[str, tuple[str, ...]] = {
         "color_stats",
         "color_window",
         "whiten_shrinkage",
+        "coarse_entries",
+        "refined_patches",
     ),
     "inspection": ("threshold", "min_defect_area_px", "max_boxes", "enabled"),
     "reject": ("enabled", "gate_delay_ms", "encoder_counts_per_frame"),

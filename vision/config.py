@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # EfficientNet-Lite backbones have seven blocks of MBConv stages.
 BACKBONE_BLOCKS = 7
+# Pixels per patch of the anomaly model's grid (AnomalyModelConfig.patch_stride).
+PATCH_STRIDE = 8
 
 
 class ModelSettings(BaseModel):
@@ -43,6 +45,21 @@ class ModelSettings(BaseModel):
     whiten_shrinkage: float = Field(
         0.1, gt=0.0, le=1.0, description="feature_norm=whiten: share of isotropic variance mixed in."
     )
+    coarse_entries: int = Field(
+        256,
+        ge=0,
+        le=100_000,
+        description="Banks larger than this are searched coarse-to-fine: every patch against the bank's "
+        "first `coarse_entries` entries (a coarse coreset), then only the `refined_patches` most "
+        "anomalous-looking patches against the whole bank. 0 always compares every patch with every entry.",
+    )
+    refined_patches: int = Field(
+        256,
+        ge=1,
+        le=1_000_000,
+        description="Coarse-to-fine search: patches per image compared with the whole bank (at least this "
+        "many patches per image, or the search is exact).",
+    )
     target_false_reject_rate: float = Field(
         0.01, gt=0.0, lt=0.5, description="Share of good parts allowed above the calibrated threshold."
     )
@@ -74,3 +91,18 @@ class ModelSettings(BaseModel):
         if value % 2 == 0:
             raise ValueError(f"must be odd (a window centred on the patch), got {value}")
         return value
+
+    @model_validator(mode="after")
+    def _coarse_search_fits(self) -> ModelSettings:
+        if 0 < self.coarse_entries < self.knn:
+            raise ValueError(
+                f"coarse_entries must be 0 (exact search) or at least knn ({self.knn}), "
+                f"got {self.coarse_entries}"
+            )
+        return self
+
+    def searches_coarse_first(self) -> bool:
+        """Coarse-to-fine only pays where there is something to skip: a bank larger than the coarse
+        entries and more patches per image than are refined."""
+        patches = (self.image_size // PATCH_STRIDE) ** 2
+        return 0 < self.coarse_entries < self.memory_bank_size and self.refined_patches < patches

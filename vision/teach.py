@@ -16,7 +16,7 @@ import hashlib
 import itertools
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import cv2
@@ -125,13 +125,23 @@ class TeachResult:
 class BankLayout:
     """Where the memory bank sits in the graph: `patches` [1, P, C] -> MatMul(factors...) -> Add(bias)
     -> ReduceMax = `best` [1, P] (the highest similarity of each patch), or TopK (k-NN distance, k > 1)
-    = `best` [1, P, k] sorted, the highest first. Widening the bank changes neither reader."""
+    = `best` [1, P, k] sorted, the highest first. Widening the bank changes neither reader.
+
+    A coarse-to-fine model (`vision.models.memory_bank`) has a second, smaller bank-like layer (a copy of
+    the bank's first rows, which teaching leaves alone: taught entries are appended at the end) that sees
+    every patch, while the whole bank sees only the refined ones; `grid_patches` is the tensor holding
+    every patch embedding either way."""
 
     patches: str
     best: str
     factors: tuple[str, ...]
     bias: str
     bank_outputs: tuple[str, ...]  # tensors whose shape teaching changes (the factors' products)
+    grid_patches: str = ""  # every patch [1, P, C]; "" = `patches`
+
+    @property
+    def all_patches(self) -> str:
+        return self.grid_patches or self.patches
 
 
 def _initializers(model: Any) -> dict[str, Any]:
@@ -141,47 +151,63 @@ def _initializers(model: Any) -> dict[str, Any]:
 BANK_READERS = ("ReduceMax", "TopK")  # what reads the similarities: k = 1, or the k nearest entries
 
 
-def _trace_bank(reader: Any, producers: dict[str, Any], inits: dict[str, Any]) -> BankLayout | str:
-    """The layout behind one ReduceMax/TopK, or the reason it is not a bank this module can extend."""
+@dataclass(frozen=True)
+class _NotExtendable:
+    """Why one ReduceMax/TopK is not a bank this module can extend; `bank` when it does read a per-entry
+    bias Add (a memory bank in a form teaching cannot grow), not merely some other TopK."""
+
+    reason: str
+    bank: bool
+
+
+def _trace_bank(reader: Any, producers: dict[str, Any], inits: dict[str, Any]) -> BankLayout | _NotExtendable:
+    """The layout behind one ReduceMax/TopK, or why it is not a bank this module can extend."""
     add = producers.get(reader.input[0])
     if add is None or add.op_type != "Add":
-        return f"its {reader.op_type} reads {add.op_type if add else 'a graph input'}, not the bias Add"
+        found = add.op_type if add else "a graph input"
+        return _NotExtendable(f"its {reader.op_type} reads {found}, not the bias Add", bank=False)
     bias_names = [name for name in add.input if name in inits and len(inits[name].dims) == 1]
     others = [name for name in add.input if name not in bias_names]
     if len(bias_names) != 1 or len(others) != 1:
-        return "the bias Add does not add one per-entry bias vector"
+        return _NotExtendable("the bias Add does not add one per-entry bias vector", bank=False)
     factors: list[str] = []
     outputs = [add.output[0]]
     tensor = others[0]
     node = producers.get(tensor)
     while node is not None and node.op_type == "MatMul" and node.input[1] in inits:
         if len(inits[node.input[1]].dims) != 2:
-            return f"bank factor {node.input[1]!r} is not a matrix"
+            return _NotExtendable(f"bank factor {node.input[1]!r} is not a matrix", bank=True)
         factors.insert(0, node.input[1])
         outputs.append(tensor)
         tensor = node.input[0]
         node = producers.get(tensor)
     if not factors:
         found = node.op_type if node is not None else "a graph input"
-        return (
+        return _NotExtendable(
             f"the bias Add reads {found}, not MatMul factors (a tensor-train or quantized bank cannot be "
-            "extended; teach the dense or SVD-compressed model)"
+            "extended; teach the dense or SVD-compressed model)",
+            bank=True,
         )
     dims = [tuple(int(d) for d in inits[name].dims) for name in factors]
     for (_, inner), (rows, _) in itertools.pairwise(dims):
         if inner != rows:
-            return f"bank factors do not chain: {dims}"
+            return _NotExtendable(f"bank factors do not chain: {dims}", bank=True)
     if dims[-1][1] != int(inits[bias_names[0]].dims[0]):
-        return f"bank size {dims[-1][1]} differs from its bias length {int(inits[bias_names[0]].dims[0])}"
+        return _NotExtendable(
+            f"bank size {dims[-1][1]} differs from its bias length {int(inits[bias_names[0]].dims[0])}",
+            bank=True,
+        )
     return BankLayout(tensor, reader.output[0], tuple(factors), bias_names[0], tuple(outputs))
 
 
 def find_bank(model: Any) -> BankLayout:
-    """Locate the memory bank; TeachError naming why when the graph has none this module can extend."""
+    """Locate the memory bank; TeachError naming why when the graph has none this module can extend
+    (or has one it cannot: then extending another bank-like layer would change the wrong thing)."""
     producers = {output: node for node in model.graph.node for output in node.output}
     inits = _initializers(model)
     found: list[BankLayout] = []
     reasons: list[str] = []
+    blocked: list[str] = []
     for node in model.graph.node:
         if node.op_type not in BANK_READERS:
             continue
@@ -189,10 +215,16 @@ def find_bank(model: Any) -> BankLayout:
         if isinstance(traced, BankLayout):
             found.append(traced)
         elif "memory_bank" in node.name:
-            reasons.append(traced)
+            (blocked if traced.bank else reasons).append(traced.reason)
     named = [layout for layout in found if "memory_bank" in layout.best]
-    if len(found) == 1 or len(named) == 1:
+    if blocked:
+        found, reasons = [], blocked
+    elif len(found) == 1 or len(named) == 1:
         return named[0] if len(named) == 1 else found[0]
+    elif len(named) == 2:  # coarse-to-fine: the whole bank, and the coarse copy of its first rows
+        coarse, whole = sorted(named, key=lambda layout: int(inits[layout.bias].dims[0]))
+        if int(inits[coarse.bias].dims[0]) < int(inits[whole.bias].dims[0]):
+            return replace(whole, grid_patches=coarse.patches)
     if len(found) > 1:
         raise TeachError(f"the model has {len(found)} bank-like layers; cannot tell which is the memory bank")
     detail = f": {reasons[0]}" if reasons else " (no MatMul + bias Add + ReduceMax or TopK)"
@@ -259,20 +291,24 @@ def _grown(flags: np.ndarray) -> np.ndarray:
 
 @dataclass
 class _Probe:
-    """The parent model with its patch embeddings and best similarities exposed as extra outputs."""
+    """The parent model with every patch embedding exposed as an extra output, and its bank's layer
+    (`factors`, `bias`) to measure each patch's distance to the nearest entry."""
 
     session: ort.InferenceSession
     layout: BankLayout
     size: int
+    factors: list[np.ndarray]
+    bias: np.ndarray
 
     def run(self, batch: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         """(image score, patch embeddings [P, C], distance of each patch to the bank [P]) of one input."""
-        outputs = [OUTPUT_NAMES[1], self.layout.patches, self.layout.best]
-        score, patches, best = self.session.run(outputs, {INPUT_NAME: batch})
-        if best.ndim == 3:  # TopK values [1, P, k], sorted: the nearest entry first
-            best = best[..., 0]
+        score, patches = self.session.run([OUTPUT_NAMES[1], self.layout.all_patches], {INPUT_NAME: batch})
         flat = patches.reshape(-1, patches.shape[-1]).astype(np.float32)
-        squared = (flat * flat).sum(axis=1) - 2.0 * best.reshape(-1)
+        similarity = flat
+        for factor in self.factors:
+            similarity = similarity @ factor
+        best = (similarity + self.bias).max(axis=1)
+        squared = (flat * flat).sum(axis=1) - 2.0 * best
         return float(score.reshape(-1)[0]), flat, np.sqrt(np.clip(squared, 0.0, None))
 
 
@@ -479,10 +515,13 @@ def teach_normal(
     steps = 2 * (len(good) + len(defects)) + len(taught) * (1 + len(views)) + 1
     tracker = _Progress(steps, progress)
 
+    inits = _initializers(parent)
+    factors = [onnx_proto.tensor_to_array(inits[name]) for name in layout.factors]
+    bias = onnx_proto.tensor_to_array(inits[layout.bias])
     probe_model = onnx_proto.copy_model(parent)
-    onnx_proto.add_float_output(probe_model, layout.patches)
-    onnx_proto.add_float_output(probe_model, layout.best)
-    probe = _Probe(_session(probe_model.SerializeToString(), options.threads), layout, size)
+    onnx_proto.add_float_output(probe_model, layout.all_patches)
+    session = _session(probe_model.SerializeToString(), options.threads)
+    probe = _Probe(session, layout, size, factors, bias)
 
     tracker.at("measuring the current model on good images")
     good_before, normal_distances = [], []
@@ -502,12 +541,7 @@ def teach_normal(
 
     tracker.at("choosing new bank entries")
     chosen, _ = cover_new_patches(pool, pool_distances, cover_radius, options.max_new_entries)
-    inits = _initializers(parent)
-    extended = extend_bank(
-        [onnx_proto.tensor_to_array(inits[name]) for name in layout.factors],
-        onnx_proto.tensor_to_array(inits[layout.bias]),
-        chosen,
-    )
+    extended = extend_bank(factors, bias, chosen)
     left = _still_far(pool, pool_distances, extended.entries, cover_radius)
     tracker.tick()
     if not len(chosen):

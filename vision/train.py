@@ -55,6 +55,8 @@ def model_config(settings: ModelSettings) -> AnomalyModelConfig:
         color_stats=settings.color_stats,
         color_window=settings.color_window,
         whiten_shrinkage=settings.whiten_shrinkage,
+        coarse_entries=settings.coarse_entries if settings.searches_coarse_first() else 0,
+        refined_patches=settings.refined_patches if settings.searches_coarse_first() else 0,
     )
 
 
@@ -111,34 +113,42 @@ def coreset_bank(patches: torch.Tensor, size: int, seed: int, progress: bool) ->
 
 
 @torch.inference_mode()
-def fit_position_statistics(
+def fit_held_out_statistics(
     model: AnomalyModel, patches: torch.Tensor, image_count: int, seed: int, progress: bool = True
 ) -> None:
-    """Fit the per-position distance statistics on good patches the bank has not seen.
+    """Fit what is learned from distances of good patches the bank has not seen: the per-position
+    distance statistics and the coarse search's correction line.
 
     Distances of the bank's own images are biased low exactly where the coreset sampled densely (the
     unusual border patches), so the images are split: a bank from the first half scores the second half.
     """
-    if model.position_norm is None or image_count < MIN_POSITION_STAT_IMAGES:
+    bank, position_norm = model.memory_bank, getattr(model, "position_norm", None)
+    per_image = patches.reshape(image_count, -1, patches.shape[-1])
+    strength = 0.0
+    if position_norm is not None:
+        fixed = model.config.position_strength
+        strength = alignment_strength(per_image) if fixed is None else fixed
+    # strength 0: an aligned part keeps the raw map (no statistics, no extra coreset).
+    wanted = strength > 0.0 or bank.searches_coarse_first
+    if image_count < MIN_POSITION_STAT_IMAGES or not wanted:
         return
-    grid = model.position_norm.gain.shape[-2:]
-    per_image = patches.reshape(image_count, grid[0] * grid[1], -1)
-    fixed = model.config.position_strength
-    strength = alignment_strength(per_image) if fixed is None else fixed
-    if strength == 0.0:
-        return  # an aligned part: keep the raw map (and skip the extra coreset)
     half = image_count // 2
     reference = per_image[:half].reshape(-1, per_image.shape[-1])
-    held = per_image[half:]
-    probe = MemoryBank(reference.shape[1], model.memory_bank.size, knn=model.memory_bank.knn)
-    probe.set_bank(coreset_bank(reference, model.memory_bank.size, seed + 1, progress))
-    distances = torch.cat(
-        [
-            probe(chunk.reshape(len(chunk), *grid, -1).permute(0, 3, 1, 2))
-            for chunk in torch.split(held, BATCH_SIZE)
-        ]
-    )[:, 0]
-    model.position_norm.set_statistics(distances.mean(dim=0), distances.std(dim=0), strength)
+    held = torch.split(per_image[half:], BATCH_SIZE)
+    probe = MemoryBank(
+        reference.shape[1],
+        bank.size,
+        knn=bank.knn,
+        coarse_entries=bank.coarse_entries,
+        refined_patches=bank.refined_patches,
+    )
+    probe.set_bank(coreset_bank(reference, bank.size, seed + 1, progress))
+    exact = torch.cat([probe.exact_distances(chunk) for chunk in held])
+    if position_norm is not None and strength > 0.0:
+        grid = exact.reshape(len(exact), *position_norm.gain.shape[-2:])
+        position_norm.set_statistics(grid.mean(dim=0), grid.std(dim=0), strength)
+    if bank.searches_coarse_first:
+        bank.fit_coarse_correction(torch.cat([probe.coarse_distances(chunk) for chunk in held]), exact)
 
 
 def fit_model(images: Sequence[np.ndarray], settings: ModelSettings, progress: bool = True) -> AnomalyModel:
@@ -166,8 +176,7 @@ def fit_head(model: AnomalyModel, prepared: np.ndarray, seed: int, progress: boo
         scaler.fit(patches, model.backbone.channels, config.color_stats, shrinkage=config.whiten_shrinkage)
         patches = scaler.apply_rows(patches)
     model.memory_bank.set_bank(coreset_bank(patches, model.memory_bank.size, seed, progress))
-    if getattr(model, "position_norm", None) is not None:
-        fit_position_statistics(model, patches, len(prepared), seed, progress=progress)
+    fit_held_out_statistics(model, patches, len(prepared), seed, progress=progress)
 
 
 def split_holdout(count: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

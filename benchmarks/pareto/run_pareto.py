@@ -88,6 +88,8 @@ class Variant:
     # on surfaces it never saw.
     shared: bool = False
     shared_images: int = 120  # pooled DEV good images of a shared compression (`devN:` sets N)
+    # Coarse-to-fine bank search (coarse entries, refined patches); (0, 0) = exact search.
+    search: tuple[int, int] = (0, 0)
 
     @property
     def kind(self) -> str:
@@ -96,7 +98,7 @@ class Variant:
     @property
     def parent(self) -> Variant:
         """The dense model this one was made from (itself when dense)."""
-        return Variant(self.backbone, self.bank)
+        return Variant(self.backbone, self.bank, search=self.search)
 
     @property
     def fp32(self) -> Variant:
@@ -109,11 +111,14 @@ class Variant:
             self.methods,
             shared=self.shared,
             shared_images=self.shared_images,
+            search=self.search,
         )
 
     @property
     def name(self) -> str:
         parts = [f"{BACKBONE_SHORT[self.backbone]}-b{self.bank}"]
+        if self.search[0]:
+            parts.append(f"c{self.search[0]}r{self.search[1]}")
         if self.budget:
             parts.append(f"{self.budget.replace('params=', 'p')}-h{self.heal_steps}")
         parts += [f"{pattern}={method}" for pattern, method in self.methods]
@@ -148,11 +153,17 @@ def deployed_variant(config: Path = DEFAULT_CONFIG) -> tuple[Variant, Any]:
     from app.settings import load_settings
 
     model = load_settings(config).model
+    search = (model.coarse_entries, model.refined_patches) if model.searches_coarse_first() else (0, 0)
     if not model.compression_budget:  # dense: heal steps and methods are never used
-        return Variant(model.backbone, model.memory_bank_size), model
+        return Variant(model.backbone, model.memory_bank_size, search=search), model
     methods = tuple((str(k), str(v)) for k, v in model.compression_methods.items())
     variant = Variant(
-        model.backbone, model.memory_bank_size, model.compression_budget, model.heal_steps, methods
+        model.backbone,
+        model.memory_bank_size,
+        model.compression_budget,
+        model.heal_steps,
+        methods,
+        search=search,
     )
     return variant, model
 
@@ -172,7 +183,8 @@ def backbone_available(backbone: str) -> str | None:
 
 
 def parse_dense(spec: str) -> list[Variant]:
-    """`lite0:1024,2048;lite2:12288` -> dense variants (backbones as in BACKBONE_SHORT)."""
+    """`lite0:1024,2048/c256r256;lite2:12288` -> dense variants (backbones as in BACKBONE_SHORT; `/cCrR`:
+    coarse-to-fine bank search over C coarse entries, R refined patches)."""
     variants = []
     names = {short: full for full, short in BACKBONE_SHORT.items()}
     for group in filter(None, (g.strip() for g in spec.split(";"))):
@@ -181,7 +193,13 @@ def parse_dense(spec: str) -> list[Variant]:
             raise SystemExit(
                 f"--dense {group!r}: expected BACKBONE:BANK[,BANK...], BACKBONE in {sorted(names)}"
             )
-        variants += [Variant(names[short], int(bank)) for bank in banks.split(",")]
+        for bank in banks.split(","):
+            size, _, search = bank.partition("/")
+            found = re.fullmatch(r"c(\d+)r(\d+)", search)
+            if search and not found:
+                raise SystemExit(f"--dense {group!r}: search is /cCOARSErREFINED, e.g. 2048/c256r256")
+            coarse = (int(found.group(1)), int(found.group(2))) if found else (0, 0)
+            variants.append(Variant(names[short], int(size), search=coarse))
     return variants
 
 
@@ -281,9 +299,15 @@ def record_path(variant: Variant, category: str, work: Path) -> Path:
 
 
 def settings_for(variant: Variant, base: Any) -> Any:
-    return base.model_copy(
-        update={"backbone": variant.backbone, "memory_bank_size": variant.bank, "compression_budget": None}
-    )
+    coarse, refined = variant.search
+    update = {
+        "backbone": variant.backbone,
+        "memory_bank_size": variant.bank,
+        "compression_budget": None,
+        "coarse_entries": coarse,
+        "refined_patches": refined or base.refined_patches,
+    }
+    return type(base).model_validate({**base.model_dump(), **update})  # validated: the search must fit
 
 
 def build_dense(variant: Variant, category: str, data_root: Path, work: Path, base: Any) -> int:
@@ -620,6 +644,7 @@ def make_rows(build: dict[str, Any], latency: dict[str, Any], categories: list[s
                 "budget": spec["budget"],
                 "heal_steps": spec["heal_steps"],
                 "methods": spec["methods"],
+                "search": list(spec.get("search", (0, 0))),
                 "complete": complete,
                 "auroc": aurocs,
                 "auroc_mean": float(np.mean(list(aurocs.values()))) if complete else None,
@@ -725,6 +750,65 @@ def evaluate_targets(
         f"median per-round ratio {ratio8:.2f})",
     )
     return targets
+
+
+def search_pairs(rows: list[dict[str, Any]], latency: dict[str, Any], patches: int) -> list[dict[str, Any]]:
+    """Each coarse-to-fine row beside its exact-search twin: similarities computed per frame, p50 and the
+    median per-round speed-up, mean and worst-category AUROC change."""
+    by_name = {r["name"]: r for r in rows if r["complete"]}
+    pairs = []
+    for row in by_name.values():
+        coarse, refined = row["search"]
+        twin = by_name.get(row["name"].replace(f"-c{coarse}r{refined}", ""))
+        if not coarse or twin is None or twin is row:
+            continue
+        drops = {c: twin["auroc"][c] - row["auroc"][c] for c in row["auroc"]}
+        pairs.append(
+            {
+                "coarse": row["name"],
+                "exact": twin["name"],
+                "similarities": patches * coarse + refined * row["bank"],
+                "exact_similarities": patches * row["bank"],
+                "p50_ms": row["p50_ms"],
+                "exact_p50_ms": twin["p50_ms"],
+                "speedup_per_round": _round_ratio(latency, twin["name"], row["name"]),
+                "auroc_change": row["auroc_mean"] - twin["auroc_mean"],
+                "worst_category": max(drops, key=lambda c: drops[c]),
+                "worst_change": -max(drops.values()),
+            }
+        )
+    return sorted(pairs, key=lambda p: p["exact_similarities"])
+
+
+def search_markdown(pairs: list[dict[str, Any]], deployed: str) -> list[str]:
+    if not pairs:
+        return []
+    lines = [
+        "## Nearest-neighbour search: coarse-to-fine against exact",
+        "",
+        "Per frame, exact search forms the whole [patches x bank] similarity matrix; coarse-to-fine forms "
+        "[patches x C] and [R x bank] only. Same fitted model otherwise; AUROC change is coarse minus exact.",
+        "",
+        "| variant | similarities per frame | p50 ms exact -> coarse | speed-up (median per round) | "
+        "mean AUROC change | worst category |",
+        "|---|---|---|---|---|---|",
+    ]
+    for pair in pairs:
+        mark = " (**deployed**)" if pair["coarse"] == deployed else ""
+        p50 = (
+            f"{pair['exact_p50_ms']:.1f} -> {pair['p50_ms']:.1f}"
+            if pair["p50_ms"] is not None and pair["exact_p50_ms"] is not None
+            else "not timed"
+        )
+        speedup = pair["speedup_per_round"]
+        lines.append(
+            f"| `{pair['coarse']}`{mark} | {pair['exact_similarities']:,} -> {pair['similarities']:,} "
+            f"({pair['exact_similarities'] / pair['similarities']:.1f}x fewer) | {p50} | "
+            + (f"{speedup:.2f}x" if speedup is not None else "n/a")
+            + f" | {100 * pair['auroc_change']:+.2f} pt | {pair['worst_category']} "
+            f"{100 * pair['worst_change']:+.2f} pt |"
+        )
+    return [*lines, ""]
 
 
 def plot(rows: list[dict[str, Any]], front: set[str], marks: dict[str, str], path: Path, title: str) -> None:
@@ -864,9 +948,10 @@ def markdown(results: dict[str, Any]) -> str:
     for name, target in results["targets"].items():
         verdict = {True: "met", False: "**not met**", None: "not measured"}[target["met"]]
         lines.append(f"| {name} | {verdict} | {target['detail']} |")
+    lines += ["", *search_markdown(results.get("search", []), deployed)]
     notes = results.get("notes", [])
     if notes:
-        lines += ["", "## Notes", "", *[f"- {n}" for n in notes]]
+        lines += ["## Notes", "", *[f"- {n}" for n in notes]]
     lines += [
         "",
         "Plot: `pareto.png` beside this file (Pareto front dashed; deployed default and candidate ringed).",
@@ -908,6 +993,11 @@ def report_notes(build: dict[str, Any], extra: Sequence[str]) -> list[str]:
         "int8: `compression.quantize.quantize_int8` without a labelled check (the deploy path has no "
         "labels): backbone op groups QDQ except kxk convs (int8 weights), bank int8 weights-only; "
         f"calibrated on {INT8_CALIBRATION_IMAGES} good fit images. Params of int8 = its float model's.",
+        "`-cCrR` rows: the same dense model with coarse-to-fine bank search (`vision.models.memory_bank`: "
+        "every patch against the bank's first C entries, then the R most anomalous-looking patches against "
+        "the whole bank), so the [patches x bank] product is never formed. C=256, R=256 was chosen on DEV "
+        "(`benchmarks/vision/hard/branches.md`, `search`) and is measured here once; its file holds the "
+        "coarse copy of the first C bank rows as well.",
         "params = torch parameters (memory bank included), as compression.inventory.count_params counts.",
         "p99 is over the runs of one pass; with few runs it is close to the maximum.",
         "Sessions are timed with ONNX Runtime's intra-op thread spinning off: with eight sessions in one "
@@ -918,11 +1008,14 @@ def report_notes(build: dict[str, Any], extra: Sequence[str]) -> list[str]:
 
 
 def run_report(args: argparse.Namespace) -> None:
+    from vision.config import PATCH_STRIDE
+
     build = read_build(args.out)
     latency_path = args.out / LATENCY_JSON
     latency = json.loads(latency_path.read_text()) if latency_path.exists() else {}
     categories = list(args.categories)
     rows = make_rows(build, latency, categories)
+    patches = (build["dataset"][categories[0]]["image_size"] // PATCH_STRIDE) ** 2
     front = pareto_front([r for r in rows if r["complete"] and r["p50_ms"] is not None])
     quiet = latency_is_quiet(latency)
     results = {
@@ -946,6 +1039,7 @@ def run_report(args: argparse.Namespace) -> None:
         "rows": rows,
         "pareto_front": sorted(front),
         "targets": evaluate_targets(rows, build, latency, categories),
+        "search": search_pairs(rows, latency, patches),
         "notes": report_notes(build, args.cut),
         "load_average_at_report": list(os.getloadavg()),
     }

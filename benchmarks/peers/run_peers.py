@@ -175,6 +175,14 @@ def build_ours(data_root: Path, category: str, settings: ModelSettings, out_path
     return Built(out_path, time.perf_counter() - started, {"memory_bank_rows": settings.memory_bank_size})
 
 
+def reuse(path: Path, row: dict[str, Any]) -> Built:
+    """A model an earlier run built and kept in --work, with the build figures it recorded."""
+    if not path.exists():
+        raise SystemExit(f"error: --keep needs {path} from an earlier run with the same --work")
+    details = {key: row[key] for key in ("memory_bank_rows",) if key in row}
+    return Built(path, float(row["build_s"]), details)
+
+
 def session(path: Path, threads: int) -> ort.InferenceSession:
     """An ONNX Runtime CPU session set up as the edge box's `Inspector` sets it up."""
     options = ort.SessionOptions()
@@ -243,9 +251,17 @@ def load_test(root: Path, category: str, size: int) -> tuple[np.ndarray, np.ndar
 
 
 def run_category(
-    root: Path, category: str, settings: ModelSettings, work: Path, threads: int, warmup: int, iterations: int
+    root: Path,
+    category: str,
+    settings: ModelSettings,
+    work: Path,
+    threads: int,
+    warmup: int,
+    iterations: int,
+    kept: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Build the three models on one category and measure them in one process."""
+    """Build the three models on one category and measure them in one process. `kept` {model: its recorded
+    row}: reuse that model's ONNX file in `work` and its recorded build figures instead of rebuilding."""
     size = settings.image_size
     dataset = MvtecCategory.load(root, category)
     prepared = prepare_images([load_image(p, size) for p in dataset.train_good], size)
@@ -257,6 +273,8 @@ def run_category(
         ),
         "padim": lambda path: build_peer("padim", prepared, fit_idx, calib_idx, settings, path, category),
     }
+    for name, row in (kept or {}).items():
+        builders[name] = lambda path, row=row: reuse(path, row)
     built: dict[str, Built] = {}
     for name in MODELS:
         built[name] = builders[name](work / category / f"{name}.onnx")
@@ -332,7 +350,19 @@ def results_markdown(results: dict[str, Any]) -> str:
         "interleaved ratio `p50 / ours` is the comparable figure.",
         "",
         "- **ours**: `vision.train.train_model`, `ModelSettings()` defaults (blocks 1, 2, 4 on a stride-8 "
-        f"grid, memory bank {s['memory_bank_size']}, illumination + position normalisation).",
+        f"grid, memory bank {s['memory_bank_size']}, illumination + position normalisation"
+        + (
+            f", coarse-to-fine bank search {s['coarse_entries']}/{s['refined_patches']}"
+            if s.get("coarse_entries") and s["coarse_entries"] < s["memory_bank_size"]
+            else ""
+        )
+        + ")."
+        + (
+            f" {' and '.join(results['kept']['models'])} were not rebuilt: their ONNX files from the run of "
+            f"{results['kept']['built']} were reused (`--keep`), and re-measured here, in the same process."
+            if results.get("kept")
+            else ""
+        ),
         f"- **patchcore**: `anomalib.models.Patchcore(backbone='{BACKBONES[s['backbone']]}', "
         f"layers={PATCHCORE['layers']}, coreset_sampling_ratio={PATCHCORE['coreset_sampling_ratio']}, "
         f"num_neighbors={PATCHCORE['num_neighbors']}, pre_trained=False)`: the standard 10 % "
@@ -464,6 +494,21 @@ def remeasure(args: argparse.Namespace) -> None:
     print(write_results(args.name, results))
 
 
+def kept_rows(args: argparse.Namespace, categories: Sequence[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """{category: {model: recorded row}} for the --keep models, from <name>.json."""
+    names = [n.strip() for n in args.keep.split(",") if n.strip()]
+    if not names:
+        return {}
+    unknown = sorted(set(names) - set(MODELS))
+    if unknown or args.work is None:
+        raise SystemExit(f"error: --keep takes models of {MODELS} and needs --work; got {names}")
+    recorded = json.loads((HERE / f"{args.name}.json").read_text())["categories"]
+    missing = [c for c in categories if c not in recorded]
+    if missing:
+        raise SystemExit(f"error: --keep: {args.name}.json has no {missing}")
+    return {c: {n: recorded[c][n] for n in names} for c in categories}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=None, help="MVTec-layout folder (default: generated).")
@@ -479,6 +524,12 @@ def main() -> None:
         "--remeasure", action="store_true", help="Only re-run latency on --work's ONNX files; update <name>."
     )
     parser.add_argument("--render", action="store_true", help="Only rewrite <name>.md from <name>.json.")
+    parser.add_argument(
+        "--keep",
+        default="",
+        help="Comma list of models (e.g. patchcore,padim) whose ONNX files in --work and recorded build "
+        "figures in <name>.json are reused, not rebuilt: after a change to ours only.",
+    )
     args = parser.parse_args()
     if args.remeasure or args.render:
         torch.set_num_threads(args.threads)
@@ -486,6 +537,7 @@ def main() -> None:
         return
     groups = parse_groups(args.categories, args.groups, args.suite)
     categories = round_robin(groups)
+    kept = kept_rows(args, categories)
     settings = ModelSettings()
     torch.set_num_threads(args.threads)
     per_category: dict[str, dict[str, dict[str, Any]]] = {}
@@ -499,8 +551,12 @@ def main() -> None:
         "threads": args.threads,
         "warmup": args.warmup,
         "iterations": args.iterations,
+        "spinning": "off",
         "categories": per_category,
     }
+    if kept:
+        previous = json.loads((HERE / f"{args.name}.json").read_text())
+        results["kept"] = {"models": sorted(next(iter(kept.values()))), "built": previous.get("date", "?")}
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data
         if data is None:
@@ -514,7 +570,7 @@ def main() -> None:
         work = args.work or Path(tmp) / "work"
         for category in categories:
             per_category[category] = run_category(
-                data, category, settings, work, args.threads, args.warmup, args.iterations
+                data, category, settings, work, args.threads, args.warmup, args.iterations, kept.get(category)
             )
             # Rewritten after every category, so a long run that is stopped still leaves its figures.
             done = {label: [c for c in names if c in per_category] for label, names in groups.items()}

@@ -52,10 +52,12 @@ CONFIRMED_DEFECTS = 10
 TIMING_ROUNDS = 30
 
 
-# name -> (what it is, ModelSettings fields): the tests' small model, and the same with its memory bank
-# factorized by the compression pipeline (SVD, rank 64: what the compressed default deploys).
+# name -> (what it is, ModelSettings fields): the tests' small model (coarse-to-fine bank search, the
+# default), the same searching its whole bank, and the same with its memory bank factorized by the
+# compression pipeline (SVD, rank 64; a factorized bank is always searched whole).
 RECIPES: dict[str, tuple[str, dict[str, Any]]] = {
-    "small-dense": ("lite0, 40 good images, 512-patch bank", {}),
+    "small-dense": ("lite0, 40 good images, 512-patch bank, coarse-to-fine search 256/256 (the default)", {}),
+    "small-dense-exact": ("the same, exact bank search", {"coarse_entries": 0}),
     "small-svd-bank": (
         "the same, bank compressed by `compress_for_deploy` (SVD rank 64, 5 heal steps)",
         {

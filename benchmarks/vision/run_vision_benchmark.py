@@ -172,6 +172,8 @@ def _run_title(results: dict[str, Any]) -> str:
         f"`{settings.get('feature_norm', 'none')}` features, k={settings.get('knn', 1)}, "
         f"sigma {settings.get('smoothing_sigma', 4.0):g}"
     )
+    if settings.get("coarse_entries") and settings["coarse_entries"] < settings["memory_bank_size"]:
+        title += f", coarse-to-fine search {settings['coarse_entries']}/{settings['refined_patches']}"
     if results.get("tag"):
         title += f" (**{results['tag']}**)"
     return title
@@ -244,8 +246,10 @@ def hard_summary_markdown(runs: list[dict[str, Any]]) -> str:
         "scikit-image and procedural materials), nine defect kinds from obvious to faint, lighting",
         "drift, misalignment, sensor noise and JPEG on every part. Dev categories may guide choices;",
         "holdout categories never do. Means are plain means over the categories of one split.",
-        "The head options were chosen on DEV only (`search.md`); `whiten_knn3_s8` is the default since",
-        "2026-11-30. The latency column is each run's own, taken under whatever load the shared box had:",
+        "The head options were chosen on DEV only (`search.md`): `whiten_knn3_s8` became the default on",
+        "2026-11-30, and the same day coarse-to-fine bank search was added to it (`whiten_knn3_s8_c256r256`,",
+        "chosen on DEV in `branches.md`). Runs without a search in their title searched the whole bank.",
+        "The latency column is each run's own, taken under whatever load the shared box had:",
         "compare models by the interleaved ratios in `latency.md`, not by this column.",
         "",
         "| Model | dev image AUROC | holdout image AUROC | dev pixel AUROC | holdout pixel AUROC | "

@@ -33,6 +33,8 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "color_stats": 0.0,
     "color_window": 1,
     "whiten_shrinkage": 0.1,
+    "coarse_entries": 0,
+    "refined_patches": 0,
 }
 
 
@@ -58,6 +60,8 @@ class AnomalyModelConfig:
     color_stats: float = 0.0  # weight of the local colour mean/std channels; 0 = not added
     color_window: int = 1  # cells (of patch_stride px) each colour statistic summarises
     whiten_shrinkage: float = 0.1  # feature_norm=whiten: share of isotropic variance mixed in
+    coarse_entries: int = 0  # bank rows every patch is searched against first; 0 = exact search
+    refined_patches: int = 0  # coarse search: patches then searched against the whole bank
 
     def __post_init__(self) -> None:
         if self.feature_norm not in FEATURE_NORMS:
@@ -72,6 +76,20 @@ class AnomalyModelConfig:
             raise ValueError(f"whiten_shrinkage must be within (0, 1], got {self.whiten_shrinkage}")
         if self.color_stats < 0.0:
             raise ValueError(f"color_stats must be >= 0, got {self.color_stats}")
+        if self.coarse_entries:
+            self._check_coarse_search()
+
+    def _check_coarse_search(self) -> None:
+        if not self.knn <= self.coarse_entries < self.memory_bank_size:
+            raise ValueError(
+                f"coarse_entries must be 0 (exact search) or within [knn {self.knn}, memory_bank_size "
+                f"{self.memory_bank_size}), got {self.coarse_entries}"
+            )
+        patches = (self.image_size // self.patch_stride) ** 2
+        if not 1 <= self.refined_patches <= patches:
+            raise ValueError(
+                f"refined_patches must be within [1, {patches} patches per image], got {self.refined_patches}"
+            )
 
     @property
     def color_channels(self) -> int:
@@ -101,7 +119,13 @@ class AnomalyModel(nn.Module):
         self.feature_scaler: FeatureScaler | None = None
         if config.feature_norm != "none" or config.color_channels:
             self.feature_scaler = FeatureScaler(self.embedding_dim, config.feature_norm)
-        self.memory_bank = MemoryBank(self.embedding_dim, config.memory_bank_size, knn=config.knn)
+        self.memory_bank = MemoryBank(
+            self.embedding_dim,
+            config.memory_bank_size,
+            knn=config.knn,
+            coarse_entries=config.coarse_entries,
+            refined_patches=config.refined_patches,
+        )
         self.blur = GaussianBlur(config.smoothing_sigma)
         self.position_norm: PositionNormalizer | None = None
         if config.position_normalization:
@@ -151,9 +175,7 @@ class AnomalyModel(nn.Module):
         self, features: torch.Tensor, output_size: tuple[int, int]
     ) -> tuple[torch.Tensor, ...]:
         """Embeddings -> (smoothed anomaly map at `output_size`, image score = its max)."""
-        distances = self.memory_bank(features)
-        if self.position_norm is not None:
-            distances = self.position_norm(distances)
+        distances = self.memory_bank(features, self.position_norm)
         anomaly_map = F.interpolate(distances, size=output_size, mode="bilinear", align_corners=False)
         anomaly_map = self.blur(anomaly_map)
         score = anomaly_map.flatten(1).amax(dim=1)

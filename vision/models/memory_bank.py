@@ -1,14 +1,30 @@
-"""Nearest-neighbour distance to a bank of normal patch embeddings, written as one matrix product.
+"""Nearest-neighbour distance to a bank of normal patch embeddings, written as matrix products.
 
 The bank lives in an `nn.Linear` (weight = bank rows, bias = -|m|^2/2), so
 `|f - m|^2 = |f|^2 - 2 (f.m - |m|^2/2)` turns the search into `Linear` + `max`: cheap on ONNX Runtime and a
 plain layer that compression can factorize like any other.
+
+Coarse-to-fine search (`coarse_entries` > 0) avoids the full [patches x bank] product, the largest cost
+per frame: every patch is first compared with the bank's first `coarse_entries` rows only (the bank is
+stored in greedy coreset order, so any prefix is itself a coreset that covers the normal patches
+coarsely), then the `refined_patches` patches that look most anomalous are compared with the whole bank.
+The refined patches (where the image score and the defect outline come from) get their exact distance;
+the others keep the coarse distance mapped onto the exact scale by a line fitted on held-out good patches
+(the coarse distance is an upper bound of the exact one).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
+
+Normalize = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _identity(distances: torch.Tensor) -> torch.Tensor:
+    return distances
 
 
 class MemoryBank(nn.Module):
@@ -17,23 +33,44 @@ class MemoryBank(nn.Module):
     k > 1 softens a patch that happens to sit on one stray bank entry: a lone outlier the coreset kept
     (coresets keep outliers by design) no longer makes an unusual patch look normal."""
 
-    def __init__(self, dim: int, size: int, knn: int = 1) -> None:
+    def __init__(
+        self, dim: int, size: int, knn: int = 1, coarse_entries: int = 0, refined_patches: int = 0
+    ) -> None:
         super().__init__()
         if not 1 <= knn <= size:
             raise ValueError(f"knn must be within [1, bank size {size}], got {knn}")
+        if coarse_entries and not knn <= coarse_entries < size:
+            raise ValueError(
+                f"coarse_entries must be 0 (exact search) or within [knn {knn}, bank size {size}), "
+                f"got {coarse_entries}"
+            )
+        if coarse_entries and refined_patches < 1:
+            raise ValueError(f"coarse search needs refined_patches >= 1, got {refined_patches}")
         self.dim = dim
         self.knn = knn
+        self.coarse_entries = coarse_entries
+        self.refined_patches = refined_patches
         self.similarity = nn.Linear(dim, size, bias=True)
         nn.init.zeros_(self.similarity.weight)
         nn.init.zeros_(self.similarity.bias)
+        if coarse_entries:
+            # exact ~ coarse * scale + offset on good patches; the identity until fitted.
+            self.register_buffer("coarse_scale", torch.ones(()))
+            self.register_buffer("coarse_offset", torch.zeros(()))
 
     @property
     def size(self) -> int:
         return self.similarity.out_features
 
+    @property
+    def searches_coarse_first(self) -> bool:
+        """Coarse-to-fine needs the bank's rows: a factorized bank (already a cheaper product) searches
+        every entry."""
+        return self.coarse_entries > 0 and isinstance(self.similarity, nn.Linear)
+
     @torch.no_grad()
     def set_bank(self, bank: torch.Tensor) -> None:
-        """Store `bank` [size, dim]; the bias term carries each entry's squared norm."""
+        """Store `bank` [size, dim] (greedy coreset order); the bias carries each entry's squared norm."""
         if bank.shape != self.similarity.weight.shape:
             raise ValueError(
                 f"bank shape {tuple(bank.shape)} does not fit {tuple(self.similarity.weight.shape)}"
@@ -58,15 +95,48 @@ class MemoryBank(nn.Module):
             raise ValueError(f"{type(layer).__name__} has no per-entry bias to sync")
         biases[-1].copy_(-0.5 * (entries * entries).sum(dim=0))
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """[N, C, h, w] embeddings -> [N, 1, h, w] Euclidean distance to the nearest bank entry."""
+    @torch.no_grad()
+    def fit_coarse_correction(self, coarse: torch.Tensor, exact: torch.Tensor) -> None:
+        """Fit `exact ~ coarse * scale + offset` by least squares on good patches the bank has not seen."""
+        if not self.coarse_entries:
+            raise ValueError("this bank searches exactly (coarse_entries=0): nothing to correct")
+        x, y = coarse.flatten().to(torch.float64), exact.flatten().to(torch.float64)
+        spread = x.var(correction=0)
+        if x.numel() < 2 or not spread > 0:
+            return  # nothing to fit on: the coarse distance (an upper bound) is kept as it is
+        scale = ((x - x.mean()) * (y - y.mean())).mean() / spread
+        self.coarse_scale.fill_(float(scale.clamp_min(0.0)))
+        self.coarse_offset.fill_(float(y.mean() - self.coarse_scale.double() * x.mean()))
+
+    def _nearest(self, norms: torch.Tensor, similarity: torch.Tensor) -> torch.Tensor:
+        """[..., entries] similarities and [...] squared norms -> [...] k-NN distance."""
+        if self.knn == 1:
+            return (norms - 2.0 * similarity.amax(dim=-1)).clamp_min(0.0).sqrt()
+        nearest = similarity.topk(self.knn, dim=-1).values
+        return (norms.unsqueeze(-1) - 2.0 * nearest).clamp_min(0.0).sqrt().mean(dim=-1)
+
+    def exact_distances(self, patches: torch.Tensor) -> torch.Tensor:
+        """[N, P, C] patches -> [N, P] distance over the whole bank."""
+        return self._nearest((patches * patches).sum(dim=-1), self.similarity(patches))
+
+    def coarse_distances(self, patches: torch.Tensor) -> torch.Tensor:
+        """[N, P, C] patches -> [N, P] distance over the bank's first `coarse_entries` rows (uncorrected)."""
+        rows = self.coarse_entries
+        similarity = patches @ self.similarity.weight[:rows].T + self.similarity.bias[:rows]
+        return self._nearest((patches * patches).sum(dim=-1), similarity)
+
+    def forward(self, features: torch.Tensor, normalize: Normalize | None = None) -> torch.Tensor:
+        """[N, C, h, w] embeddings -> [N, 1, h, w] distance to the bank, passed through `normalize`
+        (a per-position map [N, 1, h, w] -> [N, 1, h, w], monotone at each position: it decides which
+        patches look most anomalous, so they are the ones refined)."""
+        normalize = normalize or _identity
         n, c, h, w = features.shape
         patches = features.permute(0, 2, 3, 1).reshape(n, h * w, c)
-        similarity = self.similarity(patches)
-        norms = (patches * patches).sum(dim=2)
-        if self.knn == 1:
-            squared = norms - 2.0 * similarity.amax(dim=2)
-            return squared.clamp_min(0.0).sqrt().reshape(n, 1, h, w)
-        nearest = similarity.topk(self.knn, dim=2).values
-        squared = norms.unsqueeze(2) - 2.0 * nearest
-        return squared.clamp_min(0.0).sqrt().mean(dim=2).reshape(n, 1, h, w)
+        if not self.searches_coarse_first:
+            return normalize(self.exact_distances(patches).reshape(n, 1, h, w))
+        coarse = self.coarse_distances(patches) * self.coarse_scale + self.coarse_offset
+        chosen = normalize(coarse.reshape(n, 1, h, w)).reshape(n, h * w).topk(self.refined_patches, dim=1)
+        index = chosen.indices
+        picked = patches.gather(1, index.unsqueeze(2).expand(-1, -1, c))
+        refined = coarse.scatter(1, index, self.exact_distances(picked))
+        return normalize(refined.reshape(n, 1, h, w))

@@ -13,6 +13,8 @@ from benchmarks.pareto.run_pareto import (
     machine_busy_s,
     pareto_front,
     parse_compressed,
+    parse_dense,
+    search_pairs,
 )
 
 
@@ -31,6 +33,15 @@ def test_spec_grammar_names_shared_compressions_by_their_image_count() -> None:
     assert pooled.shared_images == 400 and pooled.methods == (("memory_bank", "dense"),)
     assert pooled.name == "lite0-b1024-p0.7-h200-memory_bank=dense-dev400"
     assert pooled.fp32 == pooled and pooled.parent == Variant("efficientnet_lite0", 1024)
+
+
+def test_dense_specs_name_a_coarse_to_fine_search_and_keep_the_exact_names() -> None:
+    exact, coarse, big = parse_dense("lite0:2048,2048/c256r256;lite2:12288/c512r128")
+    assert exact.name == "lite0-b2048" and exact.search == (0, 0)  # cached builds keep their names
+    assert coarse.name == "lite0-b2048-c256r256" and coarse.search == (256, 256)
+    assert big.name == "lite2-b12288-c512r128" and big.parent == big and big.kind == "dense"
+    with pytest.raises(SystemExit, match="search"):
+        parse_dense("lite0:2048/256")
 
 
 @pytest.mark.parametrize("spec", ["lite0:1024:params=0.5", "dev:lite0:1024:p:1:memory_bank"])
@@ -64,3 +75,32 @@ def test_machine_busy_time_only_grows() -> None:
     first = machine_busy_s()
     sum(i * i for i in range(200_000))  # some CPU work of our own
     assert machine_busy_s() >= first > 0.0
+
+
+def test_each_coarse_row_is_set_beside_its_exact_twin() -> None:
+    def row(name: str, search: tuple[int, int], cast: float, wood: float, p50: float) -> dict:
+        return {
+            "name": name,
+            "search": list(search),
+            "bank": 2048,
+            "complete": True,
+            "p50_ms": p50,
+            "auroc": {"cast": cast, "wood": wood},
+            "auroc_mean": (cast + wood) / 2,
+        }
+
+    rows = [
+        row("lite0-b2048", (0, 0), 0.80, 0.90, 14.0),
+        row("lite0-b2048-c256r256", (256, 256), 0.81, 0.88, 10.0),
+    ]
+    latency = {
+        "variants": {
+            "lite0-b2048": {"times_ms": [14.0, 16.0]},
+            "lite0-b2048-c256r256": {"times_ms": [10.0, 10.0]},
+        }
+    }
+    (pair,) = search_pairs(rows, latency, patches=1024)
+    assert (pair["exact"], pair["coarse"]) == ("lite0-b2048", "lite0-b2048-c256r256")
+    assert pair["similarities"] == 1024 * 256 + 256 * 2048 and pair["exact_similarities"] == 1024 * 2048
+    assert pair["speedup_per_round"] == 1.5 and pair["worst_category"] == "wood"
+    assert abs(pair["worst_change"] + 0.02) < 1e-9 and abs(pair["auroc_change"] + 0.005) < 1e-9

@@ -140,6 +140,31 @@ def test_a_factorized_bank_grows_its_last_factor(trained_model: Path, tmp_path: 
     Inspector(path, threads=1)
 
 
+def test_a_coarse_to_fine_model_grows_its_whole_bank_and_keeps_the_coarse_copy(tmp_path: Path) -> None:
+    from app.bootstrap import build_default_model
+    from vision.config import ModelSettings
+
+    settings = ModelSettings(train_images=40, memory_bank_size=512, coarse_entries=128, refined_patches=128)
+    parent = build_default_model(CATEGORY, settings, tmp_path / "coarse.onnx", progress=False).read_bytes()
+    layout = find_bank(onnx_proto.load_model(parent))
+    assert layout.grid_patches and layout.grid_patches != layout.patches  # every patch vs the refined ones
+
+    def banks(data: bytes) -> list[tuple[int, ...]]:
+        inits = {t.name: t for t in onnx_proto.load_model(data).graph.initializer}
+        return sorted(tuple(int(d) for d in t.dims) for t in inits.values() if 176 in t.dims[:1])
+
+    taught, good = _parts(41, 4, sticker=True), _parts(42, 8)
+    result = teach_normal(parent, taught, good, options=TeachOptions(min_good_images=4))
+    added = result.report.bank_entries_added
+    assert added > 0 and result.report.bank_size_after == 512 + added
+    assert (176, 128) in banks(result.model_bytes) and (176, 512 + added) in banks(result.model_bytes)
+    assert result.report.false_reject_rate_taught == BeforeAfter(before=1.0, after=0.0)
+    path = tmp_path / "child.onnx"
+    path.write_bytes(result.model_bytes)
+    inspector = Inspector(path, threads=1)
+    assert not any(inspector.inspect(frame).is_defect for frame in taught)
+
+
 def test_refusals_name_the_reason(trained_model: Path) -> None:
     parent = trained_model.read_bytes()
     model = onnx.load_from_string(parent)
