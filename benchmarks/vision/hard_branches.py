@@ -325,7 +325,9 @@ PARETO_SCORES = Path(__file__).resolve().parents[1] / "pareto" / "work"
 ENSEMBLE_MEMBERS = ("lite0-b2048", "lite2-b2048")
 
 
-def ensemble_on_holdout(work: Path) -> dict[str, dict[str, Entry]]:
+def ensemble_on_holdout(
+    work: Path, members: tuple[str, ...] = ENSEMBLE_MEMBERS
+) -> dict[str, dict[str, Entry]]:
     """The verifier's ensemble rule measured once on HOLDOUT, from the Pareto benchmark's recorded ONNX
     scores and thresholds of the two members (nothing is fitted or chosen here). Image AUROC only: the
     Pareto benchmark keeps scores, not maps."""
@@ -336,18 +338,18 @@ def ensemble_on_holdout(work: Path) -> dict[str, dict[str, Entry]]:
     table: dict[str, dict[str, Entry]] = {}
     for category in hard_suite.HOLDOUT:
         records, normalised = {}, []
-        for member in ENSEMBLE_MEMBERS:
+        for member in members:
             record = json.loads((work / "scores" / member / f"{category}.json").read_text())
             model = onnx.load(str(work / "models" / member / f"{category}.onnx"), load_external_data=False)
             threshold = float({p.key: p.value for p in model.metadata_props}[META_THRESHOLD])
             normalised.append(np.asarray(record["scores"]) / threshold)
             records[member] = record
         labels, kinds = (
-            np.asarray(records[ENSEMBLE_MEMBERS[0]]["labels"]),
-            records[ENSEMBLE_MEMBERS[0]]["kinds"],
+            np.asarray(records[members[0]]["labels"]),
+            records[members[0]]["kinds"],
         )
         rows: dict[str, Entry] = {}
-        for member, values in zip(ENSEMBLE_MEMBERS, normalised, strict=True):
+        for member, values in zip(members, normalised, strict=True):
             rows[member.split("-")[0]] = _image_entry(labels, kinds, values)
         rows["verifier"] = _image_entry(labels, kinds, np.mean(normalised, axis=0))
         rows["any"] = _image_entry(labels, kinds, np.max(normalised, axis=0))
@@ -512,7 +514,7 @@ def markdown(log: dict[str, Any]) -> str:
     kinds = hard_suite.DEFECT_KINDS
     for name, experiment in log.items():
         categories = list(experiment["categories"])
-        lines += ["", f"## {name}", "", WHAT[name] + ".", ""]
+        lines += ["", f"## {name}", "", WHAT[name.split(" ")[0]] + ".", ""]
         if experiment.get("note"):
             lines += [experiment["note"], ""]
         lines.append(
@@ -558,16 +560,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("experiment", choices=[*EXPERIMENTS, "ensemble-holdout", "report"])
     parser.add_argument("--work", type=Path, default=PARETO_SCORES, help="ensemble-holdout: Pareto cache")
+    parser.add_argument(
+        "--members", default=",".join(ENSEMBLE_MEMBERS), help="ensemble-holdout: Pareto variant names"
+    )
     parser.add_argument("--data", type=Path, default=Path("/tmp/vsearch/dev"))
     parser.add_argument("--categories", default=",".join(hard_suite.DEV))
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     log: dict[str, Any] = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
     if args.experiment == "ensemble-holdout":
-        log["ensemble-holdout"] = {
-            "categories": ensemble_on_holdout(args.work),
+        members = tuple(args.members.split(","))
+        key = "ensemble-holdout" + ("" if members == ENSEMBLE_MEMBERS else f" ({' + '.join(members)})")
+        log[key] = {
+            "categories": ensemble_on_holdout(args.work, members),
             "note": "HOLDOUT, measured once after the DEV run above, from the Pareto benchmark's recorded "
-            "ONNX scores (`benchmarks/pareto/work`); image AUROC only (pixel n/a).",
+            f"ONNX scores (`benchmarks/pareto/work`, members {', '.join(members)}); image AUROC only "
+            "(pixel n/a).",
         }
         RESULTS_JSON.write_text(json.dumps(log, indent=1) + "\n")
     elif args.experiment != "report":
