@@ -142,7 +142,8 @@ def test_nothing_is_lost_when_the_process_is_killed_mid_stream(
             stderr=subprocess.DEVNULL,
         )
         try:
-            reader.wait_for(lambda m: len(m) >= 150, timeout_s=30, topic=TOPICS.alert)
+            # 150 distinct alerts seen (a QoS 1 redelivery would count twice in the raw messages)
+            reader.wait_for(lambda m: len(first_arrivals(reader)) >= 150, timeout_s=30, topic=TOPICS.alert)
             os.kill(crasher.pid, signal.SIGKILL)  # mid-put, mid-publish, mid-PUBACK
             crasher.wait(10)
         finally:
@@ -165,7 +166,7 @@ def test_nothing_is_lost_when_the_process_is_killed_mid_stream(
             outbox.close()
     # Alerts were put one after another, so everything up to the newest one seen must have arrived.
     assert first_arrivals(reader) == [alert_id(i) for i in range(last + 1)]
-    assert last >= 150
+    assert last >= 149  # alert-00000 .. alert-00149 at least: the kill came mid-stream, not before it
 
 
 def test_a_flood_of_malformed_commands_is_answered_and_the_link_survives(
