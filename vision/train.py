@@ -42,6 +42,7 @@ SIZE_MULTIPLE = 32
 def model_config(settings: ModelSettings) -> AnomalyModelConfig:
     if settings.image_size % SIZE_MULTIPLE:
         raise ValueError(f"model.image_size must be a multiple of {SIZE_MULTIPLE}, got {settings.image_size}")
+    coarse = settings.searches_coarse_first()
     return AnomalyModelConfig(
         backbone=settings.backbone,
         image_size=settings.image_size,
@@ -55,8 +56,8 @@ def model_config(settings: ModelSettings) -> AnomalyModelConfig:
         color_stats=settings.color_stats,
         color_window=settings.color_window,
         whiten_shrinkage=settings.whiten_shrinkage,
-        coarse_entries=settings.coarse_entries if settings.searches_coarse_first() else 0,
-        refined_patches=settings.refined_patches if settings.searches_coarse_first() else 0,
+        coarse_entries=settings.coarse_entries if coarse else 0,
+        refined_patches=settings.refined_patches if coarse else 0,
     )
 
 

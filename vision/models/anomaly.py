@@ -76,17 +76,9 @@ class AnomalyModelConfig:
             raise ValueError(f"whiten_shrinkage must be within (0, 1], got {self.whiten_shrinkage}")
         if self.color_stats < 0.0:
             raise ValueError(f"color_stats must be >= 0, got {self.color_stats}")
-        if self.coarse_entries:
-            self._check_coarse_search()
-
-    def _check_coarse_search(self) -> None:
-        if not self.knn <= self.coarse_entries < self.memory_bank_size:
-            raise ValueError(
-                f"coarse_entries must be 0 (exact search) or within [knn {self.knn}, memory_bank_size "
-                f"{self.memory_bank_size}), got {self.coarse_entries}"
-            )
+        # coarse_entries against knn and the bank size is MemoryBank's check; the patch grid is known here.
         patches = (self.image_size // self.patch_stride) ** 2
-        if not 1 <= self.refined_patches <= patches:
+        if self.coarse_entries and not 1 <= self.refined_patches <= patches:
             raise ValueError(
                 f"refined_patches must be within [1, {patches} patches per image], got {self.refined_patches}"
             )
