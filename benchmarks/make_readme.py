@@ -107,7 +107,7 @@ SECTIONS = [
         "teach",
         'Teaching "this is normal" (issue: the operator\'s day)',
         "Measured 2026-11-30 on small models with the default head (k=3), with coarse-to-fine and with\n"
-        "exact bank search, and with a factorized bank. "
+        "exact bank search, and with a factorized (SVD) bank, searched coarse-to-fine too. "
         "A recurring harmless label on good `bracket` parts: false rejects on held-out labelled parts, good\n"
         "parts and defects before and after teaching the model its false alarms (ONNX Runtime only, no\n"
         "retraining). Command: `.venv/bin/python benchmarks/teach/run_teach_benchmark.py`.",

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from vision.onnx_proto import behind_identities
+
 QUANTIZED_SCOPES = ("/backbone/",)
 FLOAT_ACTIVATION_PATTERNS = ("memory_bank",)
 GROUP_ORDER = ("pointwise conv", "spatial conv", "depthwise conv", "matmul", "activations")
@@ -104,21 +106,29 @@ def _conv_weight_only(model: onnx.ModelProto, node: onnx.NodeProto, weight: np.n
 def weight_only_int8(model: onnx.ModelProto, node_names: Sequence[str], distance_bias: bool = True) -> int:
     """Store the constant weight of the named MatMul/Gemm/Conv nodes as int8 + per-output scale (folded
     back to float when the session starts): the file shrinks 4x, the math stays float. Returns nodes
-    changed.
+    changed. A weight two nodes share (the exporter passes it through an Identity) is stored once.
 
     Used for the memory bank: distances are |f|^2 - 2 (f.m - |m|^2/2), a difference of large terms, so
-    int8 activations would drown them in rounding noise. With `distance_bias`, the bias of the last node
-    of the chain is recomputed as -|m~|^2/2 from the int8 bank m~ (the product of the chain's dequantized
-    matrices), so the graph computes exact distances to the int8 bank and never goes negative."""
+    int8 activations would drown them in rounding noise. With `distance_bias`, the bias closing each
+    chain of factors (a coarse-to-fine bank has two: its coarse copy and the whole bank) is recomputed
+    as -|m~|^2/2 from the int8 bank m~ (the product of the chain's dequantized matrices), so the graph
+    computes exact distances to the int8 bank and never goes negative."""
     from onnx import numpy_helper
 
     initializers = {init.name: init for init in model.graph.initializer}
-    chain: list[tuple[onnx.NodeProto, np.ndarray]] = []  # (node, dequantized weight as [in, out])
+    producers = {output: n for n in model.graph.node for output in n.output}
+    stored: dict[str, tuple[str, np.ndarray]] = {}  # initializer -> (dequantized tensor, [in, out] weight)
+    matrices: dict[str, np.ndarray] = {}  # changed MatMul/Gemm node -> its dequantized [in, out] weight
     changed = 0
     for node in _nodes(model, set(node_names).__contains__, ("MatMul", "Gemm", "Conv")):
-        if len(node.input) < 2 or node.input[1] not in initializers:
+        source = behind_identities(node.input[1], producers) if len(node.input) >= 2 else ""
+        if source in stored:
+            node.input[1], matrices[node.name] = stored[source]
+            changed += 1
             continue
-        weight = numpy_helper.to_array(initializers[node.input[1]]).astype(np.float32)
+        if source not in initializers:
+            continue
+        weight = numpy_helper.to_array(initializers[source]).astype(np.float32)
         if node.op_type == "Conv":
             if weight.ndim == 4:
                 _conv_weight_only(model, node, weight)
@@ -128,12 +138,18 @@ def weight_only_int8(model: onnx.ModelProto, node_names: Sequence[str], distance
             continue
         axis = 0 if any(a.name == "transB" and a.i == 1 for a in node.attribute) else 1
         quantized, scale = _quantize_columns(weight, axis)
+        node.input[1] = source
         _dequantize(model, node, quantized, scale, axis)
         changed += 1
         dequantized = quantized.astype(np.float32) * (scale[:, None] if axis == 0 else scale[None, :])
-        chain.append((node, dequantized.T if axis == 0 else dequantized))
-    if distance_bias and chain:
-        _refresh_distance_bias(model, chain)
+        matrices[node.name] = dequantized.T if axis == 0 else dequantized
+        stored[source] = (node.input[1], matrices[node.name])
+    if distance_bias:
+        for chain in _factor_chains(model, matrices):
+            _refresh_distance_bias(model, chain)
+    consumed = {name for n in model.graph.node for name in n.input} | {o.name for o in model.graph.output}
+    for bypassed in [n for n in model.graph.node if n.op_type == "Identity" and n.output[0] not in consumed]:
+        model.graph.node.remove(bypassed)  # it passed a float weight that both users now read as int8
     used = {name for n in model.graph.node for name in n.input}
     kept = [init for init in model.graph.initializer if init.name in used]
     del model.graph.initializer[:]
@@ -141,7 +157,35 @@ def weight_only_int8(model: onnx.ModelProto, node_names: Sequence[str], distance
     return changed
 
 
+SHAPE_ONLY_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
+
+
+def _factor_chains(
+    model: onnx.ModelProto, matrices: dict[str, np.ndarray]
+) -> list[list[tuple[onnx.NodeProto, np.ndarray]]]:
+    """The changed MatMul/Gemm nodes grouped into chains (each feeding the next, perhaps through a
+    reshape: ONNX Runtime's MatMul+Add fusion flattens a Gemm's input), in graph order."""
+    producers = {output: n for n in model.graph.node for output in n.output}
+
+    def feeder(node: onnx.NodeProto) -> str:
+        source = producers.get(node.input[0])
+        while source is not None and source.op_type in SHAPE_ONLY_OPS:
+            source = producers.get(source.input[0])
+        return source.name if source is not None and source.name in matrices else ""
+
+    nodes = [n for n in model.graph.node if n.name in matrices]
+    fed_by = {feeder(n): n for n in nodes if feeder(n)}
+    chains = []
+    for head in (n for n in nodes if not feeder(n)):
+        chain = [head]
+        while chain[-1].name in fed_by:
+            chain.append(fed_by[chain[-1].name])
+        chains.append([(n, matrices[n.name]) for n in chain])
+    return chains
+
+
 def _refresh_distance_bias(model: onnx.ModelProto, chain: list[tuple[onnx.NodeProto, np.ndarray]]) -> None:
+    """Set the bias after the chain's last node to -|m~|^2/2 of the entries the chain really holds."""
     from onnx import numpy_helper
 
     effective = chain[0][1]

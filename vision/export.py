@@ -11,7 +11,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from torch import nn
@@ -83,6 +83,7 @@ def export_onnx(model: nn.Module, path: str | Path, metadata: dict[str, str], im
                 dynamo=False,
             )
         proto = onnx.load(str(raw))
+        share_equal_constants(proto)
         del proto.metadata_props[:]
         for key, value in sorted(props.items()):
             entry = proto.metadata_props.add()
@@ -92,3 +93,31 @@ def export_onnx(model: nn.Module, path: str | Path, metadata: dict[str, str], im
         onnx.save(proto, str(final))
         os.replace(final, path)
     return path
+
+
+def share_equal_constants(proto: Any, min_bytes: int = 1024) -> int:
+    """Keep one `Constant` node per distinct tensor of at least `min_bytes`: the tracer writes a cached
+    tensor into the file once per use (the map blur's 256 KiB matrix, used by both of its products).
+    Later users read the first copy, which precedes them in the (topologically sorted) node list.
+    Returns the nodes removed."""
+    first: dict[tuple[int, tuple[int, ...], bytes], str] = {}
+    renamed: dict[str, str] = {}
+    kept = []
+    for node in proto.graph.node:
+        for index, name in enumerate(node.input):
+            node.input[index] = renamed.get(name, name)
+        tensor = node.attribute[0].t if node.op_type == "Constant" and len(node.attribute) == 1 else None
+        if tensor is not None and len(tensor.raw_data) >= min_bytes:
+            key = (tensor.data_type, tuple(tensor.dims), hashlib.sha256(tensor.raw_data).digest())
+            if key in first:
+                renamed[node.output[0]] = first[key]
+                continue
+            first[key] = node.output[0]
+        kept.append(node)
+    for output in proto.graph.output:
+        if output.name in renamed:
+            raise ValueError(f"graph output {output.name!r} is a duplicated constant")
+    removed = len(proto.graph.node) - len(kept)
+    del proto.graph.node[:]
+    proto.graph.node.extend(kept)
+    return removed

@@ -161,3 +161,14 @@ def set_metadata(model: Any, values: dict[str, str]) -> None:
     for key, value in sorted(values.items()):
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
+
+
+def behind_identities(tensor: str, producers: dict[str, Any]) -> str:
+    """The tensor `tensor` is a copy of once Identity nodes are skipped (for a constant weight, its
+    initializer: the exporter passes a weight that two nodes use through an Identity). `producers` maps
+    each tensor name to the node writing it; works on `onnx` protos and on this module's alike."""
+    node = producers.get(tensor)
+    while node is not None and node.op_type == "Identity":
+        tensor = node.input[0]
+        node = producers.get(tensor)
+    return tensor

@@ -130,7 +130,8 @@ class BankLayout:
     A coarse-to-fine model (`vision.models.memory_bank`) has a second, smaller bank-like layer (a copy of
     the bank's first rows, which teaching leaves alone: taught entries are appended at the end) that sees
     every patch, while the whole bank sees only the refined ones; `grid_patches` is the tensor holding
-    every patch embedding either way."""
+    every patch embedding either way. A factorized bank's coarse copy shares the leading factors with the
+    whole bank (`coarse_factors` names its chain)."""
 
     patches: str
     best: str
@@ -138,6 +139,7 @@ class BankLayout:
     bias: str
     bank_outputs: tuple[str, ...]  # tensors whose shape teaching changes (the factors' products)
     grid_patches: str = ""  # every patch [1, P, C]; "" = `patches`
+    coarse_factors: tuple[str, ...] = ()  # the coarse copy's chain, () when there is none
 
     @property
     def all_patches(self) -> str:
@@ -174,10 +176,13 @@ def _trace_bank(reader: Any, producers: dict[str, Any], inits: dict[str, Any]) -
     outputs = [add.output[0]]
     tensor = others[0]
     node = producers.get(tensor)
-    while node is not None and node.op_type == "MatMul" and node.input[1] in inits:
-        if len(inits[node.input[1]].dims) != 2:
-            return _NotExtendable(f"bank factor {node.input[1]!r} is not a matrix", bank=True)
-        factors.insert(0, node.input[1])
+    while node is not None and node.op_type == "MatMul":
+        factor = onnx_proto.behind_identities(node.input[1], producers)
+        if factor not in inits:
+            break
+        if len(inits[factor].dims) != 2:
+            return _NotExtendable(f"bank factor {factor!r} is not a matrix", bank=True)
+        factors.insert(0, factor)
         outputs.append(tensor)
         tensor = node.input[0]
         node = producers.get(tensor)
@@ -224,7 +229,12 @@ def find_bank(model: Any) -> BankLayout:
     elif len(named) == 2:  # coarse-to-fine: the whole bank, and the coarse copy of its first rows
         coarse, whole = sorted(named, key=lambda layout: int(inits[layout.bias].dims[0]))
         if int(inits[coarse.bias].dims[0]) < int(inits[whole.bias].dims[0]):
-            return replace(whole, grid_patches=coarse.patches)
+            return replace(
+                whole,
+                grid_patches=coarse.patches,
+                coarse_factors=coarse.factors,
+                bank_outputs=whole.bank_outputs + coarse.bank_outputs,
+            )
     if len(found) > 1:
         raise TeachError(f"the model has {len(found)} bank-like layers; cannot tell which is the memory bank")
     detail = f": {reasons[0]}" if reasons else " (no MatMul + bias Add + ReduceMax or TopK)"
@@ -472,10 +482,24 @@ def _extended_model(parent: Any, layout: BankLayout, extended: ExtendedBank) -> 
     for name, factor in zip(layout.factors, extended.factors, strict=True):
         onnx_proto.set_tensor(inits[name], factor)
     onnx_proto.set_tensor(inits[layout.bias], extended.bias)
+    _pad_coarse_copy(inits, layout)
     stale = [info for info in model.graph.value_info if info.name in layout.bank_outputs]
     for info in stale:  # their recorded shapes name the old sizes; ONNX Runtime infers them again
         model.graph.value_info.remove(info)
     return model
+
+
+def _pad_coarse_copy(inits: dict[str, Any], layout: BankLayout) -> None:
+    """Keep a factorized bank's coarse copy chained after its shared leading factors were widened: the
+    copy's own factor gets zero rows for the added directions (its entries, all old ones, have no
+    component along them, as `extend_bank` gives the old entries of the whole bank)."""
+    for leading, own in itertools.pairwise(layout.coarse_factors):
+        if own in layout.factors:
+            continue
+        width, factor = int(inits[leading].dims[1]), onnx_proto.tensor_to_array(inits[own])
+        if factor.shape[0] < width:
+            padding = np.zeros((width - factor.shape[0], factor.shape[1]), dtype=factor.dtype)
+            onnx_proto.set_tensor(inits[own], np.concatenate([factor, padding]))
 
 
 def teach_normal(

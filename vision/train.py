@@ -113,15 +113,27 @@ def coreset_bank(patches: torch.Tensor, size: int, seed: int, progress: bool) ->
     return bank
 
 
+BankForm = Callable[[nn.Linear], nn.Module]  # how a deployed bank stores its entries (e.g. factorized)
+
+
 @torch.inference_mode()
 def fit_held_out_statistics(
-    model: AnomalyModel, patches: torch.Tensor, image_count: int, seed: int, progress: bool = True
+    model: AnomalyModel,
+    patches: torch.Tensor,
+    image_count: int,
+    seed: int,
+    progress: bool = True,
+    bank_form: BankForm | None = None,
 ) -> None:
     """Fit what is learned from distances of good patches the bank has not seen: the per-position
     distance statistics and the coarse search's correction line.
 
     Distances of the bank's own images are biased low exactly where the coreset sampled densely (the
     unusual border patches), so the images are split: a bank from the first half scores the second half.
+    With `bank_form` the line is fitted on a probe bank stored as the deployed one will be: a factorized
+    bank's distances run larger than a dense one's, and a line fitted on dense distances would pull every
+    unrefined patch far below its refined neighbours. (The position statistics stay dense-fitted, as
+    every compressed model measured so far was built.)
     """
     bank, position_norm = model.memory_bank, getattr(model, "position_norm", None)
     per_image = patches.reshape(image_count, -1, patches.shape[-1])
@@ -148,7 +160,13 @@ def fit_held_out_statistics(
     if position_norm is not None and strength > 0.0:
         grid = exact.reshape(len(exact), *position_norm.gain.shape[-2:])
         position_norm.set_statistics(grid.mean(dim=0), grid.std(dim=0), strength)
-    if bank.searches_coarse_first:
+    if not bank.searches_coarse_first:
+        return
+    if bank_form is not None:
+        probe.similarity = bank_form(probe.similarity)
+        probe.sync_bias()
+        exact = torch.cat([probe.exact_distances(chunk) for chunk in held])
+    if probe.searches_coarse_first:  # not a tensor-train bank, which searches every entry
         bank.fit_coarse_correction(torch.cat([probe.coarse_distances(chunk) for chunk in held]), exact)
 
 
@@ -162,10 +180,17 @@ def fit_model(images: Sequence[np.ndarray], settings: ModelSettings, progress: b
     return model.eval()
 
 
-def fit_head(model: AnomalyModel, prepared: np.ndarray, seed: int, progress: bool = True) -> None:
+def fit_head(
+    model: AnomalyModel,
+    prepared: np.ndarray,
+    seed: int,
+    progress: bool = True,
+    bank_form: BankForm | None = None,
+) -> None:
     """Fit everything after the backbone on good images: feature scaling, coreset bank, position
     statistics. Shared by the first fit and by compression, whose student refits its head on its own
-    (slightly different) features; `memory_bank.similarity` must be a plain `nn.Linear` here. Parts a
+    (slightly different) features; `memory_bank.similarity` must be a plain `nn.Linear` here, and
+    `bank_form` says how the caller will store it (the statistics are fitted for that form). Parts a
     model lacks (no scaler, no position statistics) are skipped."""
     scaler = getattr(model, "feature_scaler", None)
     if scaler is not None:
@@ -177,7 +202,7 @@ def fit_head(model: AnomalyModel, prepared: np.ndarray, seed: int, progress: boo
         scaler.fit(patches, model.backbone.channels, config.color_stats, shrinkage=config.whiten_shrinkage)
         patches = scaler.apply_rows(patches)
     model.memory_bank.set_bank(coreset_bank(patches, model.memory_bank.size, seed, progress))
-    fit_held_out_statistics(model, patches, len(prepared), seed, progress=progress)
+    fit_held_out_statistics(model, patches, len(prepared), seed, progress=progress, bank_form=bank_form)
 
 
 def split_holdout(count: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

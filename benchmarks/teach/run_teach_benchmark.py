@@ -54,7 +54,7 @@ TIMING_ROUNDS = 30
 
 # name -> (what it is, ModelSettings fields): the tests' small model (coarse-to-fine bank search, the
 # default), the same searching its whole bank, and the same with its memory bank factorized by the
-# compression pipeline (SVD, rank 64; a factorized bank is always searched whole).
+# compression pipeline (SVD, rank 64, searched coarse-to-fine as well since 2026-11-30).
 RECIPES: dict[str, tuple[str, dict[str, Any]]] = {
     "small-dense": ("lite0, 40 good images, 512-patch bank, coarse-to-fine search 256/256 (the default)", {}),
     "small-dense-exact": ("the same, exact bank search", {"coarse_entries": 0}),

@@ -85,6 +85,16 @@ class SVDLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.second(self.first(x))
 
+    def leading_outputs(self, x: torch.Tensor, count: int) -> torch.Tensor:
+        """`self(x)[..., :count]` at count/out_features of the second product's cost (a compressed memory
+        bank's coarse search: `vision.models.memory_bank.LeadingOutputs`)."""
+        if self.conv:
+            raise ValueError("leading_outputs is for linear layers, not 1x1 convs")
+        second = self.second
+        assert isinstance(second, nn.Linear)
+        leading = self.first(x) @ second.weight[:count].T
+        return leading if second.bias is None else leading + second.bias[:count]
+
     def extra_repr(self) -> str:
         return f"{self.in_features}->{self.rank}->{self.out_features}, conv={self.conv}"
 

@@ -10,17 +10,36 @@ stored in greedy coreset order, so any prefix is itself a coreset that covers th
 coarsely), then the `refined_patches` patches that look most anomalous are compared with the whole bank.
 The refined patches (where the image score and the defect outline come from) get their exact distance;
 the others keep the coarse distance mapped onto the exact scale by a line fitted on held-out good patches
-(the coarse distance is an upper bound of the exact one).
+(the coarse distance is an upper bound of the exact one). A factorized bank searches coarsely too when its
+layer can compute its first outputs alone (`LeadingOutputs`: a truncated SVD can, a tensor train cannot).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
 Normalize = Callable[[torch.Tensor], torch.Tensor]
+
+
+@runtime_checkable
+class LeadingOutputs(Protocol):
+    """A factorized linear layer that computes its first `count` outputs without the others (what the
+    coarse stage needs from a compressed bank: the similarities to its first entries only)."""
+
+    def leading_outputs(self, x: torch.Tensor, count: int) -> torch.Tensor: ...
+
+
+def leading_similarities(layer: nn.Module, patches: torch.Tensor, rows: int) -> torch.Tensor:
+    """`layer(patches)[..., :rows]` without computing the other outputs."""
+    if isinstance(layer, nn.Linear):
+        return patches @ layer.weight[:rows].T + layer.bias[:rows]
+    if isinstance(layer, LeadingOutputs):
+        return layer.leading_outputs(patches, rows)
+    raise TypeError(f"{type(layer).__name__} cannot compute its first outputs alone")
 
 
 def _identity(distances: torch.Tensor) -> torch.Tensor:
@@ -64,9 +83,9 @@ class MemoryBank(nn.Module):
 
     @property
     def searches_coarse_first(self) -> bool:
-        """Coarse-to-fine needs the bank's rows: a factorized bank (already a cheaper product) searches
-        every entry."""
-        return self.coarse_entries > 0 and isinstance(self.similarity, nn.Linear)
+        """Coarse-to-fine needs the similarities to the bank's first entries alone: a dense bank or a
+        truncated-SVD one gives them; a tensor-train bank searches every entry."""
+        return self.coarse_entries > 0 and isinstance(self.similarity, nn.Linear | LeadingOutputs)
 
     @torch.no_grad()
     def set_bank(self, bank: torch.Tensor) -> None:
@@ -121,8 +140,7 @@ class MemoryBank(nn.Module):
 
     def coarse_distances(self, patches: torch.Tensor) -> torch.Tensor:
         """[N, P, C] patches -> [N, P] distance over the bank's first `coarse_entries` rows (uncorrected)."""
-        rows = self.coarse_entries
-        similarity = patches @ self.similarity.weight[:rows].T + self.similarity.bias[:rows]
+        similarity = leading_similarities(self.similarity, patches, self.coarse_entries)
         return self._nearest((patches * patches).sum(dim=-1), similarity)
 
     def forward(self, features: torch.Tensor, normalize: Normalize | None = None) -> torch.Tensor:

@@ -40,8 +40,17 @@ def test_dense_specs_name_a_coarse_to_fine_search_and_keep_the_exact_names() -> 
     assert exact.name == "lite0-b2048" and exact.search == (0, 0)  # cached builds keep their names
     assert coarse.name == "lite0-b2048-c256r256" and coarse.search == (256, 256)
     assert big.name == "lite2-b12288-c512r128" and big.parent == big and big.kind == "dense"
-    with pytest.raises(SystemExit, match="search"):
+    with pytest.raises(SystemExit, match="SIZE/cCOARSErREFINED"):
         parse_dense("lite0:2048/256")
+
+
+def test_a_compressed_spec_names_its_search_and_its_parent_searches_alike() -> None:
+    (coarse,) = parse_compressed(["dev:lite2:12288/c256r256:params=0.2:25"], {})
+    assert coarse.name == "lite2-b12288-c256r256-p0.2-h25-dev" and coarse.search == (256, 256)
+    # judged against the dense model with the same search: the speed-up is the compression's own
+    assert coarse.parent.name == "lite2-b12288-c256r256"
+    with pytest.raises(SystemExit, match="SIZE/cCOARSErREFINED"):
+        parse_compressed(["lite2:12288/c256:params=0.2:25"], {})
 
 
 @pytest.mark.parametrize("spec", ["lite0:1024:params=0.5", "dev:lite0:1024:p:1:memory_bank"])

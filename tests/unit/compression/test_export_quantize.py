@@ -222,3 +222,27 @@ def test_int8_weights_only_fold_to_float_at_load_and_keep_outputs(patchcore, tmp
     assert weights_fold_at_load(path)  # no per-frame dequantization: same kernels as fp32
     parts = _parts(6, seed=4, defect_rate=0.5)
     assert relative_error(onnx_outputs(path, parts)[0], onnx_outputs(patchcore, parts)[0]) < 0.02
+
+
+def test_int8_bank_of_a_compressed_coarse_to_fine_model_keeps_both_distances_exact(tmp_path) -> None:
+    """The coarse copy and the whole SVD bank share their first factor (through an Identity): it is stored
+    once as int8, and each chain's closing bias is recomputed from its own int8 entries (after ONNX
+    Runtime fused each second factor and its bias into a Gemm behind a reshape)."""
+    from compression.layers import SVDLinear
+
+    settings = ModelSettings(
+        image_size=64, memory_bank_size=64, train_images=8, coarse_entries=16, refined_patches=16
+    )
+    model = fit_model(list(_parts(8, seed=1, defect_rate=0.0)), settings, progress=False)
+    bank = model.memory_bank
+    bank.similarity = SVDLinear.from_layer(bank.similarity, 8)
+    bank.sync_bias()
+    assert bank.searches_coarse_first
+    path = export_onnx(model, tmp_path / "model.onnx", METADATA, 64)
+    int8_path = quantize_int8(path, tmp_path / "model.int8.onnx", _parts(4, seed=2, defect_rate=0.0))
+    stored = {init.name: tuple(init.dims) for init in onnx.load(str(int8_path)).graph.initializer}
+    factors = sorted(dims for name, dims in stored.items() if name.endswith("_int8") and len(dims) == 2)
+    assert factors == sorted([(bank.dim, 8), (8, 16), (8, 64)])  # the shared first factor once
+    assert sorted(dims for name, dims in stored.items() if name.endswith("_bank_norms")) == [(16,), (64,)]
+    parts = _parts(6, seed=4, defect_rate=0.5)
+    assert relative_error(onnx_outputs(int8_path, parts)[0], onnx_outputs(path, parts)[0]) < 0.1

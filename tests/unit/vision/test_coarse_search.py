@@ -10,7 +10,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from compression.layers import SVDLinear
+from compression.layers import SVDLinear, TTLinear
 from vision.config import ModelSettings
 from vision.inspector import Inspector
 from vision.models import AnomalyModelConfig, MemoryBank, load_checkpoint
@@ -74,9 +74,25 @@ def test_a_per_position_normalisation_decides_which_patches_are_refined() -> Non
     assert torch.allclose(got[:, 0], exact[:, 0] * 1000.0, rtol=1e-5)
 
 
-def test_a_factorized_bank_searches_every_entry() -> None:
+def test_an_svd_bank_searches_coarse_first_as_its_dense_bank_does() -> None:
+    dense, factorized = _bank(16, 2), _bank(16, 2)
+    factorized.similarity = SVDLinear.from_layer(factorized.similarity, DIM)  # full rank: the same bank
+    factorized.sync_bias()
+    assert factorized.searches_coarse_first
+    features, patches = _features(outlier=25.0), _patches(_features(outlier=25.0))
+    assert torch.allclose(factorized.coarse_distances(patches), dense.coarse_distances(patches), atol=1e-4)
+    assert torch.allclose(factorized(features), dense(features), atol=1e-4)
+    truncated = _bank(16, 2)
+    truncated.similarity = SVDLinear.from_layer(truncated.similarity, 4)
+    truncated.sync_bias()
+    with torch.no_grad():  # the coarse stage reads the truncated bank's first entries, not the dense ones
+        first = truncated.similarity(patches)[..., :16]
+    assert torch.allclose(truncated.similarity.leading_outputs(patches, 16), first, atol=1e-5)
+
+
+def test_a_tensor_train_bank_searches_every_entry() -> None:
     bank = _bank(16, 2)
-    bank.similarity = SVDLinear.from_layer(bank.similarity, 8)
+    bank.similarity = TTLinear.from_layer(bank.similarity, 4)
     bank.sync_bias()
     assert not bank.searches_coarse_first
     features = _features()
@@ -128,3 +144,26 @@ def test_a_coarse_search_model_is_fitted_saved_and_exported_like_any_other(tmp_p
     assert scores[1] > scores[0]
     result = Inspector(path).inspect(np.ascontiguousarray(probe[:, :, ::-1]))
     assert result.score == pytest.approx(float(scores[1]), rel=1e-3)
+
+
+def test_a_compressed_bank_fits_its_coarse_line_on_its_own_distances() -> None:
+    """A low-rank bank's distances run larger than the dense bank's; its line must map its own coarse
+    distances onto its own exact ones, or every unrefined patch is pulled below the refined ones."""
+    from compression.bank import refit_memory_bank
+    from vision.train import extract_patches, fit_model, prepare_images
+
+    rng = np.random.default_rng(7)
+    images = [_texture(rng) for _ in range(16)]
+    settings = ModelSettings(image_size=64, memory_bank_size=128, coarse_entries=16, refined_patches=8)
+    model = fit_model(images, settings, progress=False)
+    dense_line = (float(model.memory_bank.coarse_scale), float(model.memory_bank.coarse_offset))
+    model.memory_bank.similarity = SVDLinear.from_layer(model.memory_bank.similarity, 2)
+    refit_memory_bank(model, prepare_images(images, 64), seed=settings.seed, progress=False)
+    bank = model.memory_bank
+    assert bank.searches_coarse_first and isinstance(bank.similarity, SVDLinear)
+    unseen = extract_patches(model, prepare_images([_texture(rng) for _ in range(8)], 64), progress=False)
+    with torch.no_grad():
+        coarse, exact = bank.coarse_distances(unseen[None]), bank.exact_distances(unseen[None])
+    own = coarse * bank.coarse_scale + bank.coarse_offset
+    dense = coarse * dense_line[0] + dense_line[1]
+    assert abs(float((own - exact).mean())) < abs(float((dense - exact).mean()))

@@ -85,3 +85,32 @@ def test_build_model_files_calibrates_above_held_back_good_scores(tmp_path) -> N
     good = [float(session.run(["score"], {"image": make_part(rng)[None]})[0][0]) for _ in range(3)]
     bad = float(session.run(["score"], {"image": make_part(rng, defect=True)[None]})[0][0])
     assert max(good) < threshold < bad
+
+
+def test_the_blur_matrix_is_stored_once(tmp_path) -> None:
+    """After a forward pass (calibration runs one) the blur's matrix is a cached tensor, which the tracer
+    writes once per use; the file keeps one copy for both products and scores the same."""
+    rng = np.random.default_rng(2)
+    model = fit_model(
+        [make_part(rng) for _ in range(4)], ModelSettings(image_size=SIZE, memory_bank_size=32), False
+    )
+    part = make_part(rng, defect=True)
+    with torch.no_grad():
+        _, torch_score = model(torch.from_numpy(part[None]))
+    path = export_onnx(model, tmp_path / "m.onnx", METADATA, SIZE)
+    proto = onnx.load(str(path))
+    constants = [n.attribute[0].t for n in proto.graph.node if n.op_type == "Constant"]
+    squares = [t for t in constants if tuple(t.dims) == (SIZE, SIZE)]
+    assert len(squares) == 1
+    blur_products = [n for n in proto.graph.node if n.op_type == "MatMul" and n.name.startswith("/blur/")]
+    assert (
+        len(blur_products) == 2
+        and len(
+            {n.input[0] for n in blur_products}
+            & {n.output[0] for n in proto.graph.node if n.op_type == "Constant"}
+        )
+        == 1
+    )
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (onnx_score,) = session.run(["score"], {"image": part[None]})
+    np.testing.assert_allclose(onnx_score, torch_score.numpy(), rtol=1e-3, atol=1e-3)

@@ -140,12 +140,22 @@ def test_a_factorized_bank_grows_its_last_factor(trained_model: Path, tmp_path: 
     Inspector(path, threads=1)
 
 
-def test_a_coarse_to_fine_model_grows_its_whole_bank_and_keeps_the_coarse_copy(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def coarse_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A coarse-to-fine model (bank 512, coarse copy of its first 128 entries) as `train` builds it."""
     from app.bootstrap import build_default_model
     from vision.config import ModelSettings
 
     settings = ModelSettings(train_images=40, memory_bank_size=512, coarse_entries=128, refined_patches=128)
-    parent = build_default_model(CATEGORY, settings, tmp_path / "coarse.onnx", progress=False).read_bytes()
+    return build_default_model(
+        CATEGORY, settings, tmp_path_factory.mktemp("coarse") / "coarse.onnx", progress=False
+    )
+
+
+def test_a_coarse_to_fine_model_grows_its_whole_bank_and_keeps_the_coarse_copy(
+    coarse_model: Path, tmp_path: Path
+) -> None:
+    parent = coarse_model.read_bytes()
     layout = find_bank(onnx_proto.load_model(parent))
     assert layout.grid_patches and layout.grid_patches != layout.patches  # every patch vs the refined ones
 
@@ -158,6 +168,37 @@ def test_a_coarse_to_fine_model_grows_its_whole_bank_and_keeps_the_coarse_copy(t
     added = result.report.bank_entries_added
     assert added > 0 and result.report.bank_size_after == 512 + added
     assert (176, 128) in banks(result.model_bytes) and (176, 512 + added) in banks(result.model_bytes)
+    assert result.report.false_reject_rate_taught == BeforeAfter(before=1.0, after=0.0)
+    path = tmp_path / "child.onnx"
+    path.write_bytes(result.model_bytes)
+    inspector = Inspector(path, threads=1)
+    assert not any(inspector.inspect(frame).is_defect for frame in taught)
+
+
+def test_a_compressed_coarse_to_fine_bank_widens_its_coarse_copy_with_it(
+    coarse_model: Path, tmp_path: Path
+) -> None:
+    """An SVD bank's coarse copy shares the first factor; widening it pads the copy with zero rows."""
+    from compression.layers import SVDLinear
+    from vision.export import export_onnx
+    from vision.models.checkpoint import load_checkpoint, read_checkpoint
+
+    model = load_checkpoint(coarse_model.with_suffix(".pt"))
+    bank = model.memory_bank
+    bank.similarity = SVDLinear.from_layer(bank.similarity, 32)
+    bank.sync_bias()
+    assert bank.searches_coarse_first
+    metadata = dict(read_checkpoint(coarse_model.with_suffix(".pt"))["extra"]["metadata"])
+    parent = export_onnx(model, tmp_path / "svd.onnx", metadata, model.config.image_size).read_bytes()
+    layout = find_bank(onnx_proto.load_model(parent))
+    assert len(layout.factors) == 2 and layout.coarse_factors[0] == layout.factors[0]  # shared projection
+
+    taught, good = _parts(41, 4, sticker=True), _parts(42, 8)
+    result = teach_normal(parent, taught, good, options=TeachOptions(min_good_images=4))
+    inits = {t.name: t for t in onnx_proto.load_model(result.model_bytes).graph.initializer}
+    first, copy = (onnx_proto.tensor_to_array(inits[name]) for name in layout.coarse_factors)
+    assert first.shape[1] > 32 and copy.shape == (first.shape[1], 128)  # widened, and still chained
+    assert not copy[32:].any()  # the coarse entries gain no component along the new directions
     assert result.report.false_reject_rate_taught == BeforeAfter(before=1.0, after=0.0)
     path = tmp_path / "child.onnx"
     path.write_bytes(result.model_bytes)
