@@ -234,8 +234,8 @@ def make_plan(
 def parse_compressed(specs: Iterable[str], named: dict[str, Variant]) -> list[Variant]:
     """`[dev[N]:]backbone:bank[/cCrR]:budget:heal[:pattern=method,...]` terms (`dev:` = compressed once on
     SHARED_FIT_IMAGES pooled DEV good images, `devN:` on N of them; head fitted per category; `/cCrR` as
-    in `parse_dense`), or a
-    name: `deployed` (the shipped config), `candidate` (the compressed model the targets judge); `none`
+    in `parse_dense`), a dense `backbone:bank[/cCrR]` (for `--int8`: dense models get int8 copies too), or
+    a name: `deployed` (the shipped config), `candidate` (the compressed model the targets judge); `none`
     adds nothing."""
     variants = []
     for spec in specs:
@@ -247,6 +247,10 @@ def parse_compressed(specs: Iterable[str], named: dict[str, Variant]) -> list[Va
         shared_prefix = re.match(r"dev(\d*):", spec)
         images = int(shared_prefix.group(1) or SHARED_FIT_IMAGES) if shared_prefix else SHARED_FIT_IMAGES
         parts = spec[shared_prefix.end() if shared_prefix else 0 :].split(":")
+        if len(parts) == 2 and not shared_prefix:
+            (dense,) = parse_dense(spec)
+            variants.append(dense)
+            continue
         if len(parts) not in (4, 5):
             raise SystemExit(
                 f"--compressed {spec!r}: expected backbone:bank:budget:heal[:pattern=method,...]"
@@ -1038,13 +1042,16 @@ def report_notes(build: dict[str, Any], extra: Sequence[str]) -> list[str]:
         "every patch against the bank's first C entries, then the R most anomalous-looking patches against "
         "the whole bank), so the [patches x bank] product is never formed. C=256, R=256 was chosen on DEV "
         "(`benchmarks/vision/hard/branches.md`, `search`) and is measured here once; its file holds the "
-        "coarse copy of the first C bank rows as well. A compressed `-cCrR` row shares its compressed "
-        "backbone with its exact-search twin (one DEV compression) and searches its SVD bank the same way "
-        "(the coarse stage multiplies by the first C columns of the bank's last factor); its correction "
-        "line is fitted on a probe bank factorized alike.",
+        "coarse copy of the first C bank rows as well. A compressed `-cCrR-...-dev` row shares its "
+        "compressed backbone with its exact-search twin (one DEV compression), so the pair differs by the "
+        "search alone; a per-category compressed `-cCrR` row is compressed again from its coarse-searching "
+        "parent, so its pair also differs by that compression run. An SVD bank is searched the same way "
+        "(the coarse stage multiplies by the first C columns of the bank's last factor), its correction "
+        "line fitted on a probe bank factorized alike.",
         "File sizes: since 2026-11-30 the export stores a constant used twice once (the map blur's "
-        "256x256 matrix, 0.25 MiB). Only the rows built after that (the compressed `-c256r256` candidate "
-        "and its int8) have it; every other row's file, dense parents included, still holds the copy.",
+        "256x256 matrix, 0.25 MiB). Rows built after that change (the compressed `-c256r256` rows, "
+        "`lite0-b256`, `lite0-b512-c256r256`, and the int8 rows of these and of `lite0-b1024-c256r256`) "
+        "store it once; every other row's file, dense parents included, still holds the copy.",
         "params = torch parameters (memory bank included), as compression.inventory.count_params counts.",
         "p99 is over the runs of one pass; with few runs it is close to the maximum.",
         "Sessions are timed with ONNX Runtime's intra-op thread spinning off: with eight sessions in one "

@@ -3,6 +3,8 @@ grammar, the front, and when a latency pass counts as quiet."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from benchmarks.pareto.run_pareto import (
@@ -51,6 +53,9 @@ def test_a_compressed_spec_names_its_search_and_its_parent_searches_alike() -> N
     assert coarse.parent.name == "lite2-b12288-c256r256"
     with pytest.raises(SystemExit, match="SIZE/cCOARSErREFINED"):
         parse_compressed(["lite2:12288/c256:params=0.2:25"], {})
+    (dense,) = parse_compressed(["lite0:512/c256r256"], {})  # an int8 copy of a dense model
+    assert dense.kind == "dense" and dense.name == "lite0-b512-c256r256"
+    assert replace(dense, int8=True).name == "lite0-b512-c256r256-int8"
 
 
 @pytest.mark.parametrize("spec", ["lite0:1024:params=0.5", "dev:lite0:1024:p:1:memory_bank"])
