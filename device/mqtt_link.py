@@ -46,6 +46,25 @@ def _now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+class _OwnDisconnectIsNotAnError(logging.Filter):
+    """paho's network thread logs "Client is not connected" at ERROR once more after every disconnect we
+    asked for (state DISCONNECTING/DISCONNECTED). On a clean stop that alarms whoever reads the log, so
+    it is logged at DEBUG; a lost connection (state CONNECTION_LOST) keeps its level."""
+
+    OWN_STATES = ("MQTT_CS_DISCONNECTING", "MQTT_CS_DISCONNECTED")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("Client is not connected") and message.endswith(self.OWN_STATES):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+PAHO_LOG = logging.getLogger(__name__ + ".paho")
+PAHO_LOG.addFilter(_OwnDisconnectIsNotAnError())
+
+
 def create_client(
     settings: MqttSettings,
     client_id: str,
@@ -91,7 +110,7 @@ def create_client(
         min(reconnect_initial_s, settings.reconnect_max_s),  # type: ignore[arg-type]
         settings.reconnect_max_s,  # type: ignore[arg-type]
     )
-    client.enable_logger(logging.getLogger(__name__ + ".paho"))
+    client.enable_logger(PAHO_LOG)
     kwargs: dict[str, Any] = {"host": address.host, "port": address.port, "keepalive": settings.keepalive_s}
     if v5:
         properties = Properties(PacketTypes.CONNECT)

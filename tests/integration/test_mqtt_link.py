@@ -4,6 +4,7 @@ and commands in."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -125,6 +126,17 @@ def test_status_is_retained_online_and_follows_publish_status(mosquitto: Mosquit
         )
     latest = json.loads(seen[-1].payload)
     assert latest["threshold"] == 0.9 and latest["state"] == "online"
+
+
+def test_a_clean_stop_logs_no_error(
+    mosquitto: MosquittoBroker, make_link, caplog: pytest.LogCaptureFixture
+) -> None:
+    link, _, _ = make_link(mosquitto.url)
+    with caplog.at_level(logging.INFO, logger="device"):
+        link.start()
+        wait_until(lambda: link.connected, what="connected")
+        link.stop()
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 def test_clean_stop_leaves_a_retained_offline_status(mosquitto: MosquittoBroker, make_link) -> None:
