@@ -26,8 +26,8 @@ def refit_memory_bank(model: nn.Module, images: np.ndarray, seed: int = 0, progr
 
     A factorized backbone's features differ from the teacher's; a bank of the student's own normal
     patches keeps 'normal' at distance ~0, which is what the threshold relies on. The bank's bias is
-    synced to the projected entries so distances stay exact at the bank's rank, and the held-out
-    statistics (position normalisation, coarse search line) are fitted on a probe bank factorized alike."""
+    synced to the projected entries so distances stay exact at the bank's rank, and the coarse search's
+    line is fitted on a probe bank factorized alike (the position statistics on a dense one, as before)."""
 
     from vision.train import fit_head
 

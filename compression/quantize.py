@@ -174,9 +174,10 @@ def _factor_chains(
         return source.name if source is not None and source.name in matrices else ""
 
     nodes = [n for n in model.graph.node if n.name in matrices]
-    fed_by = {feeder(n): n for n in nodes if feeder(n)}
+    feeders = {n.name: feeder(n) for n in nodes}
+    fed_by = {feeders[n.name]: n for n in nodes if feeders[n.name]}
     chains = []
-    for head in (n for n in nodes if not feeder(n)):
+    for head in (n for n in nodes if not feeders[n.name]):
         chain = [head]
         while chain[-1].name in fed_by:
             chain.append(fed_by[chain[-1].name])

@@ -164,10 +164,11 @@ def fit_held_out_statistics(
         return
     if bank_form is not None:
         probe.similarity = bank_form(probe.similarity)
+        if not probe.searches_coarse_first:  # a tensor-train bank searches every entry: no line to fit
+            return
         probe.sync_bias()
         exact = torch.cat([probe.exact_distances(chunk) for chunk in held])
-    if probe.searches_coarse_first:  # not a tensor-train bank, which searches every entry
-        bank.fit_coarse_correction(torch.cat([probe.coarse_distances(chunk) for chunk in held]), exact)
+    bank.fit_coarse_correction(torch.cat([probe.coarse_distances(chunk) for chunk in held]), exact)
 
 
 def fit_model(images: Sequence[np.ndarray], settings: ModelSettings, progress: bool = True) -> AnomalyModel:
@@ -190,7 +191,7 @@ def fit_head(
     """Fit everything after the backbone on good images: feature scaling, coreset bank, position
     statistics. Shared by the first fit and by compression, whose student refits its head on its own
     (slightly different) features; `memory_bank.similarity` must be a plain `nn.Linear` here, and
-    `bank_form` says how the caller will store it (the statistics are fitted for that form). Parts a
+    `bank_form` says how the caller will store it (the coarse search's line is fitted for that form). Parts a
     model lacks (no scaler, no position statistics) are skipped."""
     scaler = getattr(model, "feature_scaler", None)
     if scaler is not None:
