@@ -2,6 +2,7 @@
 
     edgeinspect run --config configs/default.yaml [--max-frames N] [--mqtt-url mqtt://host:port]
     edgeinspect dataset make --out data/datasets/synthetic [--suite default|hard] [--categories pcb tile]
+    edgeinspect dataset import elpv [--out DIR] [--source DIR] [--train-share 0.6] [--seed 0] [--overwrite]
     edgeinspect train --data DIR --category NAME [--out FILE.onnx]
     edgeinspect eval --data DIR --category NAME --model FILE.onnx --out DIR
     edgeinspect compress --model FILE.pt --data DIR --category NAME --budget params=0.2 --int8 --out DIR
@@ -68,6 +69,27 @@ def _cmd_dataset_make(args: argparse.Namespace) -> int:
         suite=args.suite,
     )
     print(f"dataset written to {out}")
+    return 0
+
+
+def _cmd_dataset_import(args: argparse.Namespace) -> int:
+    from vision.data.elpv import FOLDERS, find_elpv_source, import_elpv
+
+    source = Path(args.source) if args.source else find_elpv_source()
+    summary = import_elpv(
+        source,
+        Path(args.out),
+        train_share=args.train_share,
+        seed=args.seed,
+        progress=True,
+        overwrite=args.overwrite,
+    )
+    print(f"ELPV written to {summary.out} (seed {summary.seed}, train share {summary.train_share}):")
+    width = max(len(name) for name in summary.counts)
+    print(f"  {'category':<{width}}  " + "  ".join(FOLDERS))
+    for category, counts in summary.counts.items():
+        print(f"  {category:<{width}}  " + "  ".join(f"{counts[f]:>{len(f)}}" for f in FOLDERS))
+    print(f"  {summary.total} cells; CC BY-NC-SA 4.0: benchmark and development use only, never ship them")
     return 0
 
 
@@ -157,10 +179,24 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_version(verbose: bool) -> int:
+    from device.environment import environment_record
+
+    record = environment_record()
+    print("\n".join(record.lines()) if verbose else f"edgeinspect {record.edgeinspect}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgeinspect", description="Defect inspection on the edge box.")
     parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument(
+        "--version",
+        action="store_true",
+        help="print the version and exit; with --verbose, what it runs on (packages, ONNX Runtime "
+        "providers, CPU flags, lock file) for a field report",
+    )
+    sub = parser.add_subparsers(dest="command")
 
     run = sub.add_parser("run", help="run the line: camera -> model -> MQTT alerts, API and panel")
     run.add_argument("--config", default="configs/default.yaml")
@@ -186,6 +222,16 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--n-test-defect", type=int, default=None, help="test images per defect type (10)")
     make.add_argument("--image-size", type=int, default=256)
     make.set_defaults(func=_cmd_dataset_make)
+    imp = dataset.add_parser(
+        "import", help="convert a real dataset into the MVTec AD layout (benchmark and development use only)"
+    )
+    imp.add_argument("name", choices=["elpv"], help="elpv: ELPV solar cells (pip install elpv-dataset)")
+    imp.add_argument("--out", default="data/datasets/real")
+    imp.add_argument("--source", default=None, help="folder with labels.csv (default: the installed package)")
+    imp.add_argument("--train-share", type=float, default=0.6, help="share of the good cells to train on")
+    imp.add_argument("--seed", type=int, default=0, help="seeds the train/test split of the good cells")
+    imp.add_argument("--overwrite", action="store_true", help="replace categories already imported")
+    imp.set_defaults(func=_cmd_dataset_import)
 
     train = sub.add_parser("train", help="train a defect model from good images and export ONNX")
     train.add_argument("--data", required=True, help="dataset root in the MVTec AD layout")
@@ -256,6 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.version:
+        return _print_version(args.verbose)
+    if args.command is None:
+        parser.error("a command is required (see --help)")
     _setup_logging(args.verbose)
     try:
         return int(args.func(args) or 0)

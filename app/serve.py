@@ -16,6 +16,7 @@ import uvicorn
 
 from app.bootstrap import ensure_model
 from app.settings import ApiSettings, ConfigError, Settings
+from device.environment import environment_record
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
@@ -32,6 +33,8 @@ def run_line(settings: Settings, max_frames: int | None = None) -> int:
     from device.broker import ensure_local_broker
     from device.runtime import EdgeRuntime
 
+    for line in environment_record().lines():
+        log.info("environment: %s", line)
     ensure_model(settings)
     # First, so a second instance on this data directory stops here (DataDirLockedError) before it touches
     # the broker, the spool or the port.

@@ -43,7 +43,7 @@ from device.alerts import classify_defect, iso_utc
 from device.camera.base import Frame
 from device.config import ArchiveSettings
 from device.status import ComponentHealth
-from vision.overlay import render_overlay
+from vision.overlay import encode_overlay_jpeg, render_overlay
 from vision.types import Box, InspectionResult
 
 log = logging.getLogger(__name__)
@@ -330,7 +330,7 @@ class ImageArchive:
         overlay_image = record.image
         if record.anomaly_map is not None:
             overlay_image = render_overlay(record.image, record.anomaly_map, record.threshold, record.boxes)
-        overlay = _encode(".jpg", overlay_image, OVERLAY_JPEG_QUALITY)
+        overlay = encode_overlay_jpeg(overlay_image, OVERLAY_JPEG_QUALITY)
         mask = None
         if record.mask is not None:
             mask = _encode(".png", np.where(np.asarray(record.mask) > 0, 255, 0).astype(np.uint8), None)

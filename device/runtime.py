@@ -55,7 +55,7 @@ from device.teaching import ArchiveLearner, TeachJobs
 from device.topics import Topics
 from device.trends import TrendRecorder, TrendReport
 from vision.inspector import Inspector, ModelFileError
-from vision.overlay import render_overlay
+from vision.overlay import encode_overlay_jpeg, render_overlay
 from vision.types import InspectionResult
 
 if TYPE_CHECKING:
@@ -384,8 +384,7 @@ class EdgeRuntime:
         size = self.settings.alerts.thumbnail_size
         scale = size / max(overlay.shape[:2])
         small = cv2.resize(overlay, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        ok, buf = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])
-        return buf.tobytes() if ok else None
+        return encode_overlay_jpeg(small, 80)
 
     def _emit_reject(self, command: dict[str, Any]) -> None:
         command["ts"] = iso_utc(time.time())
@@ -579,10 +578,7 @@ class EdgeRuntime:
         if overlay and judgement.result is not None:
             res = judgement.result
             image = render_overlay(image, res.anomaly_map, res.threshold, res.boxes)
-        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
-        if not ok:
-            return None
-        self._jpeg_cache = (judgement.seq, overlay, buf.tobytes())
+        self._jpeg_cache = (judgement.seq, overlay, encode_overlay_jpeg(image, 85))
         return self._jpeg_cache[2]
 
     def recent_frames(self, count: int, timeout_s: float) -> list[np.ndarray]:

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from device.environment import EnvironmentRecord
+
 RuntimeState = Literal["starting", "running", "paused", "stopped"]
 HealthState = Literal["ok", "degraded", "down"]
 
@@ -84,3 +86,6 @@ class HealthReport(BaseModel):
 
     status: HealthState
     components: dict[str, ComponentHealth]
+    environment: EnvironmentRecord | None = Field(
+        None, description="What the station runs on; only for a caller that presents an API key."
+    )

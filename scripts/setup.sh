@@ -8,9 +8,11 @@
 #   scripts/setup.sh --dev            + test tools and Debian's Chromium for the browser tests
 #   scripts/setup.sh --venv DIR       put the virtual environment in DIR (default .venv; the images use /opt/venv)
 #   scripts/setup.sh --role R --print-extras   only print the extras role R installs (docs, tests), then exit
-# TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu also looks for torch there (CPU-only wheels, as the
-# plant image does). Idempotent: re-running skips what is already there. docker/Dockerfile* run this script
-# with the matching role, so the images and a bare-metal install get the same packages (docs/DEPLOYMENT.md).
+# Packages come from the role's lock file (requirements/, refreshed by scripts/lock.sh), pinned with hashes.
+# TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu takes torch from there instead (CPU-only wheels at the
+# locked version, as the plant image does). Idempotent: re-running skips what is already there.
+# docker/Dockerfile* run this script with the matching role, so the images and a bare-metal install get the
+# same packages (docs/DEPLOYMENT.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -73,17 +75,41 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 
+# Exactly what was tested: the role's lock file (requirements/<role>[-dev].txt, exported from uv.lock by
+# scripts/lock.sh), every package pinned with its sha256, installed without resolving anything anew.
+lock="requirements/$ROLE.txt"
+if [ "$DEV" -eq 1 ]; then lock="requirements/$ROLE-dev.txt"; fi
 stamp="$VENV/.edgeinspect-installed"
-want="$(sha256sum pyproject.toml | cut -d' ' -f1) $extras"
+want="$(cat pyproject.toml requirements/build.txt "$lock" | sha256sum | cut -d' ' -f1) $lock"
 if [ -n "${TORCH_INDEX_URL:-}" ]; then want="$want $TORCH_INDEX_URL"; fi
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo ">> installing Python packages [$extras] into $VENV (role $ROLE)"
-  pip_extra=()
-  if [ -n "${TORCH_INDEX_URL:-}" ]; then pip_extra+=(--extra-index-url "$TORCH_INDEX_URL"); fi
-  "$VENV/bin/python" -m pip install -q --upgrade pip wheel
-  "$VENV/bin/python" -m pip install -q "${pip_extra[@]}" -e ".[$extras]"
+  echo ">> installing Python packages from $lock into $VENV (role $ROLE)"
+  pip_install=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
+  "${pip_install[@]}" --require-hashes -r requirements/build.txt
+  if [ -n "${TORCH_INDEX_URL:-}" ]; then
+    # CPU-only torch from TORCH_INDEX_URL at the locked version: the lock's CUDA build and its nvidia-*
+    # libraries are left out. That index publishes no hashes PyPI's lock could hold, so only these two are
+    # pinned by version alone.
+    filtered="$(mktemp)"
+    awk '/^[A-Za-z0-9]/ { skip = ($1 ~ /^(torch|torchvision|triton|nvidia-[a-z0-9-]+|cuda-[a-z-]+)==/) } !skip' \
+      "$lock" > "$filtered"
+    "${pip_install[@]}" --require-hashes --no-deps -r "$filtered"
+    rm -f "$filtered"
+    torch_pins=($(grep -oE '^(torch|torchvision)==[0-9.]+' "$lock" | sed 's/$/+cpu/'))
+    if [ "${#torch_pins[@]}" -gt 0 ]; then
+      "${pip_install[@]}" --no-deps --index-url "$TORCH_INDEX_URL" "${torch_pins[@]}"
+    fi
+  else
+    "${pip_install[@]}" --require-hashes --no-deps -r "$lock"
+  fi
+  "${pip_install[@]}" --no-deps --no-build-isolation -e .
+  if ! "$VENV/bin/python" -m pip check --disable-pip-version-check >/dev/null; then
+    "$VENV/bin/python" -m pip check --disable-pip-version-check >&2 || true
+    echo "setup.sh: the installed packages do not fit together (see above); was $VENV made by hand?" >&2
+    exit 1
+  fi
   echo "$want" > "$stamp"
 else
-  echo ">> Python packages up to date"
+  echo ">> Python packages up to date ($lock)"
 fi
 echo ">> setup done (role $ROLE, $VENV)"

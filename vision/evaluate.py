@@ -169,7 +169,9 @@ def evaluate(
 
     truth = np.asarray(labels)
     image_scores = np.asarray(scores)
-    pixel_maps, pixel_masks = np.stack(maps), np.stack(masks)
+    # Pixel metrics over the images whose pixels are known: good ones, and defects with a mask.
+    known = [i for i, item in enumerate(dataset.test) if item.label == 0 or item.mask_path is not None]
+    pixel_maps, pixel_masks = np.stack([maps[i] for i in known]), np.stack([masks[i] for i in known])
     has_defects, has_good = bool(truth.any()), bool((truth == 0).any())
     has_both = has_defects and has_good
     best_f1, best_threshold = metrics.best_f1_threshold(truth, image_scores) if has_defects else (None, None)

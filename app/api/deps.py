@@ -17,8 +17,9 @@ from app.api.security import KeyStore, Principal, Role
 from app.audit import AuditLog
 from app.settings import Settings
 
+API_KEY_HEADER = "X-API-Key"
 api_key_header = APIKeyHeader(
-    name="X-API-Key", auto_error=False, description="An API key (viewer/operator/admin)."
+    name=API_KEY_HEADER, auto_error=False, description="An API key (viewer/operator/admin)."
 )
 bearer_token = HTTPBearer(auto_error=False, description="The same API key as `Authorization: Bearer <key>`.")
 
@@ -58,6 +59,18 @@ def current_principal(
         )
         raise HTTPException(401, detail=reason, headers={"WWW-Authenticate": "Bearer"})
     return principal
+
+
+def optional_principal(request: Request) -> Principal | None:
+    """The caller's principal when it presents a valid key, else None: for doors open to all (`/health`)
+    that tell a known caller more. Read from the headers directly, so the schema keeps the door keyless."""
+    keys: KeyStore = request.app.state.keys
+    bearer = request.headers.get("authorization", "")
+    token = bearer[7:].strip() if bearer[:7].lower() == "bearer " else None
+    return keys.authenticate(request.headers.get(API_KEY_HEADER) or token)
+
+
+MaybeViewer = Annotated[Principal | None, Depends(optional_principal)]
 
 
 def require_role(role: Role) -> Callable[[Principal], Principal]:

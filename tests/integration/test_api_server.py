@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 
 import httpx
@@ -45,6 +46,20 @@ def test_control_and_views_over_http(server: tuple[str, FakeRuntime]) -> None:
         assert audit["items"][0]["new_value"] == 0.8
         frame = client.get("/frames/latest.jpg", headers=headers("viewer"))
         assert frame.status_code == 200 and frame.content.startswith(JPEG_MAGIC)
+
+
+def test_health_tells_a_known_caller_what_runs_and_a_stranger_only_the_state(
+    server: tuple[str, FakeRuntime],
+) -> None:
+    base_url, _ = server
+    with httpx.Client(base_url=base_url, timeout=10) as client:
+        anonymous = client.get("/health").json()
+        assert anonymous["status"] == "ok" and anonymous["environment"] is None
+        assert client.get("/health", headers={"X-API-Key": "wrong"}).json()["environment"] is None
+        known = client.get("/health", headers=headers("viewer")).json()["environment"]
+    assert known["packages"]["onnxruntime"] == metadata.version("onnxruntime")
+    assert "CPUExecutionProvider" in known["onnxruntime_providers"]
+    assert known["cpu_count"] >= 1 and known["python"].count(".") == 2
 
 
 def test_mjpeg_stream_delivers_new_frames(server: tuple[str, FakeRuntime]) -> None:

@@ -6,6 +6,9 @@ synthetic datasets all enter training and evaluation the same way.
     <root>/<category>/test/<defect_type>/*.png
     <root>/<category>/ground_truth/<defect_type>/<stem>_mask.png   (or <stem>.png)
 
+A defect type without a ground_truth folder is labelled by image only (ELPV, a line's reviewed alerts):
+its images count for image metrics, not pixel ones. Where the folder exists, each image needs its mask.
+
 Problems are reported as `DatasetError` naming the path, at load time for the structure and at read time
 for the pixels (decoding every file up front would make opening MVTec AD slow; `verify()` does it on request).
 """
@@ -107,7 +110,10 @@ class MvtecCategory:
                     test.append(Sample(image, 0, GOOD, None))
                     continue
                 mask_dir = folder / "ground_truth" / defect_type
-                mask = _find_mask(mask_dir, image) if mask_dir.is_dir() else None
+                if not mask_dir.is_dir():  # labelled by image only (e.g. ELPV): no pixel metrics for it
+                    test.append(Sample(image, 1, defect_type, None))
+                    continue
+                mask = _find_mask(mask_dir, image)
                 if mask is None:
                     raise DatasetError(
                         f"defect image {image} has no mask: expected {mask_dir / (image.stem + '_mask.png')}"

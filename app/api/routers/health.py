@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from app.api.deps import AUTH_RESPONSES, RuntimeDep, Viewer
+from app.api.deps import AUTH_RESPONSES, MaybeViewer, RuntimeDep, Viewer
+from device.environment import environment_record
 from device.status import HealthReport
 
 router = APIRouter(tags=["health"])
@@ -16,9 +17,13 @@ router = APIRouter(tags=["health"])
     response_model=HealthReport,
     responses={503: {"model": HealthReport, "description": "The line cannot inspect."}},
 )
-def health(runtime: RuntimeDep, response: Response) -> HealthReport:
-    """200 while the line inspects (`ok` or `degraded`), 503 when it is `down`; needs no key."""
+def health(runtime: RuntimeDep, response: Response, caller: MaybeViewer) -> HealthReport:
+    """200 while the line inspects (`ok` or `degraded`), 503 when it is `down`; needs no key. A caller
+    with a key also gets `environment` (versions, providers, CPU flags: what a field report needs, and
+    more than an anonymous prober should learn)."""
     report: HealthReport = runtime.health()
+    if caller is not None:
+        report = report.model_copy(update={"environment": environment_record()})
     if report.status == "down":
         response.status_code = 503
     return report

@@ -60,7 +60,16 @@ def test_dockerfile_copies_what_the_package_build_needs(name: str) -> None:
         for line in re.findall(r"^COPY (.+) \./$", dockerfile(name), re.MULTILINE)
         for part in line.split()
     }
-    needed = {"pyproject.toml", "README.md", "scripts/setup.sh", "app", "vision", "compression", "device"}
+    needed = {
+        "pyproject.toml",
+        "README.md",
+        "scripts/setup.sh",
+        "requirements",
+        "app",
+        "vision",
+        "compression",
+        "device",
+    }
     assert needed <= copied, f"missing COPY: {sorted(needed - copied)}"
 
 

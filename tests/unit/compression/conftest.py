@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from compression.layer_bench import LatencyCache, shaped_module
 from vision.models import MemoryBank
 
 
@@ -75,3 +76,25 @@ def toy_model() -> ToyAnomalyModel:
         patches = model.extract_features(good).permute(0, 2, 3, 1).reshape(-1, 48)
         model.memory_bank.set_bank(patches[torch.randperm(len(patches))[:64]])
     return model
+
+
+def params_proportional_timings(
+    layer: nn.Module,
+    input_shape: object,
+    options: list[tuple[str, int]],
+    threads: int = 2,
+    runs: int = 15,
+    warmup: int = 2,
+    cache: LatencyCache | None = None,
+) -> dict[tuple[str, int], float]:
+    """`time_options` with measurements injected: each option costs its parameter count in microseconds,
+    so `auto` decides the same way on every machine (real microsecond timings of a 32 px toy layer swing
+    enough to drop options and move the reachable floor; test_auto.py tests `time_options` itself)."""
+    sizes = {option: sum(p.numel() for p in shaped_module(layer, *option).parameters()) for option in options}
+    return {option: 1e-3 * size for option, size in sizes.items()}
+
+
+@pytest.fixture
+def deterministic_layer_timings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compression pipeline times layers with `params_proportional_timings` instead of ONNX Runtime."""
+    monkeypatch.setattr("compression.pipeline.time_options", params_proportional_timings)

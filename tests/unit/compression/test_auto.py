@@ -175,7 +175,9 @@ def test_auto_compares_methods_by_sensitivity_when_timings_tie(toy_model, auto_p
             assert f"{label} (predicted map error" in plan.reasons[name]
 
 
-def test_factorize_to_budget_with_auto_times_layers_and_records_reasons(toy_model) -> None:
+def test_factorize_to_budget_with_auto_times_layers_and_records_reasons(
+    toy_model, deterministic_layer_timings
+) -> None:
     settings = CompressionSettings(
         min_layer_params=500,
         methods={"default": "auto", "memory_bank": "svd"},

@@ -36,7 +36,7 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.mark.slow
-def test_compress_writes_models_and_reports(trained, tmp_path) -> None:
+def test_compress_writes_models_and_reports(trained, tmp_path, deterministic_layer_timings) -> None:
     data, checkpoint = trained
     fast = CompressionSettings(
         sensitivity_fractions=(0.25,),
@@ -47,13 +47,14 @@ def test_compress_writes_models_and_reports(trained, tmp_path) -> None:
         int8_latency_runs=3,
         methods={"default_pointwise": "auto"},
     )
-    # The budget leaves room: `auto` drops options measured slower than the dense layer, and at 64 px
-    # those timings are microseconds, so the smallest reachable model moves between runs (0.49-0.54).
+    # Layer timings are injected (deterministic_layer_timings): at 64 px real ones are microseconds, and
+    # `auto` dropping options measured slower than dense moved the reachable floor between runs (0.49-0.54).
+    # With the injected ones the floor is fixed (0.605 of the parameters), so the budget sits above it.
     result = compress(
         checkpoint,
         data,
         "pcb",
-        "params=0.6",
+        "params=0.7",
         3,
         True,
         tmp_path,
@@ -73,7 +74,7 @@ def test_compress_writes_models_and_reports(trained, tmp_path) -> None:
     names = [v["name"] for v in report["variants"]]
     assert names == ["baseline", "tensorized+healed", "tensorized+healed+int8"]
     base, compressed, int8 = report["variants"]
-    assert compressed["params"] <= 0.6 * base["params"]
+    assert compressed["params"] <= 0.7 * base["params"]
     assert int8["file_bytes"] < compressed["file_bytes"] < base["file_bytes"]
     assert all(0.0 <= v["image_auroc"] <= 1.0 for v in report["variants"])
     assert any(layer["sensitivity"] for layer in report["layers"])

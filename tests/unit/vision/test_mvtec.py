@@ -122,6 +122,14 @@ def test_defect_image_without_mask_names_both_paths(copy: Path) -> None:
         MvtecCategory.load(copy, "pcb")
 
 
+def test_a_defect_type_without_ground_truth_is_labelled_by_image_only(copy: Path) -> None:
+    shutil.rmtree(copy / "pcb/ground_truth/scratch")
+    category = MvtecCategory.load(copy, "pcb")
+    scratches = [s for s in category.test if s.defect_type == "scratch"]
+    assert scratches and all(s.label == 1 and s.mask_path is None for s in scratches)
+    assert all(s.mask_path is not None for s in category.test if s.label == 1 and s.defect_type != "scratch")
+
+
 def test_corrupt_png_is_reported_with_its_path(copy: Path) -> None:
     broken = copy / "pcb/train/good/001.png"
     broken.write_bytes(broken.read_bytes()[:40])  # a truncated PNG
