@@ -181,15 +181,25 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
 
 def _is_secret_field(dotted: str) -> bool:
     """A field whose value must not be echoed in an error message (it may be a real credential)."""
-    name = dotted.rsplit(".", 1)[-1]
-    return name == "password" or name.endswith("_key")
+    name = str(dotted).rsplit(".", 1)[-1].lower()
+    return name in ("password", "passphrase", "token", "secret") or name.endswith(("_key", "_password"))
+
+
+def redact_secrets(value: Any) -> Any:
+    """`value` with every secret-named entry, at any depth, replaced by "<secret>": an error about a
+    mapping (a user given without its name, say) must not print the password inside it."""
+    if isinstance(value, dict):
+        return {k: "<secret>" if _is_secret_field(k) else redact_secrets(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(redact_secrets(v) for v in value)
+    return value
 
 
 def format_validation_error(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
         field = ".".join(str(part) for part in item["loc"]) or "<root>"
-        shown = "<secret>" if _is_secret_field(field) else repr(item.get("input"))
+        shown = "<secret>" if _is_secret_field(field) else repr(redact_secrets(item.get("input")))
         lines.append(f"  {field}: {item['msg']} (got {shown})")
     return "invalid configuration:\n" + "\n".join(lines)
 

@@ -12,6 +12,23 @@ HERE = Path(__file__).resolve().parent
 
 SECTIONS = [
     (
+        "real/search.md",
+        "Detection on real images: ELPV solar cells (issue: detection on real parts)",
+        "Real electroluminescence images (`edgeinspect dataset import elpv`; CC BY-NC-SA, benchmark use\n"
+        "only). Choices are made on DEV (mono cells) only; HOLDOUT (poly cells) is scored once for the\n"
+        "variants chosen. Every variant tried, kept or dropped, is a row. Command:\n"
+        "`.venv/bin/python benchmarks/real/real_search.py --data DIR --variants NAMES [--holdout]`.",
+    ),
+    (
+        "peers/results_elpv.md",
+        "Side by side with anomalib on real images (ELPV; issue: detection on real parts)",
+        "Ours with the per-position Gaussian head chosen on DEV, anomalib 2.7 PatchCore and PaDiM, one\n"
+        "script, same images, weights, size and metrics; good cells against certainly defective ones.\n"
+        "Command: `.venv-peers/bin/python benchmarks/peers/run_peers.py --data DIR --categories\n"
+        "elpv_mono,elpv_poly --groups 'dev=elpv_mono;holdout=elpv_poly' --defect-types defective --ours\n"
+        "'{\"head\": \"gaussian\", \"neighbourhood\": 3}' --name results_elpv`.",
+    ),
+    (
         "vision/hard",
         "Detection accuracy: hard suite (issue: detection that holds on surfaces nobody tuned for)",
         "The development benchmark. Dev categories may guide choices; holdout categories are reported\n"

@@ -22,7 +22,8 @@ def same_form(layer: nn.Module) -> BankForm | None:
 
 
 def refit_memory_bank(model: nn.Module, images: np.ndarray, seed: int = 0, progress: bool = True) -> None:
-    """Refit the head (feature scaling, bank, position statistics) as training does; re-factorize the bank.
+    """Refit the head (feature scaling, bank, position statistics; or a gaussian head's per-position
+    statistics) as training does; re-factorize the bank.
 
     A factorized backbone's features differ from the teacher's; a bank of the student's own normal
     patches keeps 'normal' at distance ~0, which is what the threshold relies on. The bank's bias is
@@ -32,6 +33,9 @@ def refit_memory_bank(model: nn.Module, images: np.ndarray, seed: int = 0, progr
     from vision.train import fit_head
 
     memory_bank = model.memory_bank
+    if memory_bank is None:  # the gaussian head: refit its per-position statistics, nothing to factorize
+        fit_head(model, images, seed, progress=progress)
+        return
     form = same_form(memory_bank.similarity)
     dense = nn.Linear(memory_bank.dim, memory_bank.size, bias=True)
     memory_bank.similarity = dense

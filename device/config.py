@@ -167,6 +167,18 @@ class OpcUaSettings(_Section):
     certificate: OpcUaCertificate | None = None
     status_interval_s: float = Field(1.0, gt=0, le=60, description="How often state and counters refresh.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_user_names(cls, data: Any) -> Any:
+        """`EDGEINSPECT_OPCUA__OPERATOR__PASSWORD` alone (the README's example) sets a password for the
+        default user name: a partial user from the environment or YAML is merged with the default."""
+        if isinstance(data, dict):
+            for role in ("operator", "viewer"):
+                user = data.get(role)
+                if isinstance(user, dict) and "username" not in user:
+                    data = {**data, role: {"username": role, **user}}
+        return data
+
     @field_validator("endpoint")
     @classmethod
     def _check_endpoint(cls, value: str) -> str:

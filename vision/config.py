@@ -60,6 +60,15 @@ class ModelSettings(BaseModel):
         description="Coarse-to-fine search: patches per image compared with the whole bank (at least this "
         "many patches per image, or the search is exact).",
     )
+    head: Literal["bank", "gaussian"] = Field(
+        "bank",
+        description="bank: distance to the nearest good patches anywhere in the frame (surfaces, textures, "
+        "parts that move); gaussian: distance to the good patches at the same position (parts held in a "
+        "fixture, e.g. cells, PCBs in a nest): a per-position Gaussian, no memory bank.",
+    )
+    gaussian_components: int = Field(
+        64, ge=1, le=1024, description="head=gaussian: principal directions each position's Gaussian keeps."
+    )
     target_false_reject_rate: float = Field(
         0.01, gt=0.0, lt=0.5, description="Share of good parts allowed above the calibrated threshold."
     )
@@ -103,6 +112,7 @@ class ModelSettings(BaseModel):
 
     def searches_coarse_first(self) -> bool:
         """Coarse-to-fine only pays where there is something to skip: a bank larger than the coarse
-        entries and more patches per image than are refined."""
+        entries and more patches per image than are refined (and a bank: the gaussian head has none)."""
         patches = (self.image_size // PATCH_STRIDE) ** 2
-        return 0 < self.coarse_entries < self.memory_bank_size and self.refined_patches < patches
+        bank = self.head == "bank"
+        return bank and 0 < self.coarse_entries < self.memory_bank_size and self.refined_patches < patches

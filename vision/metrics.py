@@ -172,6 +172,19 @@ def f1_at_threshold(labels: ArrayLike, scores: ArrayLike, threshold: float) -> f
     return 2 * tp / (2 * tp + fp + fn)
 
 
+def recall_at_false_reject_rate(labels: ArrayLike, scores: ArrayLike, rate: float) -> float:
+    """Share of defects caught by the threshold that rejects at most `rate` of the good images: what a
+    line gets when quality allows that many false rejects."""
+    y, s = _labels_and_scores(labels, scores)
+    _require_both_classes(y, "recall at a false-reject rate")
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"rate must be within [0, 1), got {rate}")
+    good = np.sort(s[y == 0])
+    allowed = int(np.floor(rate * len(good)))
+    threshold = good[len(good) - 1 - allowed]  # strictly above it: at most `allowed` good images rejected
+    return float(np.mean(s[y == 1] > threshold))
+
+
 def best_f1_threshold(labels: ArrayLike, scores: ArrayLike) -> tuple[float, float]:
     """(best F1, the threshold reaching it). Candidates are the observed scores; on a tie the highest
     threshold wins, because it rejects the fewest good parts."""

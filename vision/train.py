@@ -58,6 +58,8 @@ def model_config(settings: ModelSettings) -> AnomalyModelConfig:
         whiten_shrinkage=settings.whiten_shrinkage,
         coarse_entries=settings.coarse_entries if coarse else 0,
         refined_patches=settings.refined_patches if coarse else 0,
+        head=settings.head,
+        gaussian_components=settings.gaussian_components,
     )
 
 
@@ -136,6 +138,7 @@ def fit_held_out_statistics(
     every compressed model measured so far was built.)
     """
     bank, position_norm = model.memory_bank, getattr(model, "position_norm", None)
+    assert bank is not None, "held-out statistics are fitted for a memory bank"
     per_image = patches.reshape(image_count, -1, patches.shape[-1])
     strength = 0.0
     if position_norm is not None:
@@ -202,6 +205,10 @@ def fit_head(
         config = model.config
         scaler.fit(patches, model.backbone.channels, config.color_stats, shrinkage=config.whiten_shrinkage)
         patches = scaler.apply_rows(patches)
+    if model.position_gaussian is not None:
+        model.position_gaussian.fit(patches.reshape(len(prepared), -1, patches.shape[-1]))
+        return
+    assert model.memory_bank is not None
     model.memory_bank.set_bank(coreset_bank(patches, model.memory_bank.size, seed, progress))
     fit_held_out_statistics(model, patches, len(prepared), seed, progress=progress, bank_form=bank_form)
 

@@ -204,14 +204,17 @@ def run_once(sess: ort.InferenceSession, image: np.ndarray) -> tuple[np.ndarray,
 def accuracy(
     sess: ort.InferenceSession, images: np.ndarray, masks: np.ndarray, labels: np.ndarray
 ) -> dict[str, Any]:
-    """Image AUROC, pixel AUROC and AUPRO@0.3 from our `vision.metrics` on the ONNX outputs."""
+    """Image AUROC, recall at <= 1 % false rejects, pixel AUROC and AUPRO@0.3 (None for a set labelled by
+    image only) from our `vision.metrics` on the ONNX outputs."""
     outputs = [run_once(sess, image) for image in images]
     maps = np.stack([m for m, _ in outputs]).astype(np.float32)
     scores = np.asarray([s for _, s in outputs])
+    has_masks = bool(masks.any())
     return {
         "image_auroc": metrics.image_auroc(labels, scores),
-        "pixel_auroc": metrics.pixel_auroc(masks, maps),
-        "aupro_0.3": metrics.aupro(masks, maps, max_fpr=0.3),
+        "recall_at_1pct_fr": metrics.recall_at_false_reject_rate(labels, scores, 0.01),
+        "pixel_auroc": metrics.pixel_auroc(masks, maps) if has_masks else None,
+        "aupro_0.3": metrics.aupro(masks, maps, max_fpr=0.3) if has_masks else None,
     }
 
 
@@ -237,16 +240,21 @@ def interleaved_latency(
     }
 
 
-def load_test(root: Path, category: str, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def load_test(
+    root: Path, category: str, size: int, defect_types: Sequence[str] = ()
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Test images, masks and labels; with `defect_types`, only good images and those types (ELPV: the
+    certain defects, its uncertain ratings left out)."""
     dataset = MvtecCategory.load(root, category)
-    images = np.stack([load_image(item.path, size) for item in dataset.test])
+    test = [i for i in dataset.test if not defect_types or i.label == 0 or i.defect_type in defect_types]
+    images = np.stack([load_image(item.path, size) for item in test])
     masks = np.stack(
         [
             load_mask(item.mask_path, size) if item.mask_path is not None else np.zeros((size, size), bool)
-            for item in dataset.test
+            for item in test
         ]
     )
-    labels = np.asarray([int(item.label) for item in dataset.test])
+    labels = np.asarray([int(item.label) for item in test])
     return images, masks, labels
 
 
@@ -259,6 +267,7 @@ def run_category(
     warmup: int,
     iterations: int,
     kept: dict[str, dict[str, Any]] | None = None,
+    defect_types: Sequence[str] = (),
 ) -> dict[str, dict[str, Any]]:
     """Build the three models on one category and measure them in one process. `kept` {model: its recorded
     row}: reuse that model's ONNX file in `work` and its recorded build figures instead of rebuilding."""
@@ -279,7 +288,7 @@ def run_category(
     for name in MODELS:
         built[name] = builders[name](work / category / f"{name}.onnx")
         print(f"[{category}] built {name} in {built[name].build_s:.0f} s", flush=True)
-    images, masks, labels = load_test(root, category, size)
+    images, masks, labels = load_test(root, category, size, defect_types)
     sessions = {name: session(b.path, threads) for name, b in built.items()}
     rows = {name: accuracy(sessions[name], images, masks, labels) for name in MODELS}
     latency = interleaved_latency(sessions, images, warmup, iterations)
@@ -296,6 +305,7 @@ def run_category(
 
 COLUMNS = (
     "image_auroc",
+    "recall_at_1pct_fr",
     "pixel_auroc",
     "aupro_0.3",
     "p50_ms",
@@ -309,15 +319,22 @@ COLUMNS = (
 def group_means(
     per_category: dict[str, dict[str, dict[str, Any]]], names: Sequence[str]
 ) -> dict[str, dict[str, float]]:
-    return {
-        model: {c: float(np.mean([per_category[n][model][c] for n in names])) for c in COLUMNS}
-        for model in MODELS
-    }
+    """Mean of each column over `names`; None where no category has the figure (older runs, or a set
+    labelled by image only has no pixel figures)."""
+
+    def mean(model: str, column: str) -> float | None:
+        present = [per_category[n][model].get(column) for n in names]
+        values = [v for v in present if v is not None]
+        return float(np.mean(values)) if values else None
+
+    return {model: {c: mean(model, c) for c in COLUMNS} for model in MODELS}
 
 
 def _cells(values: dict[str, Any]) -> str:
     digits = {"p50_ms": 1, "p99_ms": 1, "p50_vs_ours": 2, "build_s": 0, "onnx_mib": 1}
-    return " | ".join(f"{values[c]:.{digits.get(c, 4)}f}" for c in COLUMNS)
+    return " | ".join(
+        "n/a" if values.get(c) is None else f"{values[c]:.{digits.get(c, 4)}f}" for c in COLUMNS
+    )
 
 
 def results_markdown(results: dict[str, Any]) -> str:
@@ -349,11 +366,20 @@ def results_markdown(results: dict[str, Any]) -> str:
         + ". The machine's 2 cores are shared with other jobs: absolute ms vary with their load, the "
         "interleaved ratio `p50 / ours` is the comparable figure.",
         "",
-        "- **ours**: `vision.train.train_model`, `ModelSettings()` defaults (blocks 1, 2, 4 on a stride-8 "
-        f"grid, memory bank {s['memory_bank_size']}, illumination + position normalisation"
+        "- **ours**: `vision.train.train_model`, "
+        + (f"`ModelSettings(**{results['ours']})`" if results.get("ours") else "`ModelSettings()` defaults")
+        + " (blocks 1, 2, 4 on a stride-8 "
+        + (
+            f"grid, per-position Gaussian head of {s['gaussian_components']} directions, neighbourhood "
+            f"{s['neighbourhood']}, illumination normalisation"
+            if s.get("head") == "gaussian"
+            else f"grid, memory bank {s['memory_bank_size']}, illumination + position normalisation"
+        )
         + (
             f", coarse-to-fine bank search {s['coarse_entries']}/{s['refined_patches']}"
-            if s.get("coarse_entries") and s["coarse_entries"] < s["memory_bank_size"]
+            if s.get("head", "bank") == "bank"
+            and s.get("coarse_entries")
+            and s["coarse_entries"] < s["memory_bank_size"]
             else ""
         )
         + ")."
@@ -389,11 +415,11 @@ def results_markdown(results: dict[str, Any]) -> str:
         done = sum(len(names) for names in results["groups"].values())
         lines += [f"**Partial run**: {done} categories finished; the rest were not measured.", ""]
     header = (
-        "| category | model | image AUROC | pixel AUROC | AUPRO@0.3 | p50 ms | p99 ms | p50 / ours "
-        "| build s | ONNX MiB |"
+        "| category | model | image AUROC | recall @1% FR | pixel AUROC | AUPRO@0.3 | p50 ms | p99 ms "
+        "| p50 / ours | build s | ONNX MiB |"
     )
     for group, names in results["groups"].items():
-        lines += [f"## {group}" if group else "## results", "", header, "|" + "---|" * 10]
+        lines += [f"## {group}" if group else "## results", "", header, "|" + "---|" * 11]
         for name in names:
             for model in MODELS:
                 lines.append(f"| {name} | {model} | {_cells(results['categories'][name][model])} |")
@@ -525,6 +551,17 @@ def main() -> None:
     )
     parser.add_argument("--render", action="store_true", help="Only rewrite <name>.md from <name>.json.")
     parser.add_argument(
+        "--ours",
+        default="{}",
+        help='ModelSettings overrides for our model as JSON, e.g. \'{"head": "gaussian"}\' (default: none)',
+    )
+    parser.add_argument(
+        "--defect-types",
+        default="",
+        help="Comma list: score good images and only these defect types (e.g. defective for ELPV, whose "
+        "uncertain ratings are types of their own).",
+    )
+    parser.add_argument(
         "--keep",
         default="",
         help="Comma list of models (e.g. patchcore,padim) whose ONNX files in --work and recorded build "
@@ -538,7 +575,7 @@ def main() -> None:
     groups = parse_groups(args.categories, args.groups, args.suite)
     categories = round_robin(groups)
     kept = kept_rows(args, categories)
-    settings = ModelSettings()
+    settings = ModelSettings(**json.loads(args.ours))
     torch.set_num_threads(args.threads)
     per_category: dict[str, dict[str, dict[str, Any]]] = {}
     results: dict[str, Any] = {
@@ -547,6 +584,7 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "versions": _versions(),
         "settings": settings.model_dump(),
+        "ours": json.loads(args.ours),
         "peers": {"patchcore": PATCHCORE, "padim": PADIM},
         "threads": args.threads,
         "warmup": args.warmup,
@@ -570,7 +608,15 @@ def main() -> None:
         work = args.work or Path(tmp) / "work"
         for category in categories:
             per_category[category] = run_category(
-                data, category, settings, work, args.threads, args.warmup, args.iterations, kept.get(category)
+                data,
+                category,
+                settings,
+                work,
+                args.threads,
+                args.warmup,
+                args.iterations,
+                kept.get(category),
+                [t for t in args.defect_types.split(",") if t],
             )
             # Rewritten after every category, so a long run that is stopped still leaves its figures.
             done = {label: [c for c in names if c in per_category] for label, names in groups.items()}

@@ -16,6 +16,7 @@ from torch import nn
 from vision.models.backbone import INPUT_MEAN, INPUT_STD, FeatureBackbone
 from vision.models.feature_norm import COLOR_CHANNELS, FEATURE_NORMS, FeatureScaler, local_color_stats
 from vision.models.memory_bank import MemoryBank
+from vision.models.position_gaussian import PositionGaussian
 from vision.models.position_norm import PositionNormalizer
 from vision.models.smoothing import GaussianBlur
 
@@ -35,7 +36,10 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "whiten_shrinkage": 0.1,
     "coarse_entries": 0,
     "refined_patches": 0,
+    "head": "bank",
+    "gaussian_components": 64,
 }
+HEADS = ("bank", "gaussian")
 
 
 @dataclass(frozen=True)
@@ -62,8 +66,16 @@ class AnomalyModelConfig:
     whiten_shrinkage: float = 0.1  # feature_norm=whiten: share of isotropic variance mixed in
     coarse_entries: int = 0  # bank rows every patch is searched against first; 0 = exact search
     refined_patches: int = 0  # coarse search: patches then searched against the whole bank
+    # bank: distance to the nearest good patches anywhere; gaussian: Mahalanobis distance to the good
+    # patches at the same position (`vision.models.position_gaussian`), for parts in a fixture.
+    head: str = "bank"
+    gaussian_components: int = 64  # head=gaussian: principal directions each position's Gaussian keeps
 
     def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
+        if self.head == "gaussian" and self.coarse_entries:
+            raise ValueError("coarse_entries searches a memory bank; the gaussian head has none (use 0)")
         if self.feature_norm not in FEATURE_NORMS:
             raise ValueError(f"feature_norm must be one of {FEATURE_NORMS}, got {self.feature_norm!r}")
         if self.position_strength is not None and not 0.0 <= self.position_strength <= 1.0:
@@ -111,17 +123,24 @@ class AnomalyModel(nn.Module):
         self.feature_scaler: FeatureScaler | None = None
         if config.feature_norm != "none" or config.color_channels:
             self.feature_scaler = FeatureScaler(self.embedding_dim, config.feature_norm)
-        self.memory_bank = MemoryBank(
-            self.embedding_dim,
-            config.memory_bank_size,
-            knn=config.knn,
-            coarse_entries=config.coarse_entries,
-            refined_patches=config.refined_patches,
-        )
+        grid = (config.image_size // config.patch_stride, config.image_size // config.patch_stride)
+        self.memory_bank: MemoryBank | None = None
+        self.position_gaussian: PositionGaussian | None = None
+        if config.head == "gaussian":
+            self.position_gaussian = PositionGaussian(
+                self.embedding_dim, min(config.gaussian_components, self.embedding_dim), grid
+            )
+        else:
+            self.memory_bank = MemoryBank(
+                self.embedding_dim,
+                config.memory_bank_size,
+                knn=config.knn,
+                coarse_entries=config.coarse_entries,
+                refined_patches=config.refined_patches,
+            )
         self.blur = GaussianBlur(config.smoothing_sigma)
         self.position_norm: PositionNormalizer | None = None
-        if config.position_normalization:
-            grid = (config.image_size // config.patch_stride, config.image_size // config.patch_stride)
+        if config.position_normalization and self.memory_bank is not None:  # a Gaussian is per position
             self.position_norm = PositionNormalizer(grid)
         self.eval()
 
@@ -167,7 +186,11 @@ class AnomalyModel(nn.Module):
         self, features: torch.Tensor, output_size: tuple[int, int]
     ) -> tuple[torch.Tensor, ...]:
         """Embeddings -> (smoothed anomaly map at `output_size`, image score = its max)."""
-        distances = self.memory_bank(features, self.position_norm)
+        if self.position_gaussian is not None:
+            distances = self.position_gaussian(features)
+        else:
+            assert self.memory_bank is not None
+            distances = self.memory_bank(features, self.position_norm)
         anomaly_map = F.interpolate(distances, size=output_size, mode="bilinear", align_corners=False)
         anomaly_map = self.blur(anomaly_map)
         score = anomaly_map.flatten(1).amax(dim=1)

@@ -65,3 +65,36 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
     scalar.write_text("42\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_settings(scalar)
+
+
+def test_a_password_alone_from_the_environment_logs_in_the_default_user(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The README's example: only EDGEINSPECT_OPCUA__OPERATOR__PASSWORD set; the user name is the default."""
+    monkeypatch.setenv("EDGEINSPECT_OPCUA__OPERATOR__PASSWORD", "operator-secret-123")
+    monkeypatch.setenv("EDGEINSPECT_OPCUA__VIEWER__PASSWORD", "viewer-secret-456")
+    opcua = load_settings(None).opcua
+    assert opcua.operator.username == "operator" and opcua.viewer.username == "viewer"
+    assert opcua.operator.password is not None
+    assert opcua.operator.password.get_secret_value() == "operator-secret-123"
+
+
+def test_no_secret_in_any_start_up_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refused mapping is echoed with its secrets masked, whatever field the error is about."""
+    monkeypatch.setenv("EDGEINSPECT_OPCUA__OPERATOR__PASSWORD", "short")  # too short: refused
+    monkeypatch.setenv("EDGEINSPECT_OPCUA__VIEWER__USERNAME", "not a valid name!")
+    monkeypatch.setenv("EDGEINSPECT_OPCUA__VIEWER__PASSWORD", "viewer-secret-456")
+    with pytest.raises(ConfigError) as excinfo:
+        load_settings(
+            None,
+            {
+                "mqtt": {"password": "mqtt-secret-789", "url": "http://wrong"},
+                # "certificate_file: Field required" echoes the whole mapping, password and all
+                "opcua": {"certificate": {"private_key_file": "k.pem", "password": "cert-secret-000"}},
+            },
+        )
+    message = str(excinfo.value)
+    assert "opcua.operator.password" in message and "opcua.viewer.username" in message
+    assert "opcua.certificate.certificate_file" in message and "<secret>" in message
+    for secret in ("short", "viewer-secret-456", "mqtt-secret-789", "cert-secret-000"):
+        assert secret not in message, message

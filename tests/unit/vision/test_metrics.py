@@ -13,6 +13,7 @@ from vision.metrics import (
     false_reject_rate,
     image_auroc,
     pixel_auroc,
+    recall_at_false_reject_rate,
 )
 
 
@@ -162,3 +163,14 @@ def test_auroc_per_kind_counts_ties_as_half_and_rejects_bad_input() -> None:
     with pytest.raises(ValueError, match="NaN"):
         auroc_per_kind(["good", "spot"], [0.1, float("nan")])
     assert auroc_per_kind(["good", "good"], [0.1, 0.2]) == {}
+
+
+def test_recall_at_a_false_reject_rate_uses_the_threshold_quality_allows() -> None:
+    good = np.arange(100, dtype=float)  # 0..99: at 1 % one good image may be rejected, so threshold 98
+    defects = np.array([98.0, 98.5, 99.5, 150.0])
+    labels = np.r_[np.zeros(100), np.ones(4)]
+    scores = np.r_[good, defects]
+    assert recall_at_false_reject_rate(labels, scores, 0.01) == 0.75  # 98.0 ties the threshold: missed
+    assert recall_at_false_reject_rate(labels, scores, 0.0) == 0.5  # nothing above 99 may pass
+    with pytest.raises(ValueError, match="both good and defect"):
+        recall_at_false_reject_rate(np.zeros(3), np.arange(3.0), 0.01)
