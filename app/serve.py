@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 
 from app.bootstrap import ensure_model
+from app.fleet_audit import audit_every_door
 from app.settings import ApiSettings, ConfigError, Settings
 from device.environment import environment_record
 
@@ -59,10 +60,8 @@ def run_line(settings: Settings, max_frames: int | None = None) -> int:
         runtime.start()
         keys = KeyStore.from_settings(settings.auth, settings.data_dir)
         app = create_app(runtime, settings, keys)
-        if runtime.rollout is not None:  # fleet releases installed or refused go into the audit log
-            from app.fleet_audit import rollout_auditor
-
-            runtime.rollout.add_listener(rollout_auditor(app.state.audit))
+        # MQTT commands, OPC UA writes and fleet rollouts go into the API's audit log: one log, every door.
+        audit_every_door(runtime, app.state.audit)
         server = uvicorn.Server(api_server_config(app, settings.api))
         # Signals stay ours: uvicorn installs handlers only when it runs on the main thread, and it does not.
         threading.Thread(target=server.run, name="api", daemon=True).start()

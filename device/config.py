@@ -438,6 +438,8 @@ PUBLIC_FIELDS: dict[str, tuple[str, ...]] = {
         "whiten_shrinkage",
         "coarse_entries",
         "refined_patches",
+        "head",
+        "gaussian_components",
     ),
     "inspection": ("threshold", "min_defect_area_px", "max_boxes", "enabled"),
     "reject": ("enabled", "gate_delay_ms", "encoder_counts_per_frame"),

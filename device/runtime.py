@@ -80,6 +80,7 @@ STATUS_PERIOD_S = 5.0
 Change = tuple[Any, Any, str]
 # A handler of one command type; the table holds handlers of different command types, hence `Any`.
 CommandHandler = Callable[[Any], Change]
+CommandListener = Callable[[cmd.Command, str, cmd.CommandResult], None]
 CommandT = TypeVar("CommandT", bound=BaseModel)
 
 
@@ -170,6 +171,7 @@ class EdgeRuntime:
                 self.settings.rollout, self.settings.mqtt, station_id, self, data_dir / "rollout"
             )
         self._housekeeping = threading.Thread(target=self._housekeep, name="housekeeping", daemon=True)
+        self._command_listeners: list[CommandListener] = []
         self._handlers: dict[str, CommandHandler] = dict(
             [
                 _filed(cmd.StartLine, self._cmd_start),
@@ -393,23 +395,36 @@ class EdgeRuntime:
         self.link.wake()
 
     # ---- the one door for changes --------------------------------------------------------------
+    def add_command_listener(self, listener: CommandListener) -> None:
+        """Called with (command, actor, result) after every command, applied or refused, from any door
+        (API, MQTT, OPC UA, rollout): what the audit log hangs on."""
+        self._command_listeners.append(listener)
+
     def execute(self, command: cmd.Command, actor: str = "system") -> cmd.CommandResult:
         name = command.command
         try:
             old, new, message = self._apply(command)
         except (ValueError, KeyError, ModelFileError) as exc:
             log.warning("command %s by %s refused: %s", name, actor, exc)
-            return cmd.CommandResult(ok=False, command=name, request_id=command.request_id, message=str(exc))
-        log.info("command %s by %s: %s -> %s", name, actor, old, new)
-        self.link.publish_status()
-        return cmd.CommandResult(
-            ok=True,
-            command=name,
-            request_id=command.request_id,
-            message=message,
-            old_value=old,
-            new_value=new,
-        )
+            message = str(exc)
+            result = cmd.CommandResult(ok=False, command=name, request_id=command.request_id, message=message)
+        else:
+            log.info("command %s by %s: %s -> %s", name, actor, old, new)
+            self.link.publish_status()
+            result = cmd.CommandResult(
+                ok=True,
+                command=name,
+                request_id=command.request_id,
+                message=message,
+                old_value=old,
+                new_value=new,
+            )
+        for listener in list(self._command_listeners):
+            try:
+                listener(command, actor, result)
+            except Exception:  # a broken listener must not undo or hide a change already made
+                log.exception("command listener failed for %s by %s", name, actor)
+        return result
 
     def _apply(self, command: cmd.Command) -> Change:
         handler = self._handlers.get(command.command)

@@ -87,6 +87,10 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
         {"head": "gaussian", "neighbourhood": 3, "smoothing_sigma": 12.0},
         "Gaussian, 3x3 aggregation, more smoothing",
     ),
+    "g_nbhd3_320": (
+        {"head": "gaussian", "neighbourhood": 3, "image_size": 320},
+        "Gaussian, 3x3 aggregation, 320 px (ELPV cells are 300 px: a finer patch grid, no new detail)",
+    ),
     "g_nbhd3_b1234": (
         {"head": "gaussian", "neighbourhood": 3, "feature_blocks": (1, 2, 3, 4)},
         "Gaussian, 3x3 aggregation, block 3 added",

@@ -20,6 +20,8 @@ from conftest import free_port
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from fixtures_mqtt import wait_until
 
+from app.audit import AuditLog
+from app.fleet_audit import audit_every_door
 from app.settings import load_settings
 from device.commands import Command, CommandResult, SetThreshold
 from device.config import LineSettings, OpcUaSettings
@@ -420,9 +422,11 @@ def runtime(tmp_path: Path, trained_model: Path, mosquitto: Any) -> Iterator[Edg
 
 
 @pytest.mark.slow
-def test_the_real_runtime_through_opcua(runtime: EdgeRuntime) -> None:
+def test_the_real_runtime_through_opcua(runtime: EdgeRuntime, tmp_path: Path) -> None:
     server = runtime.opcua
     assert server is not None
+    audit = AuditLog(tmp_path / "audit.sqlite3")
+    audit_every_door(runtime, audit)  # as `edgeinspect run` wires the API's audit log
     # The server starts before the line does (state `starting`), then follows the runtime's state.
     wait_until(lambda: read(server, "State")[0] == "running", 10, "state running")
     frames, threshold = read(server, "Statistics.Frames", THRESHOLD)
@@ -435,6 +439,14 @@ def test_the_real_runtime_through_opcua(runtime: EdgeRuntime) -> None:
     assert runtime.status().threshold == pytest.approx(calibrated)
     assert write(server, THRESHOLD, double(calibrated * 2), login=OPERATOR).is_good()
     assert runtime.status().threshold == pytest.approx(calibrated * 2)
+    # The write is in the audit log beside the API's entries: who, through which door, before and after.
+    total, rows = audit.query()
+    assert total == 1 and rows[0]["actor"] == f"opcua:{OPERATOR[0]}" and rows[0]["role"] == "opcua"
+    assert rows[0]["action"] == "set_threshold" and rows[0]["ok"]
+    assert rows[0]["old_value"] == pytest.approx(calibrated) and rows[0]["new_value"] == pytest.approx(
+        calibrated * 2
+    )
+    audit.close()
     wait_until(lambda: read(server, THRESHOLD)[0] == pytest.approx(calibrated * 2), 10, "threshold shown")
 
     # The runtime feeds every judged part: the last result follows the line on its own.
