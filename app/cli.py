@@ -97,9 +97,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from vision.config import ModelSettings
     from vision.train import train_model
 
-    settings = ModelSettings(backbone=args.backbone, image_size=args.image_size)
+    chosen = {"backbone": args.backbone, "image_size": args.image_size, "head": args.head}
     if args.memory_bank_size:
-        settings = settings.model_copy(update={"memory_bank_size": args.memory_bank_size})
+        chosen["memory_bank_size"] = args.memory_bank_size
+    if args.neighbourhood:
+        chosen["neighbourhood"] = args.neighbourhood
+    settings = ModelSettings(**chosen)
     out = Path(args.out or f"data/models/{args.category}.onnx")
     path = train_model(Path(args.data), args.category, out, settings, progress=True)
     print(f"model written to {path} (PyTorch checkpoint: {path.with_suffix('.pt')})")
@@ -242,6 +245,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--image-size", type=int, default=256)
     train.add_argument("--memory-bank-size", type=int, default=None)
+    train.add_argument(
+        "--head",
+        choices=["bank", "gaussian"],
+        default="bank",
+        help="bank: nearest good patch anywhere (surfaces, parts that move); gaussian: good patches at the "
+        "same position (parts in a fixture; chosen on real ELPV cells with --neighbourhood 3)",
+    )
+    train.add_argument("--neighbourhood", type=int, default=None, help="patches averaged around each (odd)")
     train.set_defaults(func=_cmd_train)
 
     ev = sub.add_parser("eval", help="evaluate an ONNX model on a dataset folder")
