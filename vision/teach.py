@@ -237,6 +237,11 @@ def find_bank(model: Any) -> BankLayout:
             )
     if len(found) > 1:
         raise TeachError(f"the model has {len(found)} bank-like layers; cannot tell which is the memory bank")
+    if any("position_gaussian" in name for name in inits):
+        raise TeachError(
+            "this model's head is a per-position Gaussian (model.head: gaussian), which teach-normal cannot "
+            "extend yet: rebuild it with the false alarms among its good images (edgeinspect train)"
+        )
     detail = f": {reasons[0]}" if reasons else " (no MatMul + bias Add + ReduceMax or TopK)"
     raise TeachError(
         f"no extendable memory bank in the model{detail}; teach a model file as `edgeinspect train` or "

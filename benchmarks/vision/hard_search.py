@@ -97,6 +97,12 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
         {"feature_norm": "whiten", "knn": 3, "smoothing_sigma": 8.0, "color_stats": 1.0, "color_window": 3},
         "whitening + k=3 + sigma 8 + colour channels (24 px, weight 1)",
     ),
+    # Round 4 (2026-12-06): the per-position Gaussian head chosen on real DEV images (benchmarks/real/),
+    # checked here for surfaces before it could become everyone's default.
+    "w_s8_gaussian_nbhd3": (
+        {"feature_norm": "whiten", "smoothing_sigma": 8.0, "head": "gaussian", "neighbourhood": 3},
+        "the real-data choice (per-position Gaussian, 3x3 aggregation) on synthetic surfaces",
+    ),
 }
 
 

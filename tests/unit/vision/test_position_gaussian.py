@@ -4,6 +4,7 @@ model with it that trains, exports to ONNX, runs on ONNX Runtime alike and flags
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -12,6 +13,7 @@ from vision.config import ModelSettings
 from vision.export import export_onnx
 from vision.models import AnomalyModelConfig
 from vision.models.position_gaussian import COVARIANCE_SHRINKAGE, PositionGaussian
+from vision.teach import TeachError, find_bank
 from vision.train import build_model_files, fit_model
 
 SIZE = 64
@@ -115,3 +117,13 @@ def test_build_model_files_calibrates_a_gaussian_head(tmp_path) -> None:
     good = [float(session.run(["score"], {"image": fixture_part(rng)[None]})[0][0]) for _ in range(3)]
     bad = float(session.run(["score"], {"image": fixture_part(rng, defect=True)[None]})[0][0])
     assert max(good) < threshold < bad
+
+
+@pytest.mark.integration
+def test_teaching_a_gaussian_head_is_refused_with_what_to_do_instead(tmp_path) -> None:
+    rng = np.random.default_rng(5)
+    settings = ModelSettings(image_size=SIZE, head="gaussian", gaussian_components=8)
+    model = fit_model([fixture_part(rng) for _ in range(6)], settings, progress=False)
+    path = export_onnx(model, tmp_path / "g.onnx", METADATA, SIZE)
+    with pytest.raises(TeachError, match=r"per-position Gaussian .* rebuild it"):
+        find_bank(onnx.load(str(path)))
