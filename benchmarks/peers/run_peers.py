@@ -175,7 +175,8 @@ def build_peer(
 def build_ours(data_root: Path, category: str, settings: ModelSettings, out_path: Path) -> Built:
     started = time.perf_counter()
     train_model(data_root, category, out_path, settings, progress=False, holdout_fraction=HOLDOUT_FRACTION)
-    return Built(out_path, time.perf_counter() - started, {"memory_bank_rows": settings.memory_bank_size})
+    rows = settings.memory_bank_size if settings.head == "bank" else 0  # the Gaussian head has no bank
+    return Built(out_path, time.perf_counter() - started, {"memory_bank_rows": rows})
 
 
 def reuse(path: Path, row: dict[str, Any]) -> Built:
@@ -414,13 +415,30 @@ def results_markdown(results: dict[str, Any]) -> str:
         "exported with `vision.export.export_onnx` behind our ONNX contract.",
         "",
     ]
-    banks = sorted({rows["patchcore"].get("memory_bank_rows", 0) for rows in results["categories"].values()})
+    banks = sorted(
+        {
+            rows["patchcore"].get("memory_bank_rows", 0)
+            for rows in results["categories"].values()
+            if "patchcore" in rows
+        }
+    )
+    ours_size = (
+        f"our fixed {s['memory_bank_size']}"
+        if s.get("head", "bank") == "bank"
+        else f"our Gaussian head's {s['gaussian_components']}-wide factor per position"
+    )
     lines += [
-        "Notes: `build s` is wall time on the shared CPU (fit + calibration + export); PatchCore's is almost "
-        "all anomalib's k-center-greedy over every fit patch (fit images x 32 x 32), giving a bank of "
-        f"{', '.join(str(b) for b in banks)} rows against our fixed {s['memory_bank_size']}. PatchCore's "
-        "ONNX file holds its bank twice (the exporter folds the transposed bank into a second constant); "
-        "PaDiM's holds 64 x 64 inverse covariances of 100 x 100. No model's latency includes resizing.",
+        "Notes: `build s` is wall time on the shared CPU (fit + calibration + export)"
+        + (
+            "; PatchCore's is almost all anomalib's k-center-greedy over every fit patch "
+            "(fit images x 32 x 32), "
+            f"giving a bank of {', '.join(str(b) for b in banks)} rows against {ours_size}. PatchCore's "
+            "ONNX file holds its bank twice (the exporter folds the transposed bank into a second constant)"
+            if banks
+            else ""
+        )
+        + ". PaDiM's ONNX file holds 64 x 64 inverse covariances of 100 x 100. No model's latency includes "
+        "resizing.",
         "",
     ]
     if not results.get("complete", True):
