@@ -36,7 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "vision"))
 
-from hard_search import BackboneCache, CategoryData, caching_model_class, score
+from hard_search import BackboneCache, CategoryData, _cell, caching_model_class, score
 
 import vision.train as train_module
 from vision import metrics
@@ -138,10 +138,6 @@ def run_variant(data: CategoryData, settings: ModelSettings, config: dict[str, A
         data.labels[strict], scores[strict], MAX_FALSE_REJECTS
     )
     return result
-
-
-def _cell(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
 
 
 def search_markdown(log: dict[str, Any]) -> str:
