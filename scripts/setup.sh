@@ -103,8 +103,8 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     "${pip_install[@]}" --require-hashes --no-deps -r "$lock"
   fi
   "${pip_install[@]}" --no-deps --no-build-isolation -e .
-  if ! "$VENV/bin/python" -m pip check --disable-pip-version-check >/dev/null; then
-    "$VENV/bin/python" -m pip check --disable-pip-version-check >&2 || true
+  if ! conflicts="$("$VENV/bin/python" -m pip check --disable-pip-version-check)"; then
+    echo "$conflicts" >&2
     echo "setup.sh: the installed packages do not fit together (see above); was $VENV made by hand?" >&2
     exit 1
   fi

@@ -218,4 +218,5 @@ __all__ = (
     "false_reject_rate",
     "image_auroc",
     "pixel_auroc",
+    "recall_at_false_reject_rate",
 )

@@ -70,7 +70,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "blocks_234": ({"feature_blocks": (2, 3, 4)}, "drop the shallowest block"),
     "size_320": ({"image_size": 320}, "320 px input"),
     "lite2": ({"backbone": "efficientnet_lite2"}, "the heavier backbone"),
-    # Round 2: the per-position Gaussian head (PaDiM's idea; benchmarks/real/position_gaussian.py first).
+    # Round 2: the per-position Gaussian head (PaDiM's idea; tried first outside the model, see the notes).
     "gaussian": ({"head": "gaussian"}, "per-position Gaussian, 64 principal directions"),
     "gaussian_k32": ({"head": "gaussian", "gaussian_components": 32}, "Gaussian, 32 directions"),
     "gaussian_k128": ({"head": "gaussian", "gaussian_components": 128}, "Gaussian, 128 directions"),
