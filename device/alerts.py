@@ -16,7 +16,7 @@ import json
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -31,6 +31,7 @@ ReviewFilter = Literal["unreviewed", "confirmed", "false_alarm"]
 REVIEW_STATES: tuple[str, ...] = get_args(ReviewState)
 MAX_REVIEW_COMMENT = 500
 _REVIEW_COLUMNS = "r.state, r.comment, r.reviewer, r.ts, r.taught_model"
+_IN_BATCH = 500  # ids per `IN (...)`: well under SQLite's bound on parameters
 
 
 def iso_utc(epoch_s: float) -> str:
@@ -222,6 +223,23 @@ class AlertStore:
             counts[state] = int(count)
             taught += int(taught_count)
         return {"unreviewed": total - sum(counts.values()), **counts, "taught": taught}
+
+    def review_states(self, alert_ids: Iterable[str]) -> dict[str, ReviewState]:
+        """The review state of each of these alerts that has one; an unreviewed alert, or one no longer
+        in the history (pushed out by `keep_alerts`, its review with it), is left out."""
+        wanted = list(dict.fromkeys(alert_ids))
+        states: dict[str, ReviewState] = {}
+        for start in range(0, len(wanted), _IN_BATCH):
+            batch = wanted[start : start + _IN_BATCH]
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT r.alert_id, r.state FROM reviews r JOIN alerts a ON a.alert_id = r.alert_id "
+                    f"WHERE r.alert_id IN ({','.join('?' * len(batch))})",
+                    batch,
+                ).fetchall()
+            for alert_id, state in rows:
+                states[str(alert_id)] = "confirmed" if state == "confirmed" else "false_alarm"
+        return states
 
     def reviewed_ids(self, state: ReviewState, untaught_only: bool = False, limit: int = 10_000) -> list[str]:
         """Alert ids with this review state, newest first (`untaught_only`: not yet taught to a model)."""

@@ -33,13 +33,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import cv2
 import numpy as np
 from prometheus_client import CollectorRegistry, Gauge
 
-from device.alerts import classify_defect, iso_utc
+from device.alerts import ReviewState, classify_defect, iso_utc
 from device.camera.base import Frame
 from device.config import ArchiveSettings
 from device.status import ComponentHealth
@@ -54,6 +54,12 @@ OVERLAY_JPEG_QUALITY = 85
 AGE_PRUNE_PERIOD_S = 60.0
 WRITER_NICE = 10  # the writer yields the CPU to capture and inference
 GOOD_LABEL = "good"
+# What an export does with an NG part whose alert nobody reviewed: `defect` -> test/<class>/ (with its mask),
+# `good` -> test/good/, `skip` -> left out.
+UnreviewedPolicy = Literal["defect", "good", "skip"]
+UNREVIEWED_POLICIES: tuple[str, ...] = get_args(UnreviewedPolicy)
+# The review an export went by, per image: None for an OK part with no reviewed alert.
+ExportReview = Literal["confirmed", "false_alarm", "unreviewed"]
 NAME_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"  # a category or label: one safe path component
 _NAME = re.compile(NAME_PATTERN)
 # Prometheus name -> (help, ArchiveStats field).
@@ -183,6 +189,30 @@ class ExportEntry:
     label: str  # "good" or a defect class
     image_name: str  # path inside the ZIP
     mask_name: str | None
+    folder: str  # destination under the category: `train/good`, `test/good` or `test/<class>`
+    review: ExportReview | None  # the review state of its alert (None: an OK part with no reviewed alert)
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """Every image of an export and where it goes; `skipped_ids`: unreviewed NG parts left out."""
+
+    category: str
+    entries: tuple[ExportEntry, ...]
+    skipped_ids: tuple[int, ...] = ()
+
+    def counts(self) -> dict[str, int]:
+        """Images per destination folder (`train/good`, `test/good`, `test/<class>`), sorted by folder."""
+        return _count_folders(self.entries)
+
+
+@dataclass(frozen=True)
+class MvtecExport:
+    """A planned export: the plan (counts for the audit and the caller) and the ZIP chunks, which read the
+    files only while iterated."""
+
+    plan: ExportPlan
+    chunks: Iterator[bytes]
 
 
 class ImageArchive:
@@ -541,12 +571,19 @@ class ImageArchive:
 
     # ---- export -------------------------------------------------------------------------------------
     def export_mvtec(
-        self, items: Sequence[ArchivedImage], category: str, labels: Mapping[int, str] | None = None
-    ) -> Iterator[bytes]:
-        """A ZIP in the MVTec AD layout, as chunks to stream. Checked now (ValueError for a bad category or
-        label, ArchiveItemNotFound for a label naming an item not exported); written while iterated."""
-        entries = plan_mvtec_export(items, category, labels)
-        return _zip_chunks(entries, category)
+        self,
+        items: Sequence[ArchivedImage],
+        category: str,
+        labels: Mapping[int, str] | None = None,
+        *,
+        reviews: Mapping[str, ReviewState] | None = None,
+        unreviewed: UnreviewedPolicy = "defect",
+    ) -> MvtecExport:
+        """A ZIP in the MVTec AD layout, as chunks to stream, placed as `plan_mvtec_export` says. Checked
+        now (ValueError for a bad category, label or policy, ArchiveItemNotFound for a label naming an item
+        not exported); written while iterated."""
+        plan = plan_mvtec_export(items, category, labels, reviews=reviews, unreviewed=unreviewed)
+        return MvtecExport(plan, _zip_chunks(plan))
 
     # ---- views --------------------------------------------------------------------------------------
     def stats(self) -> ArchiveStats:
@@ -596,14 +633,30 @@ class ImageArchive:
 
 # ---- MVTec AD export --------------------------------------------------------------------------------
 def plan_mvtec_export(
-    items: Sequence[ArchivedImage], category: str, labels: Mapping[int, str] | None = None
-) -> list[ExportEntry]:
-    """Where each image goes: OK (or labelled `good`) -> `<category>/train/good/`, NG -> `<category>/test/
-    <defect_class or label>/`, and its true mask -> `<category>/ground_truth/<class>/<id>_mask.png` only if
-    the archive has one. Files are named by archive id, so names never collide."""
+    items: Sequence[ArchivedImage],
+    category: str,
+    labels: Mapping[int, str] | None = None,
+    *,
+    reviews: Mapping[str, ReviewState] | None = None,
+    unreviewed: UnreviewedPolicy = "defect",
+) -> ExportPlan:
+    """Where each image goes (a pure function: `reviews` maps alert id -> the operator's review state).
+
+    - an explicit `labels` entry wins: `good` -> `train/good/`, anything else -> `test/<label>/`;
+    - an OK part -> `train/good/`;
+    - an NG part whose alert was reviewed `confirmed` -> `test/<defect_class or anomaly>/`;
+    - reviewed `false_alarm` -> `test/good/` (a good part the model rejected: no mask);
+    - unreviewed (no review, no alert, or its alert left the history) -> as `unreviewed` says: `defect` like
+      confirmed, `good` like a false alarm, `skip` left out (`ExportPlan.skipped_ids`).
+
+    A defect image's true mask goes to `<category>/ground_truth/<class>/<id>_mask.png` only if the archive
+    has one. Files are named by archive id, so names never collide."""
     if not _NAME.fullmatch(category):
         raise ValueError(f"category must match {NAME_PATTERN}, got {category!r}")
+    if unreviewed not in UNREVIEWED_POLICIES:
+        raise ValueError(f"unreviewed must be one of {', '.join(UNREVIEWED_POLICIES)}, got {unreviewed!r}")
     labels = dict(labels or {})
+    reviews = reviews or {}
     unique = list({item.id: item for item in items}.values())
     known = {item.id for item in unique}
     strangers = sorted(set(labels) - known)
@@ -612,17 +665,43 @@ def plan_mvtec_export(
     for item_id, label in labels.items():
         if not _NAME.fullmatch(label):
             raise ValueError(f"label of item {item_id} must match {NAME_PATTERN}, got {label!r}")
-    entries = []
+    entries: list[ExportEntry] = []
+    skipped: list[int] = []
     for item in sorted(unique, key=lambda i: (i.ts, i.id)):
-        default = GOOD_LABEL if item.verdict == "OK" else (item.defect_class or "anomaly")
-        label = labels.get(item.id, default)
+        review = _review_of(item, reviews)
         stem = f"{item.id:08d}"
-        if label == GOOD_LABEL:
-            entries.append(ExportEntry(item, label, f"{category}/train/good/{stem}.jpg", None))
+        if item.id in labels:
+            label = labels[item.id]
+            folder = "train/good" if label == GOOD_LABEL else f"test/{label}"
+        elif item.verdict == "OK":
+            label, folder = GOOD_LABEL, "train/good"
+        elif review == "false_alarm" or (review == "unreviewed" and unreviewed == "good"):
+            label, folder = GOOD_LABEL, "test/good"
+        elif review == "unreviewed" and unreviewed == "skip":
+            skipped.append(item.id)
             continue
-        mask = f"{category}/ground_truth/{label}/{stem}_mask.png" if item.mask_path else None
-        entries.append(ExportEntry(item, label, f"{category}/test/{label}/{stem}.jpg", mask))
-    return entries
+        else:  # confirmed, or unreviewed taken as a defect
+            label = item.defect_class or "anomaly"
+            folder = f"test/{label}"
+        mask = None
+        if label != GOOD_LABEL and item.mask_path is not None:
+            mask = f"{category}/ground_truth/{label}/{stem}_mask.png"
+        entries.append(ExportEntry(item, label, f"{category}/{folder}/{stem}.jpg", mask, folder, review))
+    return ExportPlan(category, tuple(entries), tuple(skipped))
+
+
+def _review_of(item: ArchivedImage, reviews: Mapping[str, ReviewState]) -> ExportReview | None:
+    """The review of the item's alert; `unreviewed` for an NG part without one, None for an OK part."""
+    if item.alert_id is not None and item.alert_id in reviews:
+        return reviews[item.alert_id]
+    return "unreviewed" if item.verdict == "NG" else None
+
+
+def _count_folders(entries: Sequence[ExportEntry]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for entry in entries:
+        counts[entry.folder] = counts.get(entry.folder, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 class _ChunkSink:
@@ -647,14 +726,15 @@ class _ChunkSink:
         return data
 
 
-def _zip_chunks(entries: Sequence[ExportEntry], category: str) -> Iterator[bytes]:
+def _zip_chunks(plan: ExportPlan) -> Iterator[bytes]:
     """Stream the ZIP file by file (JPEGs stored as they are); `manifest.json` last, naming the images
-    pruned while the export ran, if any."""
+    pruned while the export ran, if any, and counting the images written per destination folder."""
     sink = _ChunkSink()
     manifest: list[dict[str, Any]] = []
+    written: list[ExportEntry] = []
     missing: list[int] = []
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED) as archive:
-        for entry in entries:
+        for entry in plan.entries:
             try:
                 image = entry.item.image_path.read_bytes()
                 mask = entry.item.mask_path.read_bytes() if entry.mask_name and entry.item.mask_path else None
@@ -665,12 +745,15 @@ def _zip_chunks(entries: Sequence[ExportEntry], category: str) -> Iterator[bytes
             if mask is not None and entry.mask_name:
                 archive.writestr(entry.mask_name, mask, compress_type=zipfile.ZIP_DEFLATED)
             manifest.append(_manifest_row(entry, mask is not None))
+            written.append(entry)
             yield sink.take()
         summary = {
             "format": "MVTec AD",
-            "category": category,
+            "category": plan.category,
             "images": manifest,
+            "counts": _count_folders(written),
             "missing_ids": missing,
+            "skipped_unreviewed_ids": list(plan.skipped_ids),
             "masks": "ground_truth masks are included only for images whose camera delivered a true mask "
             "(the simulator does); other defect images have none and need labelling before pixel metrics",
         }
@@ -683,6 +766,8 @@ def _manifest_row(entry: ExportEntry, has_mask: bool) -> dict[str, Any]:
     return {
         **row,
         "label": entry.label,
+        "folder": entry.folder,
+        "review": entry.review,
         "file": entry.image_name,
         "mask": entry.mask_name if has_mask else None,
     }

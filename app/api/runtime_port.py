@@ -9,12 +9,12 @@ attribute of the same or a narrower type.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 from device.alerts import ReviewFilter, ReviewState
-from device.archive import ArchivedImage, ArchiveStats, Verdict
+from device.archive import ArchivedImage, ArchiveStats, MvtecExport, UnreviewedPolicy, Verdict
 from device.commands import Command, CommandResult
 from device.model_registry import ModelEntry
 from device.rollout.view import RolloutView
@@ -47,6 +47,10 @@ class AlertHistory(Protocol):
         self, alert_id: str, state: ReviewState, comment: str, reviewer: str
     ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         """Record or replace a review: (previous, new); KeyError unknown alert, ValueError bad input."""
+        ...
+
+    def review_states(self, alert_ids: Iterable[str]) -> dict[str, ReviewState]:
+        """The review state of each of these alerts that has one (unreviewed or unknown ones left out)."""
         ...
 
     def review_counts(self) -> dict[str, int]:
@@ -109,9 +113,16 @@ class ArchiveCatalog(Protocol):
         ...
 
     def export_mvtec(
-        self, items: Sequence[ArchivedImage], category: str, labels: Mapping[int, str] | None = None
-    ) -> Iterator[bytes]:
-        """ZIP chunks in the MVTec AD layout; ValueError / ArchiveItemNotFound before the first chunk."""
+        self,
+        items: Sequence[ArchivedImage],
+        category: str,
+        labels: Mapping[int, str] | None = None,
+        *,
+        reviews: Mapping[str, ReviewState] | None = None,
+        unreviewed: UnreviewedPolicy = "defect",
+    ) -> MvtecExport:
+        """The plan (`device.archive.plan_mvtec_export`: reviews place NG parts) and its ZIP chunks in the
+        MVTec AD layout; ValueError / ArchiveItemNotFound before the first chunk."""
         ...
 
     def stats(self) -> ArchiveStats: ...

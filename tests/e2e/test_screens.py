@@ -256,12 +256,14 @@ def test_archive_filters_views_downloads_and_exports(page: Page, panel: FakePane
     items.nth(0).get_by_test_id("archive-select").check()
     items.nth(1).get_by_test_id("archive-select").check()
     expect(page.get_by_test_id("archive-export")).to_have_text("Export 2 (ZIP)")
+    page.get_by_test_id("archive-unreviewed").select_option("good")  # nobody reviewed these two
     with page.expect_download() as export_info:
         page.get_by_test_id("archive-export").click()
         confirm(page, "Export 2")
     archive = zipfile.ZipFile(io.BytesIO(Path(export_info.value.path()).read_bytes()))
-    images = [n for n in archive.namelist() if n.endswith(".jpg") and "/test/" in n]
+    images = [n for n in archive.namelist() if n.endswith(".jpg") and "/test/good/" in n]
     assert len(images) == 2
+    expect(page.get_by_test_id("archive-message")).to_have_text("Exported 2 image(s): test/good 2.")
     audit = get(panel.base_url, "/audit", "admin")["items"][0]
     assert audit["action"] == "archive_export" and audit["ok"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,3 +127,54 @@ def test_export_is_a_mvtec_dataset_for_operators(
     entry = client.get("/audit", headers=headers("admin")).json()["items"][0]
     assert (entry["action"], entry["actor"], entry["ok"]) == ("archive_export", "operator", True)
     assert runtime.archive.stats().write_errors == 0
+
+
+def test_export_honours_operator_reviews(live: tuple[httpx.Client, EdgeRuntime]) -> None:
+    client, _ = live
+    operator = headers("operator")
+    ng = client.get("/archive", params={"verdict": "NG", "limit": 500}, headers=operator).json()["items"]
+    assert len(ng) >= 3
+    false_alarm, confirmed, unreviewed = ng[0], ng[1], ng[2]
+    for item, state in ((false_alarm, "false_alarm"), (confirmed, "confirmed")):
+        review = client.post(
+            f"/alerts/{item['alert_id']}/review",
+            json={"state": state, "comment": "export test"},
+            headers=operator,
+        )
+        assert review.status_code == 200, review.text
+
+    response = client.post(
+        "/archive/export",
+        json={"category": "line1", "filters": {"verdict": "NG", "limit": 500}, "unreviewed": "skip"},
+        headers=operator,
+    )
+    assert response.status_code == 200, response.text
+    bundle = zipfile.ZipFile(io.BytesIO(response.content))
+    images = sorted(n for n in bundle.namelist() if n.endswith(".jpg"))
+    cls = confirmed["defect_class"]
+    assert images == sorted(
+        [f"line1/test/good/{false_alarm['id']:08d}.jpg", f"line1/test/{cls}/{confirmed['id']:08d}.jpg"]
+    )  # every other NG part is unreviewed, and skipped
+    assert f"line1/ground_truth/{cls}/{confirmed['id']:08d}_mask.png" in bundle.namelist()
+    assert not any(n.startswith("line1/ground_truth/good/") for n in bundle.namelist())
+    manifest = json.loads(bundle.read("manifest.json"))
+    assert {row["id"]: row["review"] for row in manifest["images"]} == {
+        false_alarm["id"]: "false_alarm",
+        confirmed["id"]: "confirmed",
+    }
+    assert unreviewed["id"] in manifest["skipped_unreviewed_ids"]
+    assert len(manifest["skipped_unreviewed_ids"]) == len(ng) - 2
+    counts = {"test/good": 1, f"test/{cls}": 1}
+    assert manifest["counts"] == counts
+    summary = json.loads(response.headers["X-Export-Summary"])
+    assert summary == {"items": 2, "destinations": counts, "skipped_unreviewed": len(ng) - 2}
+    entry = client.get("/audit", headers=headers("admin")).json()["items"][0]
+    assert (entry["action"], entry["ok"], entry["new_value"]["items"]) == ("archive_export", True, 2)
+    assert entry["new_value"]["destinations"] == counts
+
+    # The default keeps today's behaviour: an unreviewed NG part is a defect with its mask.
+    by_ids = client.post("/archive/export", json={"ids": [unreviewed["id"]]}, headers=operator)
+    names = zipfile.ZipFile(io.BytesIO(by_ids.content)).namelist()
+    cls, stem = unreviewed["defect_class"], f"{unreviewed['id']:08d}"
+    assert f"{TEST_CATEGORY}/test/{cls}/{stem}.jpg" in names
+    assert f"{TEST_CATEGORY}/ground_truth/{cls}/{stem}_mask.png" in names

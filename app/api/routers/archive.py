@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -27,11 +28,19 @@ from app.api.runtime_port import ArchiveCatalog
 from app.api.schemas import _JSON_INT
 from app.api.security import Principal
 from app.audit import AuditLog
-from device.archive import NAME_PATTERN, ArchivedImage, ArchiveItemNotFound, ArchiveStats
+from device.archive import (
+    NAME_PATTERN,
+    ArchivedImage,
+    ArchiveItemNotFound,
+    ArchiveStats,
+    ExportPlan,
+    UnreviewedPolicy,
+)
 
 router = APIRouter(prefix="/archive", tags=["archive"], responses=AUTH_RESPONSES)
 
 TARGET = "POST /archive/export"
+SUMMARY_HEADER = "X-Export-Summary"
 MAX_EXPORT_ITEMS = 5000
 MAX_ID = 10**12  # far beyond any archive; small enough that JSON Schema bounds stay exact
 # Body ints take 212.0 as 212, as JSON Schema does (see app.api.schemas).
@@ -124,7 +133,16 @@ class _Export(_Request):
     labels: list[ExportLabel] = Field(
         default_factory=list,
         max_length=MAX_EXPORT_ITEMS,
-        description="Override where an item goes (last one wins per id); items must be in the export.",
+        description="Override where an item goes (last one wins per id); items must be in the export. "
+        "A label wins over the alert's review and over `unreviewed`.",
+    )
+    unreviewed: UnreviewedPolicy = Field(
+        "defect",
+        description="What an NG part becomes when no operator has reviewed its alert (or its alert has left "
+        "the history): `defect` -> test/<class>/ with its mask (the behaviour before reviews counted), "
+        "`good` -> test/good/ (no mask), `skip` -> left out of the ZIP. Reviewed NG parts need no choice: "
+        "`confirmed` -> test/<class>/ with its mask, `false_alarm` -> test/good/ (no mask). "
+        "OK parts always go to train/good/.",
     )
 
 
@@ -220,8 +238,21 @@ def download(item_id: ItemId, runtime: RuntimeDep, _: Viewer, overlay: bool = Fa
     response_class=StreamingResponse,
     responses={
         **CONTROL_RESPONSES,
-        200: {"content": {"application/zip": {}}, "description": "MVTec AD layout + manifest.json."},
-        404: {"description": "Nothing to export, or an id (in `ids` or `labels`) that is not exported."},
+        200: {
+            "content": {"application/zip": {}},
+            "description": "MVTec AD layout + manifest.json.",
+            "headers": {
+                SUMMARY_HEADER: {
+                    "description": "JSON: `items` (images in the ZIP plan, as audited), `destinations` "
+                    "(images per folder, e.g. `test/good`), `skipped_unreviewed` (NG parts left out).",
+                    "schema": {"type": "string"},
+                }
+            },
+        },
+        404: {
+            "description": "Nothing to export (no match, or every match skipped as unreviewed), or an id "
+            "(in `ids` or `labels`) that is not exported."
+        },
     },
 )
 def export(
@@ -231,10 +262,16 @@ def export(
     principal: Operator,
     request: Annotated[ExportByIds | ExportByFilter, Body()],
 ) -> StreamingResponse:
-    """A ZIP for retraining: OK parts in `<category>/train/good/`, NG parts in `<category>/test/<class>/`
-    (raw frames, no overlay), true masks in `<category>/ground_truth/` only where archived."""
+    """A ZIP for retraining (raw frames, no overlay): OK parts in `<category>/train/good/`; NG parts by their
+    alert's review: `confirmed` in `<category>/test/<class>/`, `false_alarm` in `<category>/test/good/`,
+    unreviewed as `unreviewed` says; true masks in `<category>/ground_truth/` only for defect images whose
+    mask was archived. `manifest.json` gives each image's folder and review, and the counts per folder."""
     category = request.category or _safe_name(settings.camera.category)
-    asked: dict[str, Any] = {"category": category, "labels": len(request.labels)}
+    asked: dict[str, Any] = {
+        "category": category,
+        "labels": len(request.labels),
+        "unreviewed": request.unreviewed,
+    }
     if isinstance(request, ExportByIds):
         asked["ids"] = request.ids[:50]
     else:
@@ -247,18 +284,48 @@ def export(
             items = _query(runtime.archive, request.filters)[1]
         if not items:
             raise ArchiveItemNotFound("no archived images match these filters")
-        chunks = runtime.archive.export_mvtec(items, category, labels)
+        reviews = runtime.alert_store.review_states(i.alert_id for i in items if i.alert_id is not None)
+        planned = runtime.archive.export_mvtec(
+            items, category, labels, reviews=reviews, unreviewed=request.unreviewed
+        )
+        if not planned.plan.entries:
+            raise ArchiveItemNotFound(
+                f"nothing to export: all {len(items)} matching images are unreviewed NG parts "
+                "and `unreviewed` is `skip`"
+            )
     except (ArchiveItemNotFound, ValueError) as exc:
         status = 404 if isinstance(exc, ArchiveItemNotFound) else 422
         _record(audit, principal, asked, ok=False, message=str(exc))
         raise HTTPException(status, detail=str(exc)) from exc
-    _record(audit, principal, {**asked, "items": len(items)}, ok=True, message=f"{len(items)} images")
+    summary = _summary(planned.plan)
+    _record(audit, principal, {**asked, **summary}, ok=True, message=_summary_text(summary))
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     return StreamingResponse(
-        _chunks(chunks),
+        _chunks(planned.chunks),
         media_type="application/zip",
-        headers={"Content-Disposition": f'attachment; filename="{category}-mvtec-{stamp}.zip"'},
+        headers={
+            "Content-Disposition": f'attachment; filename="{category}-mvtec-{stamp}.zip"',
+            SUMMARY_HEADER: json.dumps(summary, separators=(",", ":")),
+        },
     )
+
+
+def _summary(plan: ExportPlan) -> dict[str, Any]:
+    """What the ZIP holds, as the audit log and the summary header give it: `items` is exactly the number
+    of images in the plan (an image pruned while the ZIP streams is named in `manifest.json`)."""
+    return {
+        "items": len(plan.entries),
+        "destinations": plan.counts(),
+        "skipped_unreviewed": len(plan.skipped_ids),
+    }
+
+
+def _summary_text(summary: dict[str, Any]) -> str:
+    folders = ", ".join(f"{folder} {count}" for folder, count in summary["destinations"].items())
+    text = f"{summary['items']} images ({folders})"
+    if summary["skipped_unreviewed"]:
+        text += f"; {summary['skipped_unreviewed']} unreviewed NG skipped"
+    return text
 
 
 def _chunks(chunks: Iterator[bytes]) -> Iterator[bytes]:

@@ -113,18 +113,42 @@
     $("archive-export").disabled = !hasRole("operator") || (!selected.size && !total);
   }
 
+  const UNREVIEWED_TEXT = {
+    defect: "unreviewed NG parts as test/<class>",
+    good: "unreviewed NG parts as test/good",
+    skip: "unreviewed NG parts left out",
+  };
+
+  // "6 image(s): train/good 3, test/good 1, test/linear 2" from the server's X-Export-Summary header.
+  function exportedText(response, fallbackCount) {
+    let summary;
+    try {
+      summary = JSON.parse(response.headers.get("X-Export-Summary") || "");
+    } catch (_) {
+      return `Exported ${fallbackCount} image(s).`;
+    }
+    const folders = Object.entries(summary.destinations || {}).map(([folder, n]) => `${folder} ${n}`);
+    let text = `Exported ${summary.items} image(s)` + (folders.length ? `: ${folders.join(", ")}` : "");
+    if (summary.skipped_unreviewed) text += `; ${summary.skipped_unreviewed} unreviewed NG left out`;
+    return text + ".";
+  }
+
   async function exportZip() {
+    const unreviewed = $("archive-unreviewed").value || "defect";
     const body = selected.size ? { ids: Array.from(selected) } : { filters: { ...filters, limit: 5000 } };
+    body.unreviewed = unreviewed;
     const count = selected.size || Math.min(total, 5000);
     const ok = await confirmAction("Export images",
-      `Export ${count} image(s) as a ZIP in the MVTec layout (OK parts as train/good, NG parts as test/<class>)?`);
+      `Export ${count} image(s) as a ZIP in the MVTec layout (OK parts as train/good, confirmed NG as ` +
+      `test/<class>, false alarms as test/good, ${UNREVIEWED_TEXT[unreviewed]})?`);
     if (!ok) return;
     message("Preparing the ZIP…", "");
     try {
       const response = await api("/archive/export", { method: "POST", json: body });
       const match = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") || "");
+      const text = exportedText(response, count);
       saveBlob(await response.blob(), match ? match[1] : "archive.zip");
-      message(`Exported ${count} image(s).`, "ok");
+      message(text, "ok");
     } catch (err) {
       if (err.status !== 401) message(`Export refused: ${err.message}`, "bad");
     }
@@ -145,7 +169,10 @@
   });
 
   registerScreen("archive", {
-    show() { $("archive-export").hidden = !hasRole("operator"); load(); },
+    show() {
+      $("archive-export").hidden = $("archive-unreviewed-field").hidden = !hasRole("operator");
+      load();
+    },
     hide() {},
   });
 })();

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from datetime import datetime, timedelta, timezone
 
@@ -107,3 +108,55 @@ def test_bad_or_empty_exports_are_refused_with_a_reason(client: TestClient, runt
     assert empty.status_code == 404 and "no archived images" in empty.json()["detail"]
     audit = client.get("/audit", headers=headers("admin")).json()["items"]
     assert [a["ok"] for a in audit] == [False, False, False]  # refusals are audited; 422s never ran
+
+
+def test_export_places_ng_parts_by_review_and_audits_what_it_wrote(
+    client: TestClient, runtime: FakeRuntime
+) -> None:
+    alerts = [a for a in (runtime.advance() for _ in range(12)) if a]  # NG: frames (ids) 4, 8 and 12
+    false_alarm, confirmed, _unreviewed = (a["alert_id"] for a in alerts)
+    operator = headers("operator")
+    for alert_id, state in ((false_alarm, "false_alarm"), (confirmed, "confirmed")):
+        review = client.post(f"/alerts/{alert_id}/review", json={"state": state}, headers=operator)
+        assert review.status_code == 200
+    bad = client.post("/archive/export", json={"filters": {}, "unreviewed": "maybe"}, headers=operator)
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][-1] == "unreviewed"
+
+    response = client.post(
+        "/archive/export", json={"filters": {"verdict": "NG"}, "unreviewed": "skip"}, headers=operator
+    )
+    assert response.status_code == 200
+    bundle = zipfile.ZipFile(io.BytesIO(response.content))
+    assert set(bundle.namelist()) == {
+        "pcb/test/good/00000004.jpg",  # the false alarm: a good part, no mask
+        "pcb/test/linear/00000008.jpg",
+        "pcb/ground_truth/linear/00000008_mask.png",
+        "manifest.json",  # frame 12, unreviewed, is skipped
+    }
+    summary = {"items": 2, "destinations": {"test/good": 1, "test/linear": 1}, "skipped_unreviewed": 1}
+    assert json.loads(response.headers["x-export-summary"]) == summary
+    manifest = json.loads(bundle.read("manifest.json"))
+    assert [(r["id"], r["review"]) for r in manifest["images"]] == [(4, "false_alarm"), (8, "confirmed")]
+    assert manifest["counts"] == summary["destinations"] and manifest["skipped_unreviewed_ids"] == [12]
+    entry = client.get("/audit", headers=headers("admin")).json()["items"][0]
+    assert entry["action"] == "archive_export" and entry["ok"]
+    asked = {"category": "pcb", "labels": 0, "unreviewed": "skip", "filters": {"verdict": "NG"}}
+    assert entry["new_value"] == {**asked, **summary}
+    assert entry["message"] == "2 images (test/good 1, test/linear 1); 1 unreviewed NG skipped"
+
+    # Default `defect`: the unreviewed part is a defect as before; a label still wins over a review.
+    body = {"ids": [4, 8, 12, 1], "labels": [{"id": 8, "label": "good"}]}
+    response = client.post("/archive/export", json=body, headers=operator)
+    assert set(zipfile.ZipFile(io.BytesIO(response.content)).namelist()) == {
+        "pcb/train/good/00000001.jpg",
+        "pcb/test/good/00000004.jpg",
+        "pcb/train/good/00000008.jpg",
+        "pcb/test/linear/00000012.jpg",
+        "pcb/ground_truth/linear/00000012_mask.png",
+        "manifest.json",
+    }
+    assert json.loads(response.headers["x-export-summary"])["items"] == 4
+
+    nothing = client.post("/archive/export", json={"ids": [12], "unreviewed": "skip"}, headers=operator)
+    assert nothing.status_code == 404 and "unreviewed" in nothing.json()["detail"]
+    assert client.get("/audit", headers=headers("admin")).json()["items"][0]["ok"] is False

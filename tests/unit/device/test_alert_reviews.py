@@ -93,6 +93,17 @@ def test_export_is_oldest_first_across_batches(store: AlertStore) -> None:
     assert [r["alert_id"] for r in store.export_rows(review_state="confirmed")] == [ids[3]]
 
 
+def test_review_states_name_the_reviewed_alerts_only(store: AlertStore) -> None:
+    ids = _fill(store, 600)  # more than one `IN (...)` batch
+    store.review(ids[0], "confirmed", "", "op")
+    store.review(ids[599], "false_alarm", "", "op")
+    store.review(ids[1], "false_alarm", "", "op")
+    store.review(ids[1], "confirmed", "", "op")  # a re-review replaces the state
+    states = store.review_states([*reversed(ids), ids[0], "not-an-alert"])
+    assert states == {ids[0]: "confirmed", ids[1]: "confirmed", ids[599]: "false_alarm"}
+    assert store.review_states([]) == {}
+
+
 def test_pruned_alerts_take_their_reviews_along(tmp_path: Path) -> None:
     store = AlertStore(tmp_path / "alerts.sqlite3", keep_alerts=10)
     ids = _fill(store, 5)

@@ -6,7 +6,7 @@ import io
 import json
 import threading
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -14,7 +14,16 @@ import cv2
 import numpy as np
 import pytest
 
-from device.archive import ArchiveItemNotFound, ArchiveRecord, ImageArchive, plan_mvtec_export
+from device.alerts import ReviewState
+from device.archive import (
+    ArchivedImage,
+    ArchiveItemNotFound,
+    ArchiveRecord,
+    ExportEntry,
+    ImageArchive,
+    UnreviewedPolicy,
+    plan_mvtec_export,
+)
 from device.camera.base import Frame
 from device.config import ArchiveSettings
 from vision.data.mvtec import MvtecCategory
@@ -209,11 +218,15 @@ def test_query_filters_and_pages_newest_first(tmp_path: Path) -> None:
 
 
 def export(
-    archive: ImageArchive, labels: dict[int, str] | None = None, category: str = "pcb"
+    archive: ImageArchive,
+    labels: dict[int, str] | None = None,
+    category: str = "pcb",
+    reviews: dict[str, ReviewState] | None = None,
+    unreviewed: UnreviewedPolicy = "defect",
 ) -> zipfile.ZipFile:
     items = archive.query(limit=100)[1]
-    data = b"".join(archive.export_mvtec(items, category, labels))
-    return zipfile.ZipFile(io.BytesIO(data))
+    planned = archive.export_mvtec(items, category, labels, reviews=reviews, unreviewed=unreviewed)
+    return zipfile.ZipFile(io.BytesIO(b"".join(planned.chunks)))
 
 
 def test_export_has_the_mvtec_layout_and_honours_labels(tmp_path: Path) -> None:
@@ -252,3 +265,100 @@ def test_an_export_with_masks_loads_as_a_dataset_and_names_pruned_files(tmp_path
     dataset = MvtecCategory.load(tmp_path / "out", "line1")
     assert len(dataset.train_good) == 3 and dataset.defect_types == ["spot"]
     assert json.loads(bundle.read("manifest.json"))["missing_ids"] == [gone.id]
+
+
+def reviewed_parts(archive: ImageArchive) -> dict[str, ArchivedImage]:
+    """An OK part and NG parts (all with a true mask) whose alerts were confirmed, called a false alarm,
+    left unreviewed, or whose alert is unknown to the review store (no alert id at all)."""
+    parts = {"ok": archive.store(record(0))}
+    for i, name in enumerate(("confirmed", "false_alarm", "unreviewed"), start=1):
+        parts[name] = archive.store(record(i, ng=True, defect_class="spot", alert_id=f"a-{name}", mask=True))
+    parts["no_alert"] = archive.store(record(4, ng=True, defect_class="linear", mask=True))
+    return parts
+
+
+REVIEWS: dict[str, ReviewState] = {"a-confirmed": "confirmed", "a-false_alarm": "false_alarm"}
+
+
+def placed(entries: Sequence[ExportEntry]) -> dict[int, tuple[str, bool, str | None]]:
+    """id -> (folder, has a mask, review) of a plan's entries."""
+    return {e.item.id: (e.folder, e.mask_name is not None, e.review) for e in entries}
+
+
+@pytest.mark.parametrize(
+    ("policy", "unreviewed_goes_to"),
+    [("defect", ("test/spot", True)), ("good", ("test/good", False)), ("skip", None)],
+)
+def test_the_plan_places_ng_parts_by_their_review(
+    tmp_path: Path, policy: UnreviewedPolicy, unreviewed_goes_to: tuple[str, bool] | None
+) -> None:
+    archive = make_archive(tmp_path)
+    parts = reviewed_parts(archive)
+    plan = plan_mvtec_export(archive.query()[1], "pcb", reviews=REVIEWS, unreviewed=policy)
+    expected = {
+        parts["ok"].id: ("train/good", False, None),
+        parts["confirmed"].id: ("test/spot", True, "confirmed"),
+        parts["false_alarm"].id: ("test/good", False, "false_alarm"),  # a good part: no mask
+    }
+    if unreviewed_goes_to is not None:
+        folder, mask = unreviewed_goes_to
+        expected[parts["unreviewed"].id] = (folder, mask, "unreviewed")
+        expected[parts["no_alert"].id] = (folder.replace("spot", "linear"), mask, "unreviewed")
+    assert placed(plan.entries) == expected
+    skipped = [parts["unreviewed"].id, parts["no_alert"].id] if unreviewed_goes_to is None else []
+    assert list(plan.skipped_ids) == skipped
+    assert sum(plan.counts().values()) == len(plan.entries) == len(expected)
+    for entry in plan.entries:
+        assert entry.image_name == f"pcb/{entry.folder}/{entry.item.id:08d}.jpg"
+        assert entry.label == entry.folder.split("/")[1]
+
+
+def test_the_default_plan_is_todays_and_labels_win_over_reviews(tmp_path: Path) -> None:
+    archive = make_archive(tmp_path)
+    parts = reviewed_parts(archive)
+    items = archive.query()[1]
+    # No reviews, default policy: every NG part is a defect, as before reviews counted.
+    assert {folder for folder, _, _ in placed(plan_mvtec_export(items, "pcb").entries).values()} == {
+        "train/good",
+        "test/spot",
+        "test/linear",
+    }
+    labels = {
+        parts["false_alarm"].id: "scratch",  # a false alarm the engineer calls a defect after all
+        parts["confirmed"].id: "good",  # a confirmed defect the engineer calls good
+        parts["unreviewed"].id: "dent",  # an unreviewed part a skip would leave out
+    }
+    plan = plan_mvtec_export(items, "pcb", labels, reviews=REVIEWS, unreviewed="skip")
+    assert placed(plan.entries) == {
+        parts["ok"].id: ("train/good", False, None),
+        parts["confirmed"].id: ("train/good", False, "confirmed"),
+        parts["false_alarm"].id: ("test/scratch", True, "false_alarm"),
+        parts["unreviewed"].id: ("test/dent", True, "unreviewed"),
+    }
+    assert plan.skipped_ids == (parts["no_alert"].id,)
+    assert plan.counts() == {"test/dent": 1, "test/scratch": 1, "train/good": 2}
+    with pytest.raises(ValueError, match="unreviewed must be one of"):
+        plan_mvtec_export(items, "pcb", unreviewed="maybe")  # type: ignore[arg-type]
+
+
+def test_the_manifest_carries_reviews_and_counts_per_folder(tmp_path: Path) -> None:
+    archive = make_archive(tmp_path)
+    parts = reviewed_parts(archive)
+    parts["ok"].image_path.unlink()  # pruned while the export runs: not counted
+    bundle = export(archive, reviews=REVIEWS, unreviewed="skip")
+    manifest = json.loads(bundle.read("manifest.json"))
+    rows = {row["id"]: row for row in manifest["images"]}
+    assert {i: (r["folder"], r["review"], r["label"]) for i, r in rows.items()} == {
+        parts["confirmed"].id: ("test/spot", "confirmed", "spot"),
+        parts["false_alarm"].id: ("test/good", "false_alarm", "good"),
+    }
+    assert rows[parts["false_alarm"].id]["mask"] is None and rows[parts["confirmed"].id]["mask"]
+    assert manifest["counts"] == {"test/good": 1, "test/spot": 1}
+    assert manifest["missing_ids"] == [parts["ok"].id]
+    assert manifest["skipped_unreviewed_ids"] == [parts["unreviewed"].id, parts["no_alert"].id]
+    assert set(bundle.namelist()) == {
+        f"pcb/test/spot/{parts['confirmed'].id:08d}.jpg",
+        f"pcb/ground_truth/spot/{parts['confirmed'].id:08d}_mask.png",
+        f"pcb/test/good/{parts['false_alarm'].id:08d}.jpg",
+        "manifest.json",
+    }
