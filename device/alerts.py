@@ -31,7 +31,12 @@ ReviewFilter = Literal["unreviewed", "confirmed", "false_alarm"]
 REVIEW_STATES: tuple[str, ...] = get_args(ReviewState)
 MAX_REVIEW_COMMENT = 500
 _REVIEW_COLUMNS = "r.state, r.comment, r.reviewer, r.ts, r.taught_model"
+_CURSOR_OPS = {"before_id": "<", "until_id": "<=", "after_id": ">"}  # cursor -> the bound on `seq`
 _IN_BATCH = 500  # ids per `IN (...)`: well under SQLite's bound on parameters
+
+
+class AlertCursorError(ValueError):
+    """A paging cursor (`before_id`, `until_id`, `after_id`) that names no alert in the history."""
 
 
 def iso_utc(epoch_s: float) -> str:
@@ -159,18 +164,37 @@ class AlertStore:
         defect_type: str | None = None,
         defects_only: bool = True,
         review_state: ReviewFilter | None = None,
+        before_id: str | None = None,
+        until_id: str | None = None,
+        after_id: str | None = None,
     ) -> tuple[int, list[dict[str, Any]]]:
         """Newest first. `defect_type` filters on `defect_class`. Returns (total matching, page); each
-        alert carries its `review` (state, comment, reviewer, ts, taught_model) or None."""
-        where, params = _where(since, until, defect_type, defects_only, review_state)
-        joined = f"FROM alerts a LEFT JOIN reviews r ON r.alert_id = a.alert_id {where}"
+        alert carries its `review` (state, comment, reviewer, ts, taught_model) or None.
+
+        Cursors, by an alert's id, so a page holds still while new alerts arrive: `before_id` only alerts
+        older than that one (the next page after a page ending in it), `until_id` that one and older (a
+        page pinned at its newest alert), `after_id` only newer ones (what arrived since). Each names an
+        alert in the history, whatever the filters; an unknown one is an `AlertCursorError` naming it."""
+        cursors = {"before_id": before_id, "until_id": until_id, "after_id": after_id}
         with self._lock:
+            bounds = {name: self._seq_of(name, value) for name, value in cursors.items() if value is not None}
+            where, params = _where(since, until, defect_type, defects_only, review_state, bounds)
+            joined = f"FROM alerts a LEFT JOIN reviews r ON r.alert_id = a.alert_id {where}"
             total = self._db.execute(f"SELECT COUNT(*) {joined}", params).fetchone()[0]
             rows = self._db.execute(
                 f"SELECT a.payload, {_REVIEW_COLUMNS} {joined} ORDER BY a.seq DESC LIMIT ? OFFSET ?",
                 [*params, int(limit), int(offset)],
             ).fetchall()
         return total, [_with_review(row) for row in rows]
+
+    def _seq_of(self, name: str, alert_id: str) -> int:
+        """The history's position of a cursor alert (the lock held); AlertCursorError when unknown."""
+        row = self._db.execute("SELECT seq FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
+        if row is None:
+            raise AlertCursorError(
+                f"{name}: no alert {alert_id!r} in the history (unknown, or pushed out by newer alerts)"
+            )
+        return int(row[0])
 
     def get(self, alert_id: str) -> dict[str, Any] | None:
         """One alert with its review, or None when there is no such alert (any more)."""
@@ -209,13 +233,16 @@ class AlertStore:
             )
         return _review(old_row), _review((state, comment, reviewer, now, taught)) or {}
 
-    def review_counts(self) -> dict[str, int]:
-        """Alerts in the history per review state (`unreviewed` too), and how many were taught."""
+    def review_counts(self, since: datetime | None = None) -> dict[str, int]:
+        """Alerts in the history per review state (`unreviewed` too), and how many were taught; with
+        `since`, only alerts captured at or after it (e.g. the current shift's)."""
+        where, params = _where(since, None, None, False, None)
         with self._lock:
-            total = int(self._db.execute("SELECT COUNT(*) FROM alerts").fetchone()[0])
+            total = int(self._db.execute(f"SELECT COUNT(*) FROM alerts a {where}", params).fetchone()[0])
             rows = self._db.execute(
                 "SELECT r.state, COUNT(*), COUNT(r.taught_model) FROM reviews r "
-                "JOIN alerts a ON a.alert_id = r.alert_id GROUP BY r.state"
+                f"JOIN alerts a ON a.alert_id = r.alert_id {where} GROUP BY r.state",
+                params,
             ).fetchall()
         counts = {state: 0 for state in REVIEW_STATES}
         taught = 0
@@ -330,8 +357,10 @@ def _where(
     defect_type: str | None,
     defects_only: bool,
     review_state: str | None,
+    seq_bounds: dict[str, int] | None = None,
 ) -> tuple[str, list[Any]]:
-    """The WHERE clause over `alerts a LEFT JOIN reviews r`, and its parameters."""
+    """The WHERE clause over `alerts a LEFT JOIN reviews r`, and its parameters. `seq_bounds` holds
+    resolved cursors: {"before_id" | "until_id" | "after_id": seq}."""
     clauses: list[str] = []
     params: list[Any] = []
     if since is not None:
@@ -354,6 +383,9 @@ def _where(
             )
         clauses.append("r.state = ?")
         params.append(review_state)
+    for name, seq in (seq_bounds or {}).items():
+        clauses.append(f"a.seq {_CURSOR_OPS[name]} ?")
+        params.append(seq)
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 

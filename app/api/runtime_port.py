@@ -35,8 +35,13 @@ class AlertHistory(Protocol):
         defect_type: str | None = None,
         defects_only: bool = True,
         review_state: ReviewFilter | None = None,
+        before_id: str | None = None,
+        until_id: str | None = None,
+        after_id: str | None = None,
     ) -> tuple[int, list[dict[str, Any]]]:
-        """(total matching, one page newest first) of alert payloads, each with its `review` or None."""
+        """(total matching, one page newest first) of alert payloads, each with its `review` or None.
+        Cursors by alert id (older than / this and older / newer than) keep a page still while alerts
+        arrive; one naming no alert in the history raises `device.alerts.AlertCursorError` (a ValueError)."""
         ...
 
     def thumbnail(self, alert_id: str) -> bytes | None:
@@ -53,8 +58,9 @@ class AlertHistory(Protocol):
         """The review state of each of these alerts that has one (unreviewed or unknown ones left out)."""
         ...
 
-    def review_counts(self) -> dict[str, int]:
-        """Alerts per review state (`unreviewed`, `confirmed`, `false_alarm`) and `taught`."""
+    def review_counts(self, since: datetime | None = None) -> dict[str, int]:
+        """Alerts per review state (`unreviewed`, `confirmed`, `false_alarm`) and `taught`; with `since`,
+        only alerts captured at or after it."""
         ...
 
     def export_rows(

@@ -95,6 +95,10 @@ class AlertPage(BaseModel):
     limit: int
     offset: int
     items: list[dict[str, Any]]
+    next_before_id: str | None = Field(
+        None,
+        description="Pass as `before_id` for the next page (it holds still); null on the last page.",
+    )
 
 
 class AuditEntry(BaseModel):

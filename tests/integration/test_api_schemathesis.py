@@ -42,6 +42,10 @@ REFUSED_WHEN_VALID = {
     ("POST", "/models"): "upload contents",
     # The longest window is a setting (trends.retention_days), which the schema's pattern cannot show.
     ("GET", "/trends"): "window beyond retention",
+    # A paging cursor must name an alert in the history (`before_id`, `until_id`, `after_id`).
+    ("GET", "/alerts"): "cursor naming no alert",
+    # `since` and `current_shift` are each valid, but not together.
+    ("GET", "/alerts/reviews/summary"): "since with current_shift",
 }
 
 

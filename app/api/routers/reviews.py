@@ -8,18 +8,30 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, field_validator
 
 from app.api.control import record_action
-from app.api.deps import AUTH_RESPONSES, CONTROL_RESPONSES, AuditDep, Operator, RuntimeDep, Viewer
-from app.api.filters import TimeQuery, utc_range
+from app.api.deps import (
+    AUTH_RESPONSES,
+    CONTROL_RESPONSES,
+    AuditDep,
+    Operator,
+    RuntimeDep,
+    SettingsDep,
+    Viewer,
+)
+from app.api.filters import TimeQuery, as_utc, utc_range
 from app.api.schemas import ErrorBody, _Request
-from device.alerts import MAX_REVIEW_COMMENT, ReviewFilter, ReviewState, check_review_comment
+from device.alerts import MAX_REVIEW_COMMENT, ReviewFilter, ReviewState, check_review_comment, iso_utc
+from device.config import TrendSettings
+from device.trends import resolve_zone, shift_boundaries
 
 router = APIRouter(prefix="/alerts", tags=["alerts"], responses=AUTH_RESPONSES)
 
@@ -75,12 +87,25 @@ class ReviewResult(BaseModel):
     previous: Review | None = Field(None, description="The review this one replaced.")
 
 
+class ShiftWindow(BaseModel):
+    label: str = Field(..., description="Local clock times, e.g. `14:00-22:00`.")
+    start: str = Field(..., description="Shift start, ISO 8601 with the plant's UTC offset.")
+    end: str = Field(
+        ..., description="Shift end (the next shift's start), ISO 8601 with the plant's UTC offset."
+    )
+
+
 class ReviewSummary(BaseModel):
     total: int
     unreviewed: int
     confirmed: int
     false_alarm: int
     taught: int = Field(..., description="False alarms taught into a model version.")
+    since: str | None = Field(
+        None,
+        description="Only alerts captured at or after this time (ISO 8601 UTC) were counted; absent: all.",
+    )
+    shift: ShiftWindow | None = Field(None, description="The shift counted (with `current_shift=true`).")
 
 
 @router.post(
@@ -120,12 +145,42 @@ def review_alert(
     )
 
 
-@router.get("/reviews/summary", response_model=ReviewSummary)
-def review_summary(runtime: RuntimeDep, _: Viewer) -> ReviewSummary:
-    """How many alerts in the history are unreviewed, confirmed, false alarms (and taught)."""
-    counts = runtime.alert_store.review_counts()
+@router.get(
+    "/reviews/summary",
+    response_model=ReviewSummary,
+    response_model_exclude_none=True,
+    responses={422: {"description": "A bad `since`, or `since` together with `current_shift`."}},
+)
+def review_summary(
+    runtime: RuntimeDep,
+    settings: SettingsDep,
+    _: Viewer,
+    since: TimeQuery = None,
+    current_shift: Annotated[
+        bool,
+        Query(
+            description="Count only the shift running now (`trends.shift_starts` in `trends.timezone`): "
+            "what the panel's review badge shows."
+        ),
+    ] = False,
+) -> ReviewSummary:
+    """How many alerts in the history (or since a time, or in the current shift) are unreviewed,
+    confirmed, false alarms (and taught)."""
+    if since is not None and current_shift:
+        raise HTTPException(422, detail="give either since or current_shift, not both")
+    shift = current_shift_window(settings.trends, time.time()) if current_shift else None
+    start = as_utc(since, "since") if shift is None else datetime.fromisoformat(shift.start)
+    counts = runtime.alert_store.review_counts(since=start)
     total = counts["unreviewed"] + counts["confirmed"] + counts["false_alarm"]
-    return ReviewSummary(total=total, **counts)
+    shown_since = iso_utc(start.timestamp()) if start is not None else None
+    return ReviewSummary(total=total, **counts, since=shown_since, shift=shift)
+
+
+def current_shift_window(trends: TrendSettings, now: float) -> ShiftWindow:
+    """The shift running at `now` on the plant's shift clock (the trends screen's shifts)."""
+    zone, _ = resolve_zone(trends.timezone)
+    start, end = shift_boundaries(list(trends.shift_starts), zone, now, now)[:2]
+    return ShiftWindow(label=f"{start:%H:%M}-{end:%H:%M}", start=start.isoformat(), end=end.isoformat())
 
 
 @router.get(

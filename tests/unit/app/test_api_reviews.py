@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import csv
 import io
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
 from fixtures_mqtt import wait_until
-from unit.app.api_helpers import headers
+from unit.app.api_helpers import KEYS, headers
 from unit.app.fake_runtime import FakeRuntime
+
+from app.api.main import create_app
+from app.api.security import KeyStore
+from app.settings import Settings
+from device.alerts import iso_utc
 
 
 def _alerts(runtime: FakeRuntime, count: int) -> list[dict[str, Any]]:
@@ -155,3 +163,59 @@ def test_teach_normal_refusals(client: TestClient, runtime: FakeRuntime) -> None
         assert client.post("/models/teach-normal", json=body, headers=headers("admin")).status_code == 422
     assert client.get("/models/teach-normal/abc123", headers=headers("viewer")).status_code == 404
     assert [e["ok"] for e in _audit(client) if e["action"] == "teach_normal"] == [False, False, False]
+
+
+def _earlier(runtime: FakeRuntime, alert: dict[str, Any], hours_ago: float) -> str:
+    """A copy of `alert` captured `hours_ago`, straight into the runtime's real history."""
+    old = dict(alert, alert_id=f"old-{alert['alert_id']}", ts=iso_utc(time.time() - 3600 * hours_ago))
+    runtime.alert_store.add(old, None)
+    return str(old["alert_id"])
+
+
+def test_summary_counts_since_a_time_or_the_current_shift(tmp_path: Path, runtime: FakeRuntime) -> None:
+    now = datetime.now().astimezone()
+    # A shift clock whose running shift began two hours ago and ends in two (the box's own zone).
+    starts = [f"{now - timedelta(hours=2):%H:%M}", f"{now + timedelta(hours=2):%H:%M}"]
+    settings = Settings(
+        data_dir=str(tmp_path),
+        auth={"audit_path": str(tmp_path / "audit.sqlite3")},
+        trends={"shift_starts": starts},
+    )
+    with TestClient(create_app(runtime, settings, KeyStore.from_keys(KEYS))) as client:
+        current = _alerts(runtime, 3)
+        earlier = [_earlier(runtime, current[1], 3), _earlier(runtime, current[2], 5)]  # the shift before
+        _review(client, earlier[0], "confirmed")
+        _review(client, current[0]["alert_id"], "false_alarm")
+        whole = client.get("/alerts/reviews/summary", headers=headers("viewer")).json()
+        assert whole["total"] == 5 and whole["unreviewed"] == 3
+        assert "since" not in whole and "shift" not in whole
+
+        shift = client.get("/alerts/reviews/summary?current_shift=true", headers=headers("viewer")).json()
+        assert {k: shift[k] for k in ("total", "unreviewed", "confirmed", "false_alarm")} == {
+            "total": 3,
+            "unreviewed": 2,
+            "confirmed": 0,
+            "false_alarm": 1,
+        }
+        assert shift["shift"]["label"] == f"{starts[0]}-{starts[1]}"
+        start = datetime.fromisoformat(shift["shift"]["start"])
+        assert timedelta(hours=2) <= now - start < timedelta(hours=2, minutes=1)  # whole minutes
+        assert shift["since"] == iso_utc(start.timestamp())
+
+        since = (now - timedelta(hours=4)).isoformat()
+        four_hours = client.get("/alerts/reviews/summary", params={"since": since}, headers=headers("viewer"))
+        assert four_hours.json()["total"] == 4 and four_hours.json()["confirmed"] == 1
+
+        both = client.get(
+            "/alerts/reviews/summary",
+            params={"since": since, "current_shift": "true"},
+            headers=headers("viewer"),
+        )
+        assert both.status_code == 422 and "not both" in both.json()["detail"]
+        for bad in ("yesterday", "1700000000", "0001-01-01T00:00:00+05:00"):
+            response = client.get("/alerts/reviews/summary", params={"since": bad}, headers=headers("viewer"))
+            assert response.status_code == 422, bad
+        assert (
+            client.get("/alerts/reviews/summary?current_shift=maybe", headers=headers("viewer")).status_code
+            == 422
+        )

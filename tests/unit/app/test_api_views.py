@@ -99,3 +99,40 @@ def test_panel_and_docs_are_served_offline_with_security_headers(client: TestCli
     for asset in ("app.js", "style.css", "docs.js", "docs.css"):
         body = client.get(f"/static/{asset}").text
         assert "https://" not in body and "http://" not in body, asset
+
+
+def test_alerts_page_by_cursor_and_hold_still_while_alerts_arrive(
+    client: TestClient, runtime: FakeRuntime
+) -> None:
+    alerts = [a for a in (runtime.advance() for _ in range(20)) if a]  # five, newest last
+    ids = [a["alert_id"] for a in reversed(alerts)]  # newest first
+    first = client.get("/alerts?limit=2", headers=headers("viewer")).json()
+    assert [a["alert_id"] for a in first["items"]] == ids[:2] and first["next_before_id"] == ids[1]
+    for _ in range(8):  # two new alerts
+        runtime.advance()
+    second = client.get(f"/alerts?limit=2&before_id={ids[1]}", headers=headers("viewer")).json()
+    assert [a["alert_id"] for a in second["items"]] == ids[2:4] and second["total"] == 3
+    last = client.get(
+        f"/alerts?limit=2&before_id={second['next_before_id']}", headers=headers("viewer")
+    ).json()
+    assert [a["alert_id"] for a in last["items"]] == ids[4:] and last["next_before_id"] is None
+    pinned = client.get(f"/alerts?limit=2&until_id={ids[0]}", headers=headers("viewer")).json()
+    assert [a["alert_id"] for a in pinned["items"]] == ids[:2] and pinned["total"] == 5
+    arrived = client.get(f"/alerts?limit=1&after_id={ids[0]}", headers=headers("viewer")).json()
+    assert arrived["total"] == 2 and arrived["next_before_id"] is not None
+    plain = client.get("/alerts?limit=2&offset=2", headers=headers("viewer")).json()  # offset still works
+    assert [a["alert_id"] for a in plain["items"]] == ids[:2]
+
+
+def test_bad_cursors_are_a_422_with_the_reason(client: TestClient, runtime: FakeRuntime) -> None:
+    runtime.advance()
+    for name in ("before_id", "until_id", "after_id"):
+        unknown = client.get(f"/alerts?{name}=no-such-alert", headers=headers("viewer"))
+        assert unknown.status_code == 422
+        assert unknown.json()["detail"] == f"{name}: no alert 'no-such-alert' in the history " + (
+            "(unknown, or pushed out by newer alerts)"
+        )
+        for bad in ("", "a" * 65, "a;drop"):
+            response = client.get("/alerts", params={name: bad}, headers=headers("viewer"))
+            assert response.status_code == 422, (name, bad)
+            assert response.json()["detail"][0]["loc"] == ["query", name]

@@ -1,15 +1,17 @@
-"""Operator reviews in the real AlertStore (SQLite): replace, filter, count, export, prune, metrics."""
+"""Operator reviews in the real AlertStore (SQLite): replace, filter, count, export, prune, metrics, and the
+cursors the review queue pages by."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from device.alerts import MAX_REVIEW_COMMENT, AlertStore
+from device.alerts import MAX_REVIEW_COMMENT, AlertCursorError, AlertStore
 
 
 def _alert(index: int) -> dict[str, Any]:
@@ -123,3 +125,56 @@ def test_counts_are_exported_as_prometheus_gauges(store: AlertStore) -> None:
     assert 'edgeinspect_alert_reviews{state="unreviewed"} 2.0' in text
     store.review(ids[1], "confirmed", "", "op")  # read at scrape time
     assert 'edgeinspect_alert_reviews{state="confirmed"} 1.0' in generate_latest(registry).decode()
+
+
+def test_cursors_keep_a_page_still_while_alerts_arrive(store: AlertStore) -> None:
+    ids = _fill(store, 7)  # newest first: ids[6] .. ids[0]
+    _, first = store.query(limit=3)
+    assert [a["alert_id"] for a in first] == [ids[6], ids[5], ids[4]]
+    total, second = store.query(limit=3, before_id=first[-1]["alert_id"])
+    assert total == 4 and [a["alert_id"] for a in second] == [ids[3], ids[2], ids[1]]
+    newer = _fill(store, 2)  # new alerts arrive: the cursor pages do not move, offset pages would
+    assert [a["alert_id"] for a in store.query(limit=3, before_id=ids[4])[1]] == [ids[3], ids[2], ids[1]]
+    assert [a["alert_id"] for a in store.query(limit=3, until_id=ids[6])[1]] == [ids[6], ids[5], ids[4]]
+    assert [a["alert_id"] for a in store.query(limit=3, offset=3)[1]] == [ids[5], ids[4], ids[3]]
+    total, arrived = store.query(limit=1, after_id=ids[6])
+    assert total == 2 and arrived[0]["alert_id"] == newer[1]
+    # A cursor bounds whatever the filters keep; a reviewed cursor alert still anchors an unreviewed page.
+    store.review(ids[3], "confirmed", "", "op")
+    store.review(ids[4], "false_alarm", "", "op")
+    total, page = store.query(review_state="unreviewed", before_id=ids[4])
+    assert total == 3 and [a["alert_id"] for a in page] == [ids[2], ids[1], ids[0]]
+    total, page = store.query(review_state="unreviewed", until_id=ids[4], after_id=ids[0], limit=10)
+    assert total == 2 and [a["alert_id"] for a in page] == [ids[2], ids[1]]
+
+
+def test_a_cursor_naming_no_alert_is_refused_with_its_name(tmp_path: Path) -> None:
+    store = AlertStore(tmp_path / "alerts.sqlite3", keep_alerts=10)
+    ids = _fill(store, 100)  # the 100th insert prunes down to the newest 10
+    for name in ("before_id", "until_id", "after_id"):
+        with pytest.raises(AlertCursorError, match=f"{name}: no alert 'nope'"):
+            store.query(**{name: "nope"})
+        with pytest.raises(ValueError, match=f"{name}: no alert '{ids[0]}' in the history"):
+            store.query(**{name: ids[0]})  # pushed out by newer alerts
+
+
+def test_counts_since_a_time_leave_older_alerts_out(store: AlertStore) -> None:
+    ids = _fill(store, 6)  # captured at 00:00:00 .. 00:00:05
+    store.review(ids[1], "confirmed", "", "op")
+    store.review(ids[4], "false_alarm", "", "op")
+    store.mark_taught([ids[4]], "model-a")
+    since = datetime(2026, 1, 1, 0, 0, 3, tzinfo=timezone.utc)
+    assert store.review_counts(since=since) == {
+        "unreviewed": 2,
+        "confirmed": 0,
+        "false_alarm": 1,
+        "taught": 1,
+    }
+    assert store.review_counts() == {"unreviewed": 4, "confirmed": 1, "false_alarm": 1, "taught": 1}
+    later = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    assert store.review_counts(since=later) == {
+        "unreviewed": 0,
+        "confirmed": 0,
+        "false_alarm": 0,
+        "taught": 0,
+    }
