@@ -3,6 +3,7 @@
     edgeinspect run --config configs/default.yaml [--max-frames N] [--mqtt-url mqtt://host:port]
     edgeinspect dataset make --out data/datasets/synthetic [--suite default|hard] [--categories pcb tile]
     edgeinspect dataset import elpv [--out DIR] [--source DIR] [--train-share 0.6] [--seed 0] [--overwrite]
+    edgeinspect dataset import mtd --source CHECKOUT [--out DIR] [--train-count 300] [--seed 0] [--overwrite]
     edgeinspect train --data DIR --category NAME [--out FILE.onnx]
     edgeinspect eval --data DIR --category NAME --model FILE.onnx --out DIR
     edgeinspect compress --model FILE.pt --data DIR --category NAME --budget params=0.2 --int8 --out DIR
@@ -73,6 +74,8 @@ def _cmd_dataset_make(args: argparse.Namespace) -> int:
 
 
 def _cmd_dataset_import(args: argparse.Namespace) -> int:
+    if args.name == "mtd":
+        return _import_mtd(args)
     from vision.data.elpv import FOLDERS, find_elpv_source, import_elpv
 
     source = Path(args.source) if args.source else find_elpv_source()
@@ -93,11 +96,35 @@ def _cmd_dataset_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_mtd(args: argparse.Namespace) -> int:
+    from vision.data.mtd import import_mtd
+
+    if not args.source:
+        raise SystemExit(
+            "edgeinspect dataset import mtd: --source (a checkout of the MTD repository) is required"
+        )
+    summary = import_mtd(
+        Path(args.source),
+        Path(args.out),
+        train_count=args.train_count,
+        seed=args.seed,
+        progress=True,
+        overwrite=args.overwrite,
+    )
+    print(f"MTD written to {summary.out} (seed {summary.seed}):")
+    for category, counts in summary.counts.items():
+        print(f"  {category}: " + ", ".join(f"{folder} {n}" for folder, n in counts.items()))
+    print(f"  {summary.total} images; research use with citation only (MTD_LICENSE.txt), never ship them")
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from vision.config import ModelSettings
     from vision.train import train_model
 
-    chosen = {"backbone": args.backbone, "image_size": args.image_size, "head": args.head}
+    chosen = {"backbone": args.backbone, "image_size": args.image_size}
+    if args.head:
+        chosen["head"] = args.head
     if args.memory_bank_size:
         chosen["memory_bank_size"] = args.memory_bank_size
     if args.neighbourhood:
@@ -228,11 +255,22 @@ def build_parser() -> argparse.ArgumentParser:
     imp = dataset.add_parser(
         "import", help="convert a real dataset into the MVTec AD layout (benchmark and development use only)"
     )
-    imp.add_argument("name", choices=["elpv"], help="elpv: ELPV solar cells (pip install elpv-dataset)")
+    imp.add_argument(
+        "name",
+        choices=["elpv", "mtd"],
+        help="elpv: ELPV solar cells (pip install elpv-dataset); mtd: Magnetic Tile Defect (a git checkout)",
+    )
     imp.add_argument("--out", default="data/datasets/real")
-    imp.add_argument("--source", default=None, help="folder with labels.csv (default: the installed package)")
-    imp.add_argument("--train-share", type=float, default=0.6, help="share of the good cells to train on")
-    imp.add_argument("--seed", type=int, default=0, help="seeds the train/test split of the good cells")
+    imp.add_argument(
+        "--source",
+        default=None,
+        help="elpv: folder with labels.csv (default: the installed package); mtd: the checkout (required)",
+    )
+    imp.add_argument(
+        "--train-share", type=float, default=0.6, help="elpv: share of the good cells to train on"
+    )
+    imp.add_argument("--train-count", type=int, default=300, help="mtd: good tiles to train on")
+    imp.add_argument("--seed", type=int, default=0, help="seeds the split of the images")
     imp.add_argument("--overwrite", action="store_true", help="replace categories already imported")
     imp.set_defaults(func=_cmd_dataset_import)
 
@@ -248,9 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--head",
         choices=["bank", "gaussian"],
-        default="bank",
-        help="bank: nearest good patch anywhere (surfaces, parts that move); gaussian: good patches at the "
-        "same position (parts in a fixture; chosen on real ELPV cells with --neighbourhood 3)",
+        default=None,
+        help="gaussian (default): good patches at the same position (parts in a fixture; leads on every "
+        "real set measured); bank: nearest good patch anywhere (textures, parts that move)",
     )
     train.add_argument("--neighbourhood", type=int, default=None, help="patches averaged around each (odd)")
     train.set_defaults(func=_cmd_train)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from vision.config import ModelSettings
 
@@ -139,17 +139,25 @@ class OpcUaUser(_Section):
 
 
 class OpcUaCertificate(_Section):
-    """Server certificate and key: with them the only endpoint is Basic256Sha256 SignAndEncrypt."""
+    """The server's own certificate and key (e.g. issued by the plant's CA). Without them the server generates
+    a self-signed one on first enable (`<data_dir>/opcua/`) and reuses it after."""
 
-    certificate_file: str = Field(..., description="DER or PEM.")
-    private_key_file: str = Field(..., description="PEM or DER, unencrypted.")
+    certificate_file: str = Field(
+        ..., description="DER or PEM; its URI must be urn:edgeinspect:<line>:<station>."
+    )
+    private_key_file: str = Field(..., description="RSA, PEM or DER, unencrypted.")
+
+
+OpcUaSecurityMode = Literal["SignAndEncrypt", "Sign"]
 
 
 class OpcUaSettings(_Section):
     """Optional OPC UA server for PLCs/SCADA that speak OPC UA, not MQTT (`device.opcua`).
 
-    Loopback and security mode None by default: a username/password sent to a None endpoint crosses the
-    network in plain text, so set `certificate` before binding to a plant network address.
+    Secure by default: the endpoints are Basic256Sha256 (`security_modes`) with the server's certificate
+    (`certificate`, or one generated on first enable). SecurityPolicy None, where a session travels unsigned
+    and unencrypted, is offered only with `allow_unencrypted`, and logins on it only with
+    `allow_unencrypted_login`.
     """
 
     enabled: bool = False
@@ -163,6 +171,19 @@ class OpcUaSettings(_Section):
     viewer: OpcUaUser = Field(OpcUaUser(username="viewer"), description="Reads only.")
     allow_anonymous_read: bool = Field(
         True, description="Anonymous sessions may browse and read, never write."
+    )
+    security_modes: list[OpcUaSecurityMode] = Field(
+        ["SignAndEncrypt", "Sign"],
+        min_length=1,
+        description="Basic256Sha256 endpoints offered; Sign signs a session without encrypting it.",
+    )
+    allow_unencrypted: bool = Field(
+        False, description="Also offer a SecurityPolicy None endpoint (anonymous sessions only, by default)."
+    )
+    allow_unencrypted_login: bool = Field(
+        False,
+        validate_default=True,  # checked against allow_unencrypted even when left out
+        description="Accept user name logins on the None endpoint too (needs allow_unencrypted).",
     )
     certificate: OpcUaCertificate | None = None
     status_interval_s: float = Field(1.0, gt=0, le=60, description="How often state and counters refresh.")
@@ -178,6 +199,31 @@ class OpcUaSettings(_Section):
                 if isinstance(user, dict) and "username" not in user:
                     data = {**data, role: {"username": role, **user}}
         return data
+
+    @field_validator("security_modes")
+    @classmethod
+    def _distinct_modes(cls, value: list[OpcUaSecurityMode]) -> list[OpcUaSecurityMode]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"security modes must be distinct, got {value}")
+        return value
+
+    @field_validator("allow_unencrypted_login")
+    @classmethod
+    def _login_needs_a_none_endpoint(cls, value: bool, info: ValidationInfo) -> bool:
+        """Refuse the combinations that make no sense: a None-endpoint login without a None endpoint, and
+        a None endpoint that nobody may use (fields that failed their own check are absent: skipped)."""
+        unencrypted, anonymous = info.data.get("allow_unencrypted"), info.data.get("allow_anonymous_read")
+        if value and unencrypted is False:
+            raise ValueError(
+                "is true but opcua.allow_unencrypted is false: there is no SecurityPolicy None endpoint "
+                "to log in on (set both, or leave both false)"
+            )
+        if not value and unencrypted is True and anonymous is False:
+            raise ValueError(
+                "is false, opcua.allow_anonymous_read is false and opcua.allow_unencrypted is true: "
+                "nobody could use the SecurityPolicy None endpoint (set opcua.allow_unencrypted: false)"
+            )
+        return value
 
     @field_validator("endpoint")
     @classmethod
@@ -253,7 +299,8 @@ class ArchiveSettings(_Section):
 
 
 class TeachSettings(_Section):
-    """Teaching the model reviewed false alarms as normal (`device.teaching`, `POST /models/teach-normal`)."""
+    """Teaching the model reviewed alerts (`device.teaching`): false alarms as normal (`POST
+    /models/teach-normal`), confirmed defects as defects (`POST /models/teach-defects`)."""
 
     max_examples: int = Field(200, ge=1, le=2000, description="False alarms taught per job, at most.")
     max_good_images: int = Field(
@@ -263,6 +310,12 @@ class TeachSettings(_Section):
         20, ge=2, le=5000, description="Fewer OK frames: the threshold is kept and good-part figures omitted."
     )
     max_defect_images: int = Field(100, ge=0, le=5000, description="Confirmed defects used for the figures.")
+    max_defects_taught: int = Field(
+        200,
+        ge=1,
+        le=5000,
+        description="Confirmed defects per teach-defects job (the newest with a frame; a fifth checks it).",
+    )
     max_new_entries: int = Field(2048, ge=1, le=100_000, description="Memory-bank entries added per job.")
     threads: int = Field(1, ge=1, le=64, description="ONNX Runtime threads of a job (the line has the rest).")
 
@@ -459,7 +512,16 @@ PUBLIC_FIELDS: dict[str, tuple[str, ...]] = {
     ),
     "outbox": ("max_alerts",),
     "alerts": ("keep_alerts", "thumbnail_size"),
-    "opcua": ("enabled", "endpoint", "namespace_uri", "allow_anonymous_read", "status_interval_s"),
+    "opcua": (
+        "enabled",
+        "endpoint",
+        "namespace_uri",
+        "allow_anonymous_read",
+        "security_modes",
+        "allow_unencrypted",
+        "allow_unencrypted_login",
+        "status_interval_s",
+    ),
     "trends": ("retention_days", "persist_interval_s", "shift_starts", "timezone"),
     "archive": ("enabled", "ok_sample_rate", "max_bytes", "max_age_days", "queue_size", "jpeg_quality"),
     "escalation": (
@@ -483,6 +545,7 @@ PUBLIC_FIELDS: dict[str, tuple[str, ...]] = {
         "max_good_images",
         "min_good_images",
         "max_defect_images",
+        "max_defects_taught",
         "max_new_entries",
         "threads",
     ),

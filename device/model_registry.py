@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from vision.export import sha256_file
 from vision.inspector import Inspector, ModelFileError
 from vision.teach import TeachReport
+from vision.teach_defects import DefectTeachReport
 
 
 class ModelEntry(BaseModel):
@@ -31,6 +32,7 @@ class ModelEntry(BaseModel):
     created_at: str
     active: bool = False
     teach: TeachReport | None = None  # a model taught "this is normal": its before/after figures
+    teach_defects: DefectTeachReport | None = None  # a model taught the confirmed defects: its figures
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -91,10 +93,16 @@ class ModelRegistry:
 
     # ---- changes -----------------------------------------------------------------------------
     def register(
-        self, data: bytes, filename: str, expected_sha256: str, teach: TeachReport | None = None
+        self,
+        data: bytes,
+        filename: str,
+        expected_sha256: str,
+        teach: TeachReport | None = None,
+        teach_defects: DefectTeachReport | None = None,
     ) -> ModelEntry:
-        """Check the upload's sha256 and ONNX contract before it is kept; refuse otherwise. `teach` keeps
-        a taught model's figures with its entry."""
+        """Check the upload's sha256 and ONNX contract before it is kept; refuse otherwise. `teach` (taught
+        normal) or `teach_defects` (taught the confirmed defects) keeps a taught model's figures with its
+        entry."""
         actual = sha256_bytes(data)
         if actual != expected_sha256.strip().lower():
             raise ValueError(f"sha256 mismatch for {filename!r}: expected {expected_sha256}, got {actual}")
@@ -116,6 +124,7 @@ class ModelRegistry:
             size_bytes=len(data),
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             teach=teach,
+            teach_defects=teach_defects,
         )
         with self._lock:
             self._entries[model_id] = entry

@@ -44,6 +44,7 @@ from device.reject import RejectScheduler, encoder_position
 from device.rollout.view import RolloutView, build_rollout_view
 from device.status import (
     ComponentHealth,
+    FrameVerdict,
     HealthReport,
     HealthState,
     LatencyStatus,
@@ -123,7 +124,12 @@ class EdgeRuntime:
             self.settings.teach,
             self.settings.model.target_false_reject_rate,
         )
-        self.teacher = TeachJobs(self.alert_store, learner, self.settings.teach.max_examples)
+        self.teacher = TeachJobs(
+            self.alert_store,
+            learner,
+            self.settings.teach.max_examples,
+            self.settings.teach.max_defects_taught,
+        )
         self.queue = FrameQueue(self.settings.camera.queue_size)
         self._lock = threading.RLock()
         self._state: RuntimeState = "starting"
@@ -203,7 +209,13 @@ class EdgeRuntime:
         if self.settings.opcua.enabled:
             from device.opcua import OpcUaServer
 
-            self._opcua = OpcUaServer(self.settings.opcua, self.settings.line, self.status, self.execute)
+            self._opcua = OpcUaServer(
+                self.settings.opcua,
+                self.settings.line,
+                self.status,
+                self.execute,
+                data_dir=self.settings.data_dir,
+            )
             self._opcua.start()
         self.reject.start()
         self.archive.start()
@@ -595,6 +607,20 @@ class EdgeRuntime:
             image = render_overlay(image, res.anomaly_map, res.threshold, res.boxes)
         self._jpeg_cache = (judgement.seq, overlay, encode_overlay_jpeg(image, 85))
         return self._jpeg_cache[2]
+
+    def latest_verdict(self) -> FrameVerdict | None:
+        judgement = self.worker.latest
+        if judgement is None:
+            return None
+        frame, result = judgement.frame, judgement.result
+        return FrameVerdict(
+            seq=judgement.seq,
+            frame_id=frame.frame_id,
+            captured_at=frame.captured_at,
+            verdict=None if result is None else "NG" if result.is_defect else "OK",
+            score=None if result is None else float(result.score),
+            threshold=None if result is None else float(result.threshold),
+        )
 
     def recent_frames(self, count: int, timeout_s: float) -> list[np.ndarray]:
         """Up to `count` distinct frames as the line shows them (waits at most `timeout_s`); a stopped line

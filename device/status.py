@@ -76,6 +76,19 @@ class RuntimeStatus(BaseModel):
     )
 
 
+class FrameVerdict(BaseModel):
+    """The frame the live view shows now and the verdict on it (sent with `GET /frames/latest.jpg`)."""
+
+    seq: int = Field(..., description="Live-view sequence number of this frame (what its ETag names).")
+    frame_id: int
+    captured_at: float = Field(..., description="time.time() at capture.")
+    verdict: Literal["OK", "NG"] | None = Field(
+        None, description="None: shown but not judged (inspection paused or no model)."
+    )
+    score: float | None = None
+    threshold: float | None = None
+
+
 class ComponentHealth(BaseModel):
     ok: bool
     detail: str = ""

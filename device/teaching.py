@@ -1,10 +1,20 @@
-"""Teach the model "this is normal" from reviewed false alarms: a background job that builds a candidate.
+"""Teach the model from reviewed alerts: background jobs that build a candidate model version.
 
-An admin asks for it; the job reads the false alarms' archived frames, the archive's sampled OK frames
-(held back: calibration and before/after figures) and the confirmed defects' frames, runs `vision.teach`
-on the active model (ONNX Runtime only: the box has no torch), and registers the result as a new model
-version with its figures attached. It never activates it: that stays an admin's explicit
-`POST /models/{id}/activate`, and `POST /models/rollback` undoes it.
+Two kinds of job, one at a time, through the same bookkeeping:
+
+- `normal` ("this is normal"): the job reads the false alarms' archived frames, the archive's sampled OK
+  frames (held back: calibration and before/after figures) and the confirmed defects' frames, and runs
+  `vision.teach` on the active model.
+- `defects` (teach the confirmed defects): the frames of the alerts reviewed `confirmed` (with the
+  archive's true mask where it has one) train a supervised classifier on top of the model's per-position
+  Gaussian head (`vision.teach_defects`); about a fifth of them are kept out of teaching (`check`), so the
+  candidate's detection rate on them is a fair forecast. The good frames are the archive's sampled OK
+  frames, as for `normal`. Nothing is marked as taught: teaching defects again takes every confirmed
+  defect (the classifier's numbers are replaced, not added to).
+
+Both run ONNX Runtime only (the box has no torch) and register the result as a new model version with its
+figures attached. A job never activates it: that stays an admin's explicit `POST /models/{id}/activate`,
+and `POST /models/rollback` undoes it.
 
 The job bookkeeping (`TeachJobs`) is separate from the learning (`Learner`), so the API tests' fake
 runtime runs the same jobs with its own in-memory learner.
@@ -29,38 +39,57 @@ from device.alerts import AlertStore
 from device.archive import ImageArchive
 from device.config import TeachSettings
 from device.model_registry import ModelRegistry, sha256_bytes
+from vision import onnx_proto
 from vision.inspector import ModelFileError
 from vision.teach import ProgressFn, TeachError, TeachOptions, TeachReport, teach_normal
+from vision.teach_defects import DefectTeachOptions, DefectTeachReport, LabelledDefect, teach_defects
+from vision.teach_gaussian import find_gaussian
 
 log = logging.getLogger(__name__)
 
 JobState = Literal["queued", "running", "done", "failed"]
-KEEP_JOBS = 20  # finished jobs remembered for GET /models/teach-normal/{id} (the model keeps its figures)
+TeachKind = Literal["normal", "defects"]
+AnyTeachReport = TeachReport | DefectTeachReport
+KEEP_JOBS = 20  # finished jobs remembered for GET /models/teach-*/{id} (the model keeps its figures)
+CHECK_EVERY = 5  # teach-defects keeps every 5th confirmed defect (a fifth, 1 from 5 on) out, to check
 
 
 class TeachJob(BaseModel):
-    """One teach-normal run, as the API shows it."""
+    """One teach run (teach-normal or teach-defects), as the API shows it."""
 
     job_id: str
+    kind: TeachKind = Field(
+        "normal", description="normal: false alarms taught as normal; defects: confirmed defects taught."
+    )
     state: JobState = "queued"
     progress: float = Field(0.0, ge=0.0, le=1.0)
     stage: str = "queued"
     requested_by: str
-    alert_ids: list[str]
+    alert_ids: list[str] = Field(
+        description="The alerts taught: false alarms (normal) or confirmed defects (defects)."
+    )
+    check_alert_ids: list[str] = Field(
+        default_factory=list,
+        description="defects: confirmed defects kept out of teaching, to check the candidate on "
+        "(`report.detection_rate_check`).",
+    )
     skipped_alert_ids: list[str] = Field(
-        default_factory=list, description="False alarms left out: their frame is not in the image archive."
+        default_factory=list, description="Alerts left out: their frame is not in the image archive."
     )
     created_at: str
     finished_at: str | None = None
     parent_model_id: str | None = None
     model_id: str | None = Field(None, description="The registered candidate (not active until activated).")
-    report: TeachReport | None = None
+    report: AnyTeachReport | None = Field(
+        None, description="Before/after figures: a TeachReport (normal) or a DefectTeachReport (defects)."
+    )
     error: str | None = None
 
 
 class TeachRequestError(ValueError):
     """The request cannot start a job in the present state (nothing left to teach, alerts that are not
-    false alarms or whose frame is gone, more than `teach.max_examples`): a 409."""
+    false alarms or whose frame is gone, more than `teach.max_examples`, a model that cannot be taught
+    defects): a 409."""
 
 
 class UnknownAlertsError(TeachRequestError):
@@ -74,18 +103,30 @@ class TeachBusyError(RuntimeError):
 class Learned(BaseModel):
     model_id: str
     parent_model_id: str | None
-    report: TeachReport
+    report: AnyTeachReport
 
 
 class Learner(Protocol):
-    """What a job needs from the runtime: which alerts have frames, and the learning itself."""
+    """What a job needs from the runtime: which alerts have frames, and the learning itself (one method
+    per kind of job)."""
 
     def with_images(self, alert_ids: list[str]) -> tuple[list[str], list[str]]:
         """(alerts whose frame is archived, alerts whose frame is not)."""
         ...
 
     def learn(self, alert_ids: list[str], progress: ProgressFn) -> Learned:
-        """Build and register the candidate; TeachError (or ModelFileError) with the reason when it fails."""
+        """Teach these false alarms as normal: build and register the candidate; TeachError (or
+        ModelFileError) with the reason when it fails."""
+        ...
+
+    def defects_refusal(self) -> str | None:
+        """Why the active model cannot be taught defects (e.g. it has no per-position Gaussian head), or
+        None when it can."""
+        ...
+
+    def learn_defects(self, alert_ids: list[str], check_ids: list[str], progress: ProgressFn) -> Learned:
+        """Teach these confirmed defects (`check_ids`: confirmed defects kept out, for the figures); build
+        and register the candidate; TeachError (or ModelFileError) with the reason when it fails."""
         ...
 
 
@@ -94,12 +135,16 @@ def _now() -> str:
 
 
 class TeachJobs:
-    """Starts and tracks teach-normal jobs, one at a time, each on its own thread."""
+    """Starts and tracks teach jobs (teach-normal and teach-defects), one at a time, each on its own
+    thread."""
 
-    def __init__(self, alert_store: AlertStore, learner: Learner, max_examples: int = 200) -> None:
+    def __init__(
+        self, alert_store: AlertStore, learner: Learner, max_examples: int = 200, max_defects: int = 200
+    ) -> None:
         self._alerts = alert_store
         self._learner = learner
         self._max_examples = max_examples
+        self._max_defects = max_defects
         self._lock = threading.Lock()
         self._jobs: dict[str, TeachJob] = {}
         self._running: str | None = None
@@ -107,27 +152,29 @@ class TeachJobs:
     def start(
         self, alert_ids: list[str] | None, actor: str, on_done: Callable[[TeachJob], None] | None = None
     ) -> TeachJob:
-        """Check the request now (TeachRequestError, TeachBusyError) and start the job; `on_done` is called
-        with the finished job (the API audits it)."""
+        """Teach-normal: check the request now (TeachRequestError, TeachBusyError) and start the job;
+        `on_done` is called with the finished job (the API audits it)."""
         chosen, skipped = self._choose(alert_ids)
-        with self._lock:
-            if self._running is not None:
-                raise TeachBusyError(f"teach job {self._running} is still running; wait for it to finish")
-            job = TeachJob(
-                job_id=uuid.uuid4().hex[:16],
-                requested_by=actor,
-                alert_ids=chosen,
-                skipped_alert_ids=skipped,
-                created_at=_now(),
+        return self._launch("normal", actor, chosen, [], skipped, on_done)
+
+    def start_defects(self, actor: str, on_done: Callable[[TeachJob], None] | None = None) -> TeachJob:
+        """Teach-defects: every alert reviewed `confirmed` (the newest `max_defects` with an archived
+        frame), every `CHECK_EVERY`th of them kept out to check the candidate on. TeachRequestError when
+        there is none or the active model cannot be taught defects, TeachBusyError while a job runs."""
+        wanted = self._alerts.reviewed_ids("confirmed", limit=5 * self._max_defects)
+        if not wanted:
+            raise TeachRequestError("no alerts reviewed as confirmed defects: nothing to teach")
+        found, skipped = self._learner.with_images(wanted)
+        found = found[: self._max_defects]  # the newest with a frame
+        if not found:
+            raise TeachRequestError(
+                f"none of the {len(wanted)} confirmed defects has its frame in the image archive any more"
             )
-            self._jobs[job.job_id] = job
-            self._running = job.job_id
-            self._forget_old()
-        thread = threading.Thread(
-            target=self._run, args=(job.job_id, on_done), name="teach-normal", daemon=True
-        )
-        thread.start()
-        return job.model_copy()
+        refusal = self._learner.defects_refusal()
+        if refusal is not None:
+            raise TeachRequestError(refusal)
+        taught, check = split_check(found)
+        return self._launch("defects", actor, taught, check, skipped, on_done)
 
     def get(self, job_id: str) -> TeachJob | None:
         with self._lock:
@@ -145,6 +192,36 @@ class TeachJobs:
         return self.get(job_id)
 
     # ---- internals -----------------------------------------------------------------------------------
+    def _launch(
+        self,
+        kind: TeachKind,
+        actor: str,
+        alert_ids: list[str],
+        check_ids: list[str],
+        skipped: list[str],
+        on_done: Callable[[TeachJob], None] | None,
+    ) -> TeachJob:
+        with self._lock:
+            if self._running is not None:
+                raise TeachBusyError(f"teach job {self._running} is still running; wait for it to finish")
+            job = TeachJob(
+                job_id=uuid.uuid4().hex[:16],
+                kind=kind,
+                requested_by=actor,
+                alert_ids=alert_ids,
+                check_alert_ids=check_ids,
+                skipped_alert_ids=skipped,
+                created_at=_now(),
+            )
+            self._jobs[job.job_id] = job
+            self._running = job.job_id
+            self._forget_old()
+        thread = threading.Thread(
+            target=self._run, args=(job.job_id, on_done), name=f"teach-{kind}", daemon=True
+        )
+        thread.start()
+        return job.model_copy()
+
     def _choose(self, alert_ids: list[str] | None) -> tuple[list[str], list[str]]:
         """The false alarms to teach and those skipped for lack of an archived frame."""
         if alert_ids is None:
@@ -197,8 +274,11 @@ class TeachJobs:
             self._update(job_id, progress=round(fraction, 3), stage=stage)
 
         try:
-            learned = self._learner.learn(job.alert_ids, progress)
-            self._alerts.mark_taught(job.alert_ids, learned.model_id)
+            if job.kind == "defects":  # nothing marked: teaching defects again takes every one
+                learned = self._learner.learn_defects(job.alert_ids, job.check_alert_ids, progress)
+            else:
+                learned = self._learner.learn(job.alert_ids, progress)
+                self._alerts.mark_taught(job.alert_ids, learned.model_id)
             job = self._update(
                 job_id,
                 state="done",
@@ -230,6 +310,14 @@ class TeachJobs:
             del self._jobs[job.job_id]
 
 
+def split_check(alert_ids: list[str]) -> tuple[list[str], list[str]]:
+    """(taught, check): every `CHECK_EVERY`th alert kept out of teaching, so a fifth of them (at least one
+    from five on, none below), spread over the history rather than the newest or the oldest."""
+    check = alert_ids[CHECK_EVERY - 1 :: CHECK_EVERY]
+    kept = set(check)
+    return [a for a in alert_ids if a not in kept], check
+
+
 class ArchiveLearner:
     """The real learner: frames from the image archive, the active model from the registry."""
 
@@ -248,6 +336,7 @@ class ArchiveLearner:
         self._active_model_id = active_model_id
         self._settings = settings
         self._target_frr = target_false_reject_rate
+        self._has_gaussian: dict[str, bool] = {}  # model id -> has a per-position Gaussian head
 
     def with_images(self, alert_ids: list[str]) -> tuple[list[str], list[str]]:
         found: list[str] = []
@@ -281,6 +370,54 @@ class ArchiveLearner:
         )
         return Learned(model_id=entry.id, parent_model_id=parent_id, report=result.report)
 
+    def defects_refusal(self) -> str | None:
+        parent_id = self._active_model_id()
+        if parent_id is None:
+            return "no active model to teach"
+        if parent_id not in self._has_gaussian:
+            try:
+                model = onnx_proto.load_model(self._registry.path_of(parent_id).read_bytes())
+            except (OSError, ValueError) as exc:
+                return f"cannot read the active model {parent_id}: {exc}"
+            self._has_gaussian[parent_id] = find_gaussian(model) is not None
+        if not self._has_gaussian[parent_id]:
+            return (
+                f"the active model {parent_id} cannot be taught defects: that needs a per-position Gaussian "
+                "head (model.head: gaussian, the default); this model has a memory bank"
+            )
+        return None
+
+    def learn_defects(self, alert_ids: list[str], check_ids: list[str], progress: ProgressFn) -> Learned:
+        parent_id = self._active_model_id()
+        if parent_id is None:
+            raise TeachError("no active model to teach")
+        parent = self._parent_bytes(parent_id)
+        progress(0.0, "reading archived frames")
+        defects = self._labelled_defects(alert_ids)
+        check = self._frames_of(check_ids)
+        good = self._good_frames()
+        options = DefectTeachOptions(
+            target_false_reject_rate=self._target_frr, threads=self._settings.threads
+        )
+        result = teach_defects(parent, defects, good, check, options, progress)
+        filename = f"defects-{parent_id}.onnx"
+        entry = self._registry.register(
+            result.model_bytes, filename, sha256_bytes(result.model_bytes), teach_defects=result.report
+        )
+        return Learned(model_id=entry.id, parent_model_id=parent_id, report=result.report)
+
+    def _labelled_defects(self, alert_ids: list[str]) -> list[LabelledDefect]:
+        """Each confirmed defect's frame, with the archive's true mask where it kept one."""
+        defects = []
+        for alert_id in alert_ids:
+            item = self._archive.find_by_alert(alert_id)
+            image = _read_bgr(item.image_path) if item is not None else None
+            if item is None or image is None:
+                continue
+            mask = _read_mask(item.mask_path) if item.mask_path is not None else None
+            defects.append(LabelledDefect(image=image, mask=mask))
+        return defects
+
     def _parent_bytes(self, model_id: str) -> bytes:
         """The active model's file, refused if it changed on disk since it was registered."""
         data = self._registry.path_of(model_id).read_bytes()
@@ -313,3 +450,13 @@ def _read_bgr(path: Path) -> np.ndarray | None:
         return None
     image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     return image if isinstance(image, np.ndarray) else None
+
+
+def _read_mask(path: Path) -> np.ndarray | None:
+    """An archived true mask (PNG) as a grey image, or None if it is gone or does not decode."""
+    try:
+        data = np.frombuffer(path.read_bytes(), dtype=np.uint8)
+    except OSError:
+        return None
+    mask = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
+    return mask if isinstance(mask, np.ndarray) else None

@@ -8,10 +8,14 @@ bank than normal patches do are appended to it (a greedy k-centre cover, so a re
 entries, not one per image), the bias is extended, the threshold is recalibrated on held-back good images,
 and the file keeps the `vision.export` contract with a new version. Everything else is byte for byte the
 parent model, so a taught model is as fast as its parent plus the few appended entries.
+
+A per-position Gaussian head has no bank: its taught patches are blended into the Gaussians of the positions
+where they were seen (`vision.teach_gaussian`); the file keeps its size and speed exactly.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import time
@@ -35,6 +39,7 @@ from vision.export import (
 )
 from vision.inspector import resize_to_input, validate_frame
 from vision.metrics import image_auroc
+from vision.teach_gaussian import GaussianHead, GaussianLayout, blend_taught_patches, find_gaussian
 
 META_TAUGHT_EXAMPLES = "edgeinspect.taught_examples"
 META_TAUGHT_SHA256 = "edgeinspect.taught_examples_sha256"
@@ -62,9 +67,11 @@ class TeachReport(BaseModel):
     parent_version: str
     model_version: str
     taught_examples: int
+    head: str = "bank"  # bank: entries were appended; gaussian: position Gaussians were widened
     bank_entries_added: int
     bank_size_before: int
     bank_size_after: int
+    positions_taught: int = 0  # head=gaussian: positions whose Gaussian changed
     uncovered_patches: int
     good_images_calibration: int
     good_images_evaluation: int
@@ -239,8 +246,8 @@ def find_bank(model: Any) -> BankLayout:
         raise TeachError(f"the model has {len(found)} bank-like layers; cannot tell which is the memory bank")
     if any("position_gaussian" in name for name in inits):
         raise TeachError(
-            "this model's head is a per-position Gaussian (model.head: gaussian), which teach-normal cannot "
-            "extend yet: rebuild it with the false alarms among its good images (edgeinspect train)"
+            "this model's head is a per-position Gaussian (model.head: gaussian): it has no memory bank "
+            "(teach_normal widens its position Gaussians instead)"
         )
     detail = f": {reasons[0]}" if reasons else " (no MatMul + bias Add + ReduceMax or TopK)"
     raise TeachError(
@@ -306,25 +313,29 @@ def _grown(flags: np.ndarray) -> np.ndarray:
 
 @dataclass
 class _Probe:
-    """The parent model with every patch embedding exposed as an extra output, and its bank's layer
-    (`factors`, `bias`) to measure each patch's distance to the nearest entry."""
+    """The parent model with every patch embedding (`patches`, the tensor its head reads) exposed as an
+    extra output, and the head's distance of each patch, computed outside the graph."""
 
     session: ort.InferenceSession
-    layout: BankLayout
+    patches: str
     size: int
-    factors: list[np.ndarray]
-    bias: np.ndarray
+    distances_of: Callable[[np.ndarray], np.ndarray]
 
     def run(self, batch: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        """(image score, patch embeddings [P, C], distance of each patch to the bank [P]) of one input."""
-        score, patches = self.session.run([OUTPUT_NAMES[1], self.layout.all_patches], {INPUT_NAME: batch})
+        """(image score, patch embeddings [P, C], distance of each patch under the head [P]) of one input."""
+        score, patches = self.session.run([OUTPUT_NAMES[1], self.patches], {INPUT_NAME: batch})
         flat = patches.reshape(-1, patches.shape[-1]).astype(np.float32)
-        similarity = flat
-        for factor in self.factors:
-            similarity = similarity @ factor
-        best = (similarity + self.bias).max(axis=1)
-        squared = (flat * flat).sum(axis=1) - 2.0 * best
-        return float(score.reshape(-1)[0]), flat, np.sqrt(np.clip(squared, 0.0, None))
+        return float(score.reshape(-1)[0]), flat, self.distances_of(flat)
+
+
+def bank_distances(factors: Sequence[np.ndarray], bias: np.ndarray, patches: np.ndarray) -> np.ndarray:
+    """Distance of each patch [P, C] to the nearest entry of a bank held as `factors` and `bias`."""
+    similarity = patches
+    for factor in factors:
+        similarity = similarity @ factor
+    best = (similarity + bias).max(axis=1)
+    squared = (patches * patches).sum(axis=1) - 2.0 * best
+    return np.asarray(np.sqrt(np.clip(squared, 0.0, None)))
 
 
 def _scores(
@@ -530,7 +541,8 @@ def teach_normal(
             f"patches from normal ones, got {len(good)}"
         )
     parent = onnx_proto.load_model(model_bytes)
-    layout = find_bank(parent)
+    gaussian = find_gaussian(parent)
+    layout = find_bank(parent) if gaussian is None else None
     meta = onnx_proto.metadata(parent)
     try:
         size, threshold_before = int(meta[META_INPUT_SIZE]), float(meta[META_THRESHOLD])
@@ -544,14 +556,7 @@ def teach_normal(
     steps = 2 * (len(good) + len(defects)) + len(taught) * (1 + len(views)) + 1
     tracker = _Progress(steps, progress)
 
-    inits = _initializers(parent)
-    factors = [onnx_proto.tensor_to_array(inits[name]) for name in layout.factors]
-    bias = onnx_proto.tensor_to_array(inits[layout.bias])
-    probe_model = onnx_proto.copy_model(parent)
-    onnx_proto.add_float_output(probe_model, layout.all_patches)
-    session = _session(probe_model.SerializeToString(), options.threads)
-    probe = _Probe(session, layout, size, factors, bias)
-
+    probe = _probe(parent, layout, gaussian, size, options.threads)
     tracker.at("measuring the current model on good images")
     good_before, normal_distances = [], []
     for image in good:
@@ -564,28 +569,19 @@ def teach_normal(
     cover_radius = float(np.quantile(calibration_distances, options.cover_quantile))
 
     tracker.at("reading the taught images")
-    taught_before, pool, pool_distances = _unusual_patches(probe, taught, views, select_level, tracker)
+    taught_before, pool = _unusual_patches(probe, taught, views, select_level, tracker)
     tracker.at("measuring the current model on confirmed defects")
     defects_before = _scores(probe.session, defects, size, tracker.tick)
 
-    tracker.at("choosing new bank entries")
-    chosen, _ = cover_new_patches(pool, pool_distances, cover_radius, options.max_new_entries)
-    extended = extend_bank(factors, bias, chosen)
-    left = _still_far(pool, pool_distances, extended.entries, cover_radius)
+    if gaussian is not None:
+        tracker.at("widening the position Gaussians")
+        child, learned = _teach_gaussian(parent, gaussian, pool, cover_radius)
+    else:
+        assert layout is not None
+        tracker.at("choosing new bank entries")
+        child, learned = _teach_bank(parent, layout, pool, cover_radius, options.max_new_entries)
+    notes += learned.notes
     tracker.tick()
-    if not len(chosen):
-        notes.append("no taught patch was farther from the bank than normal patches; the bank is unchanged")
-    if extended.added_rank:
-        notes.append(f"the factorized bank's space was widened by {extended.added_rank} directions")
-    if left:
-        why = (
-            f"the limit of {options.max_new_entries} new entries was reached"
-            if len(chosen) >= options.max_new_entries
-            else "the widened factorized bank holds them only approximately"
-        )
-        notes.append(f"{left} taught patches stay farther from the bank than normal ones ({why})")
-    child = _extended_model(parent, layout, extended)
-    bank_before, bank_after = int(inits[layout.bias].dims[0]), len(extended.bias)
     candidate = _session(child.SerializeToString(), options.threads)
 
     tracker.at("measuring the taught model")
@@ -612,10 +608,12 @@ def teach_normal(
         parent_version=meta.get(META_MODEL_VERSION, ""),
         model_version=version,
         taught_examples=len(taught),
-        bank_entries_added=bank_after - bank_before,
-        bank_size_before=bank_before,
-        bank_size_after=bank_after,
-        uncovered_patches=left,
+        head=learned.head,
+        bank_entries_added=learned.size_after - learned.size_before,
+        bank_size_before=learned.size_before,
+        bank_size_after=learned.size_after,
+        positions_taught=learned.positions_taught,
+        uncovered_patches=learned.uncovered,
         good_images_calibration=len(calibration) if splitting else 0,
         good_images_evaluation=len(evaluation),
         confirmed_defects=len(defects),
@@ -644,15 +642,24 @@ def teach_normal(
     return TeachResult(child.SerializeToString(), report)
 
 
+@dataclass(frozen=True)
+class _Pool:
+    """Taught patches farther than normal from the head: embeddings [n, C], where on the grid they were
+    seen [n], and their distance under the parent [n]."""
+
+    patches: np.ndarray
+    positions: np.ndarray
+    distances: np.ndarray
+
+
 def _unusual_patches(
     probe: _Probe, taught: Sequence[np.ndarray], views: list[View], level: float, tracker: _Progress
-) -> tuple[list[float], np.ndarray, np.ndarray]:
-    """(parent scores of the taught images, their patches farther than `level` from the bank in every
-    view, those patches' distances). Moved views only keep patches near what the unmoved view flagged:
-    the mark, not the part's own edges nor the reflected border."""
+) -> tuple[list[float], _Pool]:
+    """(parent scores of the taught images, their patches farther than `level` from the head in every
+    view). Moved views only keep patches near what the unmoved view flagged: the mark, not the part's own
+    edges nor the reflected border."""
     scores: list[float] = []
-    patches_kept: list[np.ndarray] = []
-    distances_kept: list[np.ndarray] = []
+    kept: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for image in taught:
         batch = _as_input(image, probe.size)
         region = np.zeros(0, dtype=bool)
@@ -664,10 +671,83 @@ def _unusual_patches(
                 region = _grown(unusual)
             else:
                 unusual &= region
-            patches_kept.append(patches[unusual])
-            distances_kept.append(distances[unusual])
+            kept.append((patches[unusual], np.flatnonzero(unusual), distances[unusual]))
             tracker.tick()
-    return scores, np.concatenate(patches_kept), np.concatenate(distances_kept)
+    patches, positions, distances = (np.concatenate(parts) for parts in zip(*kept, strict=True))
+    return scores, _Pool(patches, positions, distances)
+
+
+@dataclass(frozen=True)
+class _Learned:
+    """What the head-specific step changed (sizes are the bank's entries; 0 for a Gaussian head)."""
+
+    head: str
+    size_before: int
+    size_after: int
+    positions_taught: int
+    uncovered: int
+    notes: list[str]
+
+
+def _probe(
+    parent: Any, layout: BankLayout | None, gaussian: GaussianLayout | None, size: int, threads: int
+) -> _Probe:
+    probe_model = onnx_proto.copy_model(parent)
+    if gaussian is not None:
+        onnx_proto.add_float_output(probe_model, gaussian.patches)
+        session = _session(probe_model.SerializeToString(), threads)
+        return _Probe(session, gaussian.patches, size, GaussianHead.read(parent, gaussian).distances)
+    assert layout is not None
+    inits = _initializers(parent)
+    factors = [onnx_proto.tensor_to_array(inits[name]) for name in layout.factors]
+    bias = onnx_proto.tensor_to_array(inits[layout.bias])
+    onnx_proto.add_float_output(probe_model, layout.all_patches)
+    session = _session(probe_model.SerializeToString(), threads)
+    return _Probe(session, layout.all_patches, size, functools.partial(bank_distances, factors, bias))
+
+
+def _teach_bank(
+    parent: Any, layout: BankLayout, pool: _Pool, radius: float, limit: int
+) -> tuple[Any, _Learned]:
+    """Append a greedy cover of the pool to the bank."""
+    inits = _initializers(parent)
+    factors = [onnx_proto.tensor_to_array(inits[name]) for name in layout.factors]
+    bias = onnx_proto.tensor_to_array(inits[layout.bias])
+    chosen, _ = cover_new_patches(pool.patches, pool.distances, radius, limit)
+    extended = extend_bank(factors, bias, chosen)
+    left = _still_far(pool.patches, pool.distances, extended.entries, radius)
+    notes = []
+    if not len(chosen):
+        notes.append("no taught patch was farther from the bank than normal patches; the bank is unchanged")
+    if extended.added_rank:
+        notes.append(f"the factorized bank's space was widened by {extended.added_rank} directions")
+    if left:
+        why = (
+            f"the limit of {limit} new entries was reached"
+            if len(chosen) >= limit
+            else "the widened factorized bank holds them only approximately"
+        )
+        notes.append(f"{left} taught patches stay farther from the bank than normal ones ({why})")
+    child = _extended_model(parent, layout, extended)
+    learned = _Learned("bank", int(inits[layout.bias].dims[0]), len(extended.bias), 0, left, notes)
+    return child, learned
+
+
+def _teach_gaussian(parent: Any, layout: GaussianLayout, pool: _Pool, radius: float) -> tuple[Any, _Learned]:
+    """Blend the pool into the Gaussians of the positions where it was seen."""
+    outcome = blend_taught_patches(GaussianHead.read(parent, layout), pool.patches, pool.positions, radius)
+    child = onnx_proto.copy_model(parent)
+    outcome.head.write(child, layout)
+    notes = []
+    if not outcome.positions_taught:
+        notes.append("no taught patch lay outside its position's Gaussian; the model is unchanged")
+    if outcome.uncovered_patches:
+        notes.append(
+            f"{outcome.uncovered_patches} taught patches stay farther than normal ones: a position keeps at "
+            "least half of what the good parts showed"
+        )
+    learned = _Learned("gaussian", 0, 0, outcome.positions_taught, outcome.uncovered_patches, notes)
+    return child, learned
 
 
 def _defect_auroc(
@@ -705,7 +785,8 @@ def _stamp(
     values[META_TAUGHT_EXAMPLES] = str(int(meta.get(META_TAUGHT_EXAMPLES, "0")) + len(taught))
     values[META_TAUGHT_ENTRIES] = str(int(meta.get(META_TAUGHT_ENTRIES, "0")) + report.bank_entries_added)
     values[META_TAUGHT_SHA256] = _taught_sha256(meta.get(META_TAUGHT_SHA256, ""), taught)
-    values[META_BANK_SIZE] = str(report.bank_size_after)
+    if report.head == "bank":
+        values[META_BANK_SIZE] = str(report.bank_size_after)
     if report.threshold_recalibrated:
         values[META_CALIBRATION] = (
             f"good-image quantile at false-reject rate {options.target_false_reject_rate} over "

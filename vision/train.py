@@ -39,6 +39,10 @@ MIN_POSITION_STAT_IMAGES = 8
 SIZE_MULTIPLE = 32
 
 
+# The method family a model file's name announces, by head.
+HEAD_FAMILY = {"bank": "patchcore", "gaussian": "padim"}
+
+
 def model_config(settings: ModelSettings) -> AnomalyModelConfig:
     if settings.image_size % SIZE_MULTIPLE:
         raise ValueError(f"model.image_size must be a multiple of {SIZE_MULTIPLE}, got {settings.image_size}")
@@ -261,7 +265,12 @@ def build_model_files(
         META_MODEL_VERSION: time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
         META_TRAIN_DATA_SHA256: train_data_sha256 or images_sha256(prepared),
         "edgeinspect.backbone": settings.backbone,
-        "edgeinspect.memory_bank_size": str(settings.memory_bank_size),
+        "edgeinspect.head": settings.head,
+        **(
+            {"edgeinspect.memory_bank_size": str(settings.memory_bank_size)}
+            if settings.head == "bank"
+            else {}
+        ),
         "edgeinspect.calibration": (
             f"good-image quantile at false-reject rate {settings.target_false_reject_rate} "
             f"over {len(calib_idx)} held-back images"
@@ -309,7 +318,7 @@ def train_model(
         images,
         out_path,
         settings,
-        model_name=f"patchcore-{settings.backbone}-{category}",
+        model_name=f"{HEAD_FAMILY[settings.head]}-{settings.backbone}-{category}",
         train_data_sha256=dataset_sha256(paths, root),
         holdout_fraction=holdout_fraction,
         progress=progress,

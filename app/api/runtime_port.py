@@ -18,7 +18,7 @@ from device.archive import ArchivedImage, ArchiveStats, MvtecExport, UnreviewedP
 from device.commands import Command, CommandResult
 from device.model_registry import ModelEntry
 from device.rollout.view import RolloutView
-from device.status import HealthReport, RuntimeStatus
+from device.status import FrameVerdict, HealthReport, RuntimeStatus
 from device.teaching import TeachJob
 from device.trends import TrendReport
 
@@ -86,6 +86,10 @@ class ModelCatalog(Protocol):
         """Keep an uploaded model; ValueError on a sha256 mismatch, ModelFileError on a bad file."""
         ...
 
+    def previous_id(self) -> str | None:
+        """The model a rollback would go back to (the one active before the current), None when none."""
+        ...
+
 
 class ArchiveCatalog(Protocol):
     """The image archive as the API reads it (`device.archive.ImageArchive`); writing is the runtime's."""
@@ -135,12 +139,18 @@ class ArchiveCatalog(Protocol):
 
 
 class TeachService(Protocol):
-    """Teach-normal jobs (`device.teaching.TeachJobs`): build a candidate model from false alarms."""
+    """Teach jobs (`device.teaching.TeachJobs`): build a candidate model from reviewed alerts."""
 
     def start(
         self, alert_ids: list[str] | None, actor: str, on_done: Callable[[TeachJob], None] | None = None
     ) -> TeachJob:
-        """Start a job (None: every untaught false alarm); TeachRequestError (422), TeachBusyError (409)."""
+        """Start a teach-normal job (None: every untaught false alarm); TeachRequestError (409; its
+        subclass UnknownAlertsError 404), TeachBusyError (409)."""
+        ...
+
+    def start_defects(self, actor: str, on_done: Callable[[TeachJob], None] | None = None) -> TeachJob:
+        """Start a teach-defects job on the confirmed defects; TeachRequestError (409: none to teach, or a
+        model without a per-position Gaussian head), TeachBusyError (409)."""
         ...
 
     def get(self, job_id: str) -> TeachJob | None:
@@ -186,6 +196,11 @@ class RuntimePort(Protocol):
 
     def latest_frame_jpeg(self, overlay: bool = True) -> bytes | None:
         """The latest judged frame as JPEG (with the defect overlay if asked), None before the first."""
+        ...
+
+    def latest_verdict(self) -> FrameVerdict | None:
+        """The frame `latest_frame_jpeg` shows (its seq, id, capture time) and its verdict, score and
+        threshold (None when it was not judged); None before the first frame."""
         ...
 
     def metrics_text(self) -> bytes:

@@ -8,6 +8,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from device.config import ThresholdValue
 from vision.teach import TeachReport
+from vision.teach_defects import DefectTeachReport
 
 
 def _integral_float_to_int(value: Any) -> Any:
@@ -129,7 +130,13 @@ class ModelOut(BaseModel):
     size_bytes: int
     created_at: str
     active: bool
+    rollback_target: bool = Field(
+        False, description="`POST /models/rollback` would go back to this model (at most one is)."
+    )
     teach: TeachReport | None = Field(None, description="A taught model's before/after figures.")
+    teach_defects: DefectTeachReport | None = Field(
+        None, description="A model taught the confirmed defects: its before/after figures."
+    )
 
 
 class ErrorBody(BaseModel):

@@ -6,9 +6,10 @@ const KEY_STORAGE = "edgeinspect.apiKey";
 const ROLE_RANK = { viewer: 1, operator: 2, admin: 3 };
 const POLL_MS = { status: 1000, alerts: 2000, frame: 200, health: 5000 };
 const ALERT_PAGE = 20;
+const FRAME_STALE_MS = 5000;  // no new frame for this long: the verdict shown is no longer the current part
 
 const state = { key: null, role: null, timers: [], frameEtag: null, frameUrl: null, thumbs: new Map(),
-  status: null };
+  status: null, frame: null, frameSeenAt: 0 };
 
 const $ = (id) => document.getElementById(id);
 
@@ -161,10 +162,15 @@ function applyRole() {
     node.disabled = !allowed;
     node.title = allowed ? "" : `Needs the ${node.dataset.needs} role`;
   });
+  // ...and say why next to them (a tablet has no hover tooltip).
+  document.querySelectorAll("[data-needs-note]").forEach((node) => {
+    node.hidden = rank >= ROLE_RANK[node.dataset.needsNote];
+  });
   // Controls a role may not use at all are not shown (the server refuses them anyway).
   document.querySelectorAll("[data-show-for]").forEach((node) => {
     node.hidden = rank < ROLE_RANK[node.dataset.showFor];
   });
+  updateLineButtons();
 }
 
 // ---- polling -------------------------------------------------------------------------------------
@@ -210,10 +216,49 @@ async function refreshStatus() {
     setDot("camera", s.camera_connected, "connected", "disconnected");
     $("uptime").textContent = formatDuration(s.uptime_s);
     showEscalation(s.escalation);
+    updateLineButtons();
+    renderVerdict();
   } catch (err) {
     if (err.status !== 401) setLink(false);
     throw err;
   }
+}
+
+// The big OK / NG for the part in the live view, from the verdict headers of that very image; when the line
+// is stopped or paused, or no new frame came for FRAME_STALE_MS, it says so instead of an old verdict.
+const fmtScore = (value) => (value === null || value === undefined ? "—" : String(Number(Number(value).toPrecision(4))));
+const fmtClock = (iso) => {
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? "—" : date.toLocaleTimeString();
+};
+
+function renderVerdict() {
+  const frame = state.frame;
+  const line = state.status ? state.status.state : null;
+  const age = frame ? Date.now() - state.frameSeenAt : Infinity;
+  const last = frame ? `Last frame ${frame.id} at ${fmtClock(frame.capturedAt)}.` : "";
+  let kind, word, detail;
+  if (line === "stopped") {
+    [kind, word, detail] = ["stopped", "STOPPED", `Line stopped: no parts are judged. ${last}`];
+  } else if (line === "paused") {
+    [kind, word, detail] = ["paused", "PAUSED", `Inspection paused: parts are not judged. ${last}`];
+  } else if (!frame) {
+    [kind, word, detail] = ["waiting", "—", "Waiting for the first judged part…"];
+  } else if (age > FRAME_STALE_MS) {
+    [kind, word, detail] = ["stale", "NO FRAMES", `No new frame for ${Math.round(age / 1000)} s. ${last}`];
+  } else if (frame.verdict === "OK" || frame.verdict === "NG") {
+    kind = frame.verdict.toLowerCase();
+    word = frame.verdict;
+    detail = `score ${fmtScore(frame.score)} · threshold ${fmtScore(frame.threshold)} · ` +
+      `frame ${frame.id} · ${fmtClock(frame.capturedAt)}`;
+  } else {
+    [kind, word, detail] = ["paused", "NOT JUDGED", `Frame ${frame.id} was shown but not judged.`];
+  }
+  const box = $("verdict");
+  box.dataset.verdict = kind;
+  box.dataset.frameId = kind === "ok" || kind === "ng" ? frame.id : "";
+  $("verdict-word").textContent = word;
+  $("verdict-detail").textContent = detail.trim();
 }
 
 // One line under the live view while escalation to plant verifiers is on (docs/ESCALATION.md).
@@ -258,9 +303,10 @@ async function refreshFrame() {
     response = await api("/frames/latest.jpg?overlay=1", { headers });
   } catch (err) {
     if (err.status === 503) $("frame-empty").hidden = false;
+    renderVerdict();
     throw err;
   }
-  if (response.status === 304) return;
+  if (response.status === 304) { renderVerdict(); return; }
   const blob = await response.blob();
   const url = URL.createObjectURL(blob);
   const img = $("live-frame");
@@ -270,6 +316,11 @@ async function refreshFrame() {
   state.frameEtag = response.headers.get("ETag");
   $("frame-seq").textContent = response.headers.get("X-Frame-Seq") || "—";
   $("frame-empty").hidden = true;
+  const header = (name) => response.headers.get(`X-Frame-${name}`);
+  state.frame = { id: header("Id") || header("Seq"), capturedAt: header("Captured-At"), verdict: header("Verdict"),
+    score: header("Score"), threshold: header("Threshold") };
+  state.frameSeenAt = Date.now();
+  renderVerdict();
 }
 
 async function refreshAlerts() {
@@ -352,12 +403,29 @@ async function sendCommand(path, body, done) {
   }
 }
 
+// `when`: the line states in which the button does something (from the polled /status).
 const LINE_COMMANDS = {
-  start: { confirm: null, done: "Line started" },
-  stop: { confirm: "Stop the line? Capture and inspection stop until it is started again.", done: "Line stopped" },
-  pause: { confirm: null, done: "Inspection paused" },
-  resume: { confirm: null, done: "Inspection resumed" },
+  start: { confirm: null, done: "Line started", when: ["stopped"] },
+  stop: { confirm: "Stop the line? Capture and inspection stop until it is started again.", done: "Line stopped",
+    when: ["starting", "running", "paused"] },
+  pause: { confirm: null, done: "Inspection paused", when: ["running"] },
+  resume: { confirm: null, done: "Inspection resumed", when: ["paused"] },
 };
+const LINE_HINTS = {
+  starting: "Line starting…",
+  running: "Line running. Pause stops judging; Stop stops the camera too.",
+  paused: "Inspection paused. Resume to judge parts again.",
+  stopped: "Line stopped. Start to run it.",
+};
+
+function updateLineButtons() {
+  const line = state.status ? state.status.state : null;
+  document.querySelectorAll("[data-command]").forEach((button) => {
+    const fits = LINE_COMMANDS[button.dataset.command].when.includes(line);
+    button.disabled = !hasRole(button.dataset.needs) || !fits;
+  });
+  $("line-hint").textContent = LINE_HINTS[line] || "Waiting for the line's status…";
+}
 
 function wireControls() {
   document.querySelectorAll("[data-command]").forEach((button) => {

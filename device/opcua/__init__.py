@@ -2,7 +2,9 @@
 
 `OpcUaServer` exposes state, counters, the last result per part (and a `ResultReadyEventType` event per
 part) and the threshold, writable by the operator login only and only through the runtime's `execute`.
-The node tree follows the Machine Vision companion spec (OPC 40100) where it fits; see `nodes.py`.
+The node tree follows the Machine Vision companion spec (OPC 40100) where it fits; see `nodes.py`. Secure by
+default: Basic256Sha256 endpoints with a certificate of its own (`certificate.py`), SecurityPolicy None only
+where the settings allow it, access levels per session (`access.py`).
 """
 
 from device.opcua.contract import CommandExecutor, PartResult, StatusProvider

@@ -4,6 +4,10 @@ The runtime is threaded, so this class is the bridge: `publish_result` may be ca
 thread at line rate (it only queues and wakes the loop), state and counters are polled from the status
 provider every `status_interval_s`, and an operator's threshold write is turned into
 `SetThreshold` through the runtime's `execute` (run in a worker thread, never on the loop).
+
+Endpoints: Basic256Sha256 in each of `security_modes`, with the configured certificate or the station's own
+(`certificate.py`); a SecurityPolicy None endpoint only with `allow_unencrypted`, offering a login only with
+`allow_unencrypted_login` (`StationServer`, and `access.StationSession` enforces both per session).
 """
 
 from __future__ import annotations
@@ -15,20 +19,25 @@ import logging
 import threading
 import time
 from collections import deque
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from asyncua import ua
 from asyncua.crypto.permission_rules import User
+from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256, SecurityPolicyNone
 from asyncua.server.server import Server
 from asyncua.ua.status_codes import StatusCodes
 from pydantic import ValidationError
 
 from device.commands import SetThreshold
 from device.config import LineSettings, OpcUaSettings
+from device.opcua import certificate as certificates
 from device.opcua.access import (
     GuardedAttributeService,
+    PlainChannels,
+    StationInternalServer,
     StationRuleset,
-    StationUserManager,
+    quiet_logged_refusals,
     station_role,
     status,
 )
@@ -38,10 +47,55 @@ from device.opcua.nodes import THRESHOLD, StationNodes, build_address_space, nod
 log = logging.getLogger(__name__)
 
 PENDING_RESULTS_MAX = 1000  # results waiting for the loop; beyond this the oldest are dropped
+_SECURE_POLICIES = {
+    "SignAndEncrypt": ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
+    "Sign": ua.SecurityPolicyType.Basic256Sha256_Sign,
+}
 
 
 class OpcUaError(RuntimeError):
     """The OPC UA server could not start (port taken, bad certificate, ...)."""
+
+
+class StationServer(Server):
+    """asyncua's server, with a SecurityPolicy None endpoint only where `plain_tokens` names what may log in
+    on it (asyncua would offer it every token, a user name with a password too)."""
+
+    plain_tokens: tuple[ua.UserTokenType, ...] = ()  # empty: no None endpoint
+
+    async def _setup_server_nodes(self) -> None:
+        await super()._setup_server_nodes()  # the secure endpoints, from set_security_policy
+        if not self.plain_tokens:
+            return
+        endpoint = ua.EndpointDescription(
+            EndpointUrl=self.endpoint.geturl(),
+            Server=self.iserver.endpoints[0].Server,
+            ServerCertificate=self.iserver.endpoints[0].ServerCertificate,
+            SecurityMode=ua.MessageSecurityMode.None_,
+            SecurityPolicyUri=SecurityPolicyNone.URI,
+            UserIdentityTokens=[_token_policy(kind) for kind in self.plain_tokens],
+            TransportProfileUri=self.iserver.endpoints[0].TransportProfileUri,
+            SecurityLevel=ua.Byte(0),
+        )
+        self.iserver.add_endpoint(endpoint)
+        self._policies.append(
+            PlainChannels(  # type: ignore[no-untyped-call]  # asyncua leaves it unannotated
+                SecurityPolicyNone,
+                ua.MessageSecurityMode.None_,
+                self.iserver.certificate,
+                self.iserver.private_key,
+                permission_ruleset=self._permission_ruleset,
+            )
+        )
+
+
+def _token_policy(kind: ua.UserTokenType) -> ua.UserTokenPolicy:
+    """A None endpoint's token: a password is encrypted with the server's certificate (Basic256Sha256)."""
+    if kind == ua.UserTokenType.UserName:
+        return ua.UserTokenPolicy(
+            PolicyId="username", TokenType=kind, SecurityPolicyUri=SecurityPolicyBasic256Sha256.URI
+        )
+    return ua.UserTokenPolicy(PolicyId="anonymous", TokenType=kind, SecurityPolicyUri=SecurityPolicyNone.URI)
 
 
 class OpcUaServer:
@@ -52,10 +106,15 @@ class OpcUaServer:
         status: StatusProvider,
         execute: CommandExecutor,
         *,
+        data_dir: str | Path,
         start_timeout_s: float = 60.0,
     ) -> None:
+        """`data_dir`: where the server's own certificate and key live (`<data_dir>/opcua/`) when
+        `settings.certificate` names none."""
         self.settings = settings
         self._line = line
+        self._data_dir = Path(data_dir)
+        self.certificate: certificates.ServerCertificate | None = None
         self._status = status
         self._execute = execute
         self._start_timeout_s = start_timeout_s
@@ -80,6 +139,13 @@ class OpcUaServer:
             raise OpcUaError("OpcUaServer.start() called twice")
         if logging.getLogger("asyncua").level == logging.NOTSET:
             logging.getLogger("asyncua").setLevel(logging.WARNING)  # per-session INFO chatter otherwise
+        quiet_logged_refusals()
+        self.certificate = self._load_certificate()
+        if self.certificate.origin == "generated":  # clients must trust it (once), so say so loudly
+            log.warning("OPC UA server certificate made: %s", self.certificate.describe())
+        else:
+            log.info("OPC UA server certificate %s", self.certificate.describe())
+        self._warn_if_unencrypted()
         self._thread = threading.Thread(target=self._run, name="opcua", daemon=True)
         self._thread.start()
         if not self._ready.wait(self._start_timeout_s):
@@ -114,7 +180,46 @@ class OpcUaServer:
 
     @property
     def security_mode(self) -> str:
-        return "Basic256Sha256 SignAndEncrypt" if self.settings.certificate else "None (plain text)"
+        """The endpoints offered, e.g. `Basic256Sha256 SignAndEncrypt, Basic256Sha256 Sign`."""
+        modes = [f"Basic256Sha256 {mode}" for mode in self.settings.security_modes]
+        if self.settings.allow_unencrypted:
+            logins = "anonymous and logins" if self.settings.allow_unencrypted_login else "anonymous only"
+            if not self.settings.allow_anonymous_read:
+                logins = "logins only"
+            modes.append(f"None ({logins})")
+        return ", ".join(modes)
+
+    @property
+    def application_uri(self) -> str:
+        return certificates.application_uri(self._line.line_id, self._line.station_id)
+
+    def _load_certificate(self) -> certificates.ServerCertificate:
+        """The configured certificate, or the station's own (made on first enable, reused after)."""
+        configured = self.settings.certificate
+        try:
+            if configured is not None:
+                return certificates.load_configured(
+                    configured.certificate_file, configured.private_key_file, self.application_uri
+                )
+            return certificates.load_or_generate(
+                self._data_dir / certificates.GENERATED_DIR,
+                self.application_uri,
+                certificates.endpoint_hosts(urlsplit(self.settings.endpoint).hostname),
+            )
+        except (certificates.CertificateError, OSError) as exc:
+            raise OpcUaError(f"OPC UA server certificate: {exc}") from exc
+
+    def _warn_if_unencrypted(self) -> None:
+        settings = self.settings
+        if not settings.allow_unencrypted or _is_loopback(settings.endpoint):
+            return
+        what = "sessions, logged-in ones too," if settings.allow_unencrypted_login else "anonymous sessions"
+        log.warning(
+            "OPC UA endpoint %s also offers SecurityPolicy None (opcua.allow_unencrypted): %s travel "
+            "unsigned and unencrypted on the network",
+            settings.endpoint,
+            what,
+        )
 
     # ---- the result feed (inspection thread) ---------------------------------------------------
     def publish_result(self, result: PartResult) -> None:
@@ -159,7 +264,7 @@ class OpcUaServer:
 
     async def _create_server(self) -> Server:
         settings = self.settings
-        server = Server(user_manager=StationUserManager(settings))
+        server = StationServer(iserver=StationInternalServer(settings))
         attributes = GuardedAttributeService(server.iserver.aspace)
         server.iserver.attribute_service = attributes
         await server.init()
@@ -167,8 +272,8 @@ class OpcUaServer:
         server.set_endpoint(settings.endpoint)
         server.set_server_name(f"EdgeInspect {line}/{station}")
         server.product_uri = "urn:edgeinspect"
-        await server.set_application_uri(f"urn:edgeinspect:{line}:{station}")
-        await self._configure_security(server)
+        await server.set_application_uri(self.application_uri)
+        self._configure_security(server)
         ns = await server.register_namespace(settings.namespace_uri)
         self.namespace_index = ns
         self._nodes = await build_address_space(server, ns, f"EdgeInspect {line}/{station}", line, station)
@@ -176,24 +281,25 @@ class OpcUaServer:
         await self._refresh_status()
         return server
 
-    async def _configure_security(self, server: Server) -> None:
+    def _configure_security(self, server: StationServer) -> None:
         settings = self.settings
+        assert self.certificate is not None
+        server.iserver.certificate = self.certificate.certificate
+        server.iserver.private_key = self.certificate.private_key
         tokens: list[type] = [ua.UserNameIdentityToken]
         if settings.allow_anonymous_read:
             tokens.append(ua.AnonymousIdentityToken)
         server.set_identity_tokens(tokens)
-        if settings.certificate is not None:
-            await server.load_certificate(settings.certificate.certificate_file)
-            await server.load_private_key(settings.certificate.private_key_file)
-            policies = [ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt]
-        else:
-            policies = [ua.SecurityPolicyType.NoSecurity]
-            if not _is_loopback(settings.endpoint):
-                log.warning(
-                    "OPC UA endpoint %s is not loopback and has no certificate: logins travel in plain text",
-                    settings.endpoint,
-                )
-        server.set_security_policy(policies, permission_ruleset=StationRuleset())
+        server.set_security_policy(
+            [_SECURE_POLICIES[mode] for mode in settings.security_modes], permission_ruleset=StationRuleset()
+        )
+        if settings.allow_unencrypted:
+            plain: list[ua.UserTokenType] = []
+            if settings.allow_anonymous_read:
+                plain.append(ua.UserTokenType.Anonymous)
+            if settings.allow_unencrypted_login:
+                plain.append(ua.UserTokenType.UserName)
+            server.plain_tokens = tuple(plain)
 
     async def _serve(self) -> None:
         assert self._wake is not None

@@ -128,6 +128,8 @@ def test_panel_against_the_real_stack(page: Page, edge_stack) -> None:
     sign_in(page, edge_stack.base_url, edge_stack.keys["operator"], "operator")
     expect(page.get_by_test_id("line-state")).to_have_text("running", timeout=60_000)
     expect_frames_update(page)
+    expect(page.get_by_test_id("verdict-word")).to_have_text(re.compile(r"^(OK|NG)$"))  # the part in view
+    expect(page.get_by_test_id("btn-start")).to_be_disabled()  # already running
     expect(page.get_by_test_id("model-name")).not_to_have_text("none")
     expect(page.get_by_test_id("alert-item").first).to_be_visible(timeout=60_000)
 

@@ -1,12 +1,20 @@
-"""The OPC UA server read and written through a real asyncua client, the way a PLC or SCADA would."""
+"""The OPC UA server read and written through a real asyncua client, the way a PLC or SCADA would.
+
+Every client below trusts the server's certificate the way a plant client is told to (README): it is given
+the certificate file, here the one the server made under its data directory, and connects over
+Basic256Sha256 with a certificate of its own.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import math
 import socket
+import stat
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import timezone
 from pathlib import Path
@@ -17,6 +25,9 @@ from asyncua import Client, ua
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 from conftest import free_port
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from fixtures_mqtt import wait_until
 
@@ -32,9 +43,15 @@ from device.status import LatencyStatus, ModelStatus, RuntimeStatus
 pytestmark = pytest.mark.integration
 
 LINE = LineSettings(line_id="line1", station_id="st1")
+SERVER_URI = "urn:edgeinspect:line1:st1"
+CLIENT_URI = "urn:edgeinspect:test-client"
 NAMESPACE = "urn:edgeinspect:test"
 OPERATOR = ("op", "operator-secret-1")
 VIEWER = ("watcher", "viewer-secret-1")
+ENCRYPTED = ua.MessageSecurityMode.SignAndEncrypt
+SIGNED = ua.MessageSecurityMode.Sign
+PLAIN = ua.MessageSecurityMode.None_
+_CLIENT_FILES: dict[str, Path] = {}  # the test client's certificate and key (module fixture)
 
 
 def make_settings(port: int, **overrides: Any) -> OpcUaSettings:
@@ -100,17 +117,37 @@ class FakeStation:
 
 
 # ---- a thin synchronous client ------------------------------------------------------------------
-def connect(server: OpcUaServer, login: tuple[str, str] | None = None) -> Client:
+@contextlib.asynccontextmanager
+async def connect(
+    server: OpcUaServer, login: tuple[str, str] | None = None, mode: ua.MessageSecurityMode = ENCRYPTED
+) -> AsyncIterator[Client]:
+    """A session as a plant client opens one: Basic256Sha256 trusting the server's certificate file."""
     client = Client(server.settings.endpoint, timeout=10)
+    client.application_uri = CLIENT_URI
     if login is not None:
         client.set_user(login[0])
         client.set_password(login[1])
-    return client
+    if mode != PLAIN:
+        assert server.certificate is not None
+        await client.set_security(
+            SecurityPolicyBasic256Sha256,
+            str(_CLIENT_FILES["cert"]),
+            str(_CLIENT_FILES["key"]),
+            server_certificate=str(server.certificate.certificate_file),
+            mode=mode,
+        )
+    async with client:
+        yield client
 
 
-def read(server: OpcUaServer, *paths: str, login: tuple[str, str] | None = None) -> list[Any]:
+def read(
+    server: OpcUaServer,
+    *paths: str,
+    login: tuple[str, str] | None = None,
+    mode: ua.MessageSecurityMode = ENCRYPTED,
+) -> list[Any]:
     async def go() -> list[Any]:
-        async with connect(server, login) as client:
+        async with connect(server, login, mode) as client:
             ns = await client.get_namespace_index(NAMESPACE)
             return [await client.get_node(node_id(ns, path)).read_value() for path in paths]
 
@@ -118,12 +155,16 @@ def read(server: OpcUaServer, *paths: str, login: tuple[str, str] | None = None)
 
 
 def write(
-    server: OpcUaServer, path: str, variant: ua.Variant, login: tuple[str, str] | None = None
+    server: OpcUaServer,
+    path: str,
+    variant: ua.Variant,
+    login: tuple[str, str] | None = None,
+    mode: ua.MessageSecurityMode = ENCRYPTED,
 ) -> ua.StatusCode:
     """Write one Value and return the per-item status code the server answered."""
 
     async def go() -> ua.StatusCode:
-        async with connect(server, login) as client:
+        async with connect(server, login, mode) as client:
             ns = await client.get_namespace_index(NAMESPACE)
             params = ua.WriteParameters()
             params.NodesToWrite = [
@@ -140,12 +181,14 @@ def double(value: float) -> ua.Variant:
     return ua.Variant(value, ua.VariantType.Double)
 
 
-def login_refusal(server: OpcUaServer, login: tuple[str, str] | None) -> int | None:
+def login_refusal(
+    server: OpcUaServer, login: tuple[str, str] | None, mode: ua.MessageSecurityMode = ENCRYPTED
+) -> int | None:
     """The status code that refused the session, or None if it was accepted."""
 
     async def go() -> int | None:
         try:
-            async with connect(server, login):
+            async with connect(server, login, mode):
                 return None
         except ua.UaStatusCodeError as exc:
             return exc.code
@@ -153,11 +196,80 @@ def login_refusal(server: OpcUaServer, login: tuple[str, str] | None) -> int | N
     return asyncio.run(go())
 
 
+def plain_activation(server: OpcUaServer, login: tuple[str, str] | None) -> int | None:
+    """Open a session on a SecurityPolicy None channel whether or not the server offers a None endpoint,
+    as a client that ignores the endpoint list would: the server's own answer to the activation."""
+
+    async def go() -> int | None:
+        client = Client(server.settings.endpoint, timeout=10)
+        await client.connect_socket()
+        try:
+            await client.send_hello()
+            await client.open_secure_channel()
+            with contextlib.suppress(ua.UaError):  # "No matching endpoints": the session exists all the same
+                await client.create_session()
+            try:
+                await client.activate_session(*(login or (None, None)))
+            except ua.UaStatusCodeError as exc:
+                return exc.code
+            await client.close_session()
+            return None
+        finally:
+            client.disconnect_socket()
+
+    return asyncio.run(go())
+
+
+def endpoints(server: OpcUaServer) -> list[ua.EndpointDescription]:
+    """GetEndpoints, as every client asks it first (on a None channel, which discovery may always use)."""
+    return asyncio.run(Client(server.settings.endpoint, timeout=10).connect_and_get_server_endpoints())
+
+
+def user_access(server: OpcUaServer, path: str, login: tuple[str, str] | None) -> tuple[set[Any], set[Any]]:
+    """(UserAccessLevel, AccessLevel) of one node, as this session reads them."""
+
+    async def go() -> tuple[set[Any], set[Any]]:
+        async with connect(server, login) as client:
+            node = client.get_node(node_id(await client.get_namespace_index(NAMESPACE), path))
+            return await node.get_user_access_level(), await node.get_access_level()
+
+    return asyncio.run(go())
+
+
+def make_certificate(folder: Path, name: str, app_uri: str, use: x509.ObjectIdentifier) -> dict[str, Path]:
+    files = {"cert": folder / f"{name}-cert.der", "key": folder / f"{name}-key.pem"}
+    asyncio.run(
+        setup_self_signed_certificate(
+            files["key"], files["cert"], app_uri, socket.gethostname(), [use], {"commonName": name}
+        )
+    )
+    return files
+
+
+def server_side(records: list[logging.LogRecord], level: int) -> list[logging.LogRecord]:
+    """What the server logged at `level` (the test's own client logs beside it, in this process)."""
+    return [
+        r for r in records if r.levelno == level and r.name.startswith(("device.opcua", "asyncua.server"))
+    ]
+
+
 # ---- fixtures -----------------------------------------------------------------------------------
+@pytest.fixture(scope="module", autouse=True)
+def client_certificate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The test client's own application certificate (a client needs one for Basic256Sha256)."""
+    folder = tmp_path_factory.mktemp("opcua-client")
+    _CLIENT_FILES.update(make_certificate(folder, "client", CLIENT_URI, ExtendedKeyUsageOID.CLIENT_AUTH))
+    yield
+    _CLIENT_FILES.clear()
+
+
 @pytest.fixture(scope="module")
-def served() -> Iterator[tuple[OpcUaServer, FakeStation]]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[OpcUaServer, FakeStation]]:
     station = FakeStation()
-    server = OpcUaServer(make_settings(free_port()), LINE, station.snapshot, station.execute)
+    data_dir = tmp_path_factory.mktemp("opcua-data")
+    server = OpcUaServer(
+        make_settings(free_port()), LINE, station.snapshot, station.execute, data_dir=data_dir
+    )
     server.start()
     try:
         yield server, station
@@ -324,63 +436,194 @@ def test_wrong_credentials_are_refused_at_connect(
     assert login_refusal(server, OPERATOR) is None
 
 
-def test_without_anonymous_read_and_with_encryption(tmp_path: Path) -> None:
-    """Certificates given: the only endpoint is Basic256Sha256 SignAndEncrypt; anonymous is refused."""
-    app_uris = {
-        "server": f"urn:edgeinspect:{LINE.line_id}:{LINE.station_id}",
-        "client": "urn:edgeinspect:test",
-    }
-    uses = {"server": ExtendedKeyUsageOID.SERVER_AUTH, "client": ExtendedKeyUsageOID.CLIENT_AUTH}
-    for role, use in uses.items():
-        asyncio.run(
-            setup_self_signed_certificate(
-                tmp_path / f"{role}-key.pem",
-                tmp_path / f"{role}-cert.der",
-                app_uris[role],
-                socket.gethostname(),
-                [use],
-                {"commonName": f"edgeinspect test {role}"},
-            )
-        )
-    certificate = {
-        "certificate_file": str(tmp_path / "server-cert.der"),
-        "private_key_file": str(tmp_path / "server-key.pem"),
-    }
+def test_a_configured_certificate_and_no_anonymous_sessions(tmp_path: Path) -> None:
+    """`opcua.certificate` given (a plant CA's, say): it is the one served, nothing is generated, and
+    without `allow_anonymous_read` an anonymous session is refused on the secure endpoint too."""
+    files = make_certificate(tmp_path, "server", SERVER_URI, ExtendedKeyUsageOID.SERVER_AUTH)
+    certificate = {"certificate_file": str(files["cert"]), "private_key_file": str(files["key"])}
     station = FakeStation()
-    settings = make_settings(free_port(), allow_anonymous_read=False, certificate=certificate)
-    with OpcUaServer(settings, LINE, station.snapshot, station.execute) as server:
+    settings = make_settings(
+        free_port(), allow_anonymous_read=False, certificate=certificate, security_modes=["SignAndEncrypt"]
+    )
+    data_dir = tmp_path / "data"
+    with OpcUaServer(settings, LINE, station.snapshot, station.execute, data_dir=data_dir) as server:
+        assert server.certificate is not None and server.certificate.origin == "configured"
+        assert server.certificate.certificate_file == files["cert"]
+        offered = endpoints(server)
+        assert [(e.SecurityPolicyUri.rsplit("#", 1)[-1], e.SecurityMode) for e in offered] == [
+            ("Basic256Sha256", ENCRYPTED)
+        ]
+        assert offered[0].ServerCertificate == files["cert"].read_bytes()
+        assert [t.TokenType for t in offered[0].UserIdentityTokens] == [ua.UserTokenType.UserName]
 
-        async def encrypted_write(login: tuple[str, str] | None) -> list[str]:
-            client = connect(server, login)
-            client.application_uri = app_uris["client"]
-            await client.set_security(
-                SecurityPolicyBasic256Sha256,
-                str(tmp_path / "client-cert.der"),
-                str(tmp_path / "client-key.pem"),
-                mode=ua.MessageSecurityMode.SignAndEncrypt,
-            )
-            async with client:
-                ns = await client.get_namespace_index(NAMESPACE)
-                await client.get_node(node_id(ns, THRESHOLD)).write_value(double(3.0))
-                return [e.SecurityPolicyUri.rsplit("#", 1)[-1] for e in await client.get_endpoints()]
-
-        assert asyncio.run(encrypted_write(OPERATOR)) == ["Basic256Sha256"]
+        assert write(server, THRESHOLD, double(3.0), login=OPERATOR).is_good()
         assert [c.threshold for c, _ in station.commands] == [3.0]  # type: ignore[union-attr]
-        with pytest.raises(ua.UaStatusCodeError, match="BadIdentityTokenRejected"):
-            asyncio.run(encrypted_write(None))  # no anonymous sessions at all
-        with pytest.raises(ua.UaError, match="No matching endpoints"):
-            login_refusal(server, OPERATOR)  # no plain-text endpoint to send a password to
-        assert len(station.commands) == 1
+        assert login_refusal(server, None) == ua.StatusCodes.BadIdentityTokenRejected
+    assert not (data_dir / "opcua").exists()
+
+
+def test_a_configured_certificate_must_name_this_station(tmp_path: Path) -> None:
+    files = make_certificate(
+        tmp_path, "other", "urn:edgeinspect:line1:other", ExtendedKeyUsageOID.SERVER_AUTH
+    )
+    certificate = {"certificate_file": str(files["cert"]), "private_key_file": str(files["key"])}
+    station = FakeStation()
+    server = OpcUaServer(
+        make_settings(free_port(), certificate=certificate),
+        LINE,
+        station.snapshot,
+        station.execute,
+        data_dir=tmp_path,
+    )
+    with pytest.raises(OpcUaError, match=r"opcua\.certificate\.certificate_file .*urn:edgeinspect:line1:st1"):
+        server.start()
+
+
+# ---- secure by default --------------------------------------------------------------------------
+def test_only_basic256sha256_endpoints_by_default(opcua: tuple[OpcUaServer, FakeStation]) -> None:
+    server, station = opcua
+    offered = endpoints(server)
+    assert {(e.SecurityPolicyUri.rsplit("#", 1)[-1], e.SecurityMode) for e in offered} == {
+        ("Basic256Sha256", ENCRYPTED),
+        ("Basic256Sha256", SIGNED),
+    }
+    assert server.certificate is not None
+    assert {e.ServerCertificate for e in offered} == {server.certificate.certificate_file.read_bytes()}
+    assert {e.Server.ApplicationUri for e in offered} == {SERVER_URI}
+    served_cert = x509.load_der_x509_certificate(offered[0].ServerCertificate)
+    san = served_cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.UniformResourceIdentifier) == [SERVER_URI]
+    # On the Sign endpoint the password is still encrypted, with the server's certificate.
+    signed = next(e for e in offered if e.SecurityMode == SIGNED)
+    username = next(t for t in signed.UserIdentityTokens if t.TokenType == ua.UserTokenType.UserName)
+    assert username.SecurityPolicyUri == SecurityPolicyBasic256Sha256.URI
+
+    for mode, value in ((ENCRYPTED, 2.5), (SIGNED, 2.75)):
+        assert write(server, THRESHOLD, double(value), login=OPERATOR, mode=mode).is_good()
+    assert [(c.threshold, actor) for c, actor in station.commands] == [  # type: ignore[union-attr]
+        (2.5, "opcua:op"),
+        (2.75, "opcua:op"),
+    ]
+
+
+def test_security_policy_none_is_refused_by_default(
+    opcua: tuple[OpcUaServer, FakeStation], caplog: pytest.LogCaptureFixture
+) -> None:
+    server, station = opcua
+    with pytest.raises(ua.UaError, match="No matching endpoints"):  # a client that reads the endpoints
+        read(server, THRESHOLD, mode=PLAIN)
+    caplog.clear()
+    # A client that ignores them is refused by the server itself, anonymous or with a password.
+    assert plain_activation(server, None) == ua.StatusCodes.BadSecurityModeRejected
+    assert plain_activation(server, OPERATOR) == ua.StatusCodes.BadSecurityModeRejected
+    warnings = [r.getMessage() for r in server_side(caplog.records, logging.WARNING)]
+    assert len(warnings) == 2 and all("opcua.allow_unencrypted" in w for w in warnings), warnings
+    assert "user 'op' from 127.0.0.1:" in warnings[1] and OPERATOR[1] not in warnings[1]
+    assert station.commands == []
+
+
+def test_security_policy_none_only_where_the_settings_allow_it(tmp_path: Path) -> None:
+    station = FakeStation()
+    anonymous_only = make_settings(free_port(), allow_unencrypted=True)
+    with OpcUaServer(anonymous_only, LINE, station.snapshot, station.execute, data_dir=tmp_path) as server:
+        plain = [e for e in endpoints(server) if e.SecurityMode == PLAIN]
+        assert [[t.TokenType for t in e.UserIdentityTokens] for e in plain] == [[ua.UserTokenType.Anonymous]]
+        assert read(server, THRESHOLD, mode=PLAIN) == [2.0]
+        assert login_refusal(server, OPERATOR, mode=PLAIN) == ua.StatusCodes.BadIdentityTokenRejected
+        assert plain_activation(server, VIEWER) == ua.StatusCodes.BadIdentityTokenRejected
+        assert write(server, THRESHOLD, double(2.5), login=OPERATOR).is_good()  # secure endpoints as ever
+
+    with_logins = make_settings(free_port(), allow_unencrypted=True, allow_unencrypted_login=True)
+    with OpcUaServer(with_logins, LINE, station.snapshot, station.execute, data_dir=tmp_path) as server:
+        plain = [e for e in endpoints(server) if e.SecurityMode == PLAIN]
+        tokens = {t.TokenType: t.SecurityPolicyUri for t in plain[0].UserIdentityTokens}
+        assert tokens[ua.UserTokenType.UserName] == SecurityPolicyBasic256Sha256.URI  # password encrypted
+        assert write(server, THRESHOLD, double(3.0), login=OPERATOR, mode=PLAIN).is_good()
+        assert write(server, THRESHOLD, double(3.5), login=VIEWER, mode=PLAIN).value == (
+            ua.StatusCodes.BadUserAccessDenied
+        )
+    assert [c.threshold for c, _ in station.commands] == [2.5, 3.0]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("login", "may_write"),
+    [(None, False), (VIEWER, False), (OPERATOR, True)],
+    ids=["anonymous", "viewer", "operator"],
+)
+def test_user_access_level_is_per_session(
+    opcua: tuple[OpcUaServer, FakeStation], login: tuple[str, str] | None, may_write: bool
+) -> None:
+    server, _ = opcua
+    user_level, level = user_access(server, THRESHOLD, login)
+    assert level == {ua.AccessLevel.CurrentRead, ua.AccessLevel.CurrentWrite}  # the node is writable...
+    expected = {ua.AccessLevel.CurrentRead} | ({ua.AccessLevel.CurrentWrite} if may_write else set())
+    assert user_level == expected  # ...by this session, or not
+    assert user_access(server, "State", login) == ({ua.AccessLevel.CurrentRead}, {ua.AccessLevel.CurrentRead})
+
+
+@pytest.mark.parametrize(
+    ("login", "mode"),
+    [((OPERATOR[0], "wrong-password"), ENCRYPTED), (("mallory", OPERATOR[1]), SIGNED), (None, ENCRYPTED)],
+    ids=["wrong-password", "unknown-user", "anonymous-off"],
+)
+def test_a_refused_login_is_one_warning_and_no_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, login: tuple[str, str] | None, mode: Any
+) -> None:
+    station = FakeStation()
+    settings = make_settings(free_port(), allow_anonymous_read=False)
+    with OpcUaServer(settings, LINE, station.snapshot, station.execute, data_dir=tmp_path) as server:
+        caplog.clear()
+        assert login_refusal(server, login, mode) in (
+            ua.StatusCodes.BadUserAccessDenied,
+            ua.StatusCodes.BadIdentityTokenRejected,
+        )
+        warnings = server_side(caplog.records, logging.WARNING)
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == []
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    message = warnings[0].getMessage()
+    assert message.startswith("OPC UA login refused: ") and " from 127.0.0.1:" in message
+    if login is None:
+        assert "anonymous" in message and "opcua.allow_anonymous_read" in message
+    else:
+        assert repr(login[0]) in message and login[1] not in message
+
+
+def test_the_certificate_is_made_once_and_reused(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    station = FakeStation()
+    settings = make_settings(free_port())
+    caplog.set_level(logging.INFO, logger="device.opcua")
+    seen = []
+    for _ in range(2):
+        with OpcUaServer(settings, LINE, station.snapshot, station.execute, data_dir=tmp_path) as server:
+            assert server.certificate is not None
+            seen.append((server.certificate.origin, server.certificate.sha1, server.certificate.sha256))
+            assert read(server, THRESHOLD, login=VIEWER) == [2.0]  # a client trusting the file connects
+    (first, sha1, sha256), (second, *again) = seen
+    assert (first, second) == ("generated", "reused") and again == [sha1, sha256]
+    key, cert = tmp_path / "opcua" / "server-key.pem", tmp_path / "opcua" / "server-cert.der"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "opcua").stat().st_mode) == 0o700
+    assert x509.load_der_x509_certificate(cert.read_bytes()).fingerprint(hashes.SHA256()).hex() == (
+        sha256.replace(":", "").lower()
+    )
+    logged = caplog.text
+    assert sha1 in logged and sha256 in logged  # the thumbprints are logged at every start...
+    pem = key.read_text()
+    body = "".join(pem.splitlines()[1:-1])
+    assert "PRIVATE KEY" not in logged and body[:40] not in logged  # ...the key never is
+    private_key = serialization.load_pem_private_key(key.read_bytes(), password=None)
+    assert isinstance(private_key, rsa.RSAPrivateKey) and private_key.key_size >= 2048
 
 
 # ---- life cycle ---------------------------------------------------------------------------------
-def test_port_in_use_is_a_clear_error_and_stop_frees_the_port() -> None:
+def test_port_in_use_is_a_clear_error_and_stop_frees_the_port(tmp_path: Path) -> None:
     station = FakeStation()
     settings = make_settings(free_port())
-    first = OpcUaServer(settings, LINE, station.snapshot, station.execute)
+    first = OpcUaServer(settings, LINE, station.snapshot, station.execute, data_dir=tmp_path)
     first.start()
     try:
-        second = OpcUaServer(settings, LINE, station.snapshot, station.execute)
+        second = OpcUaServer(settings, LINE, station.snapshot, station.execute, data_dir=tmp_path)
         with pytest.raises(
             OpcUaError, match=r"could not start on opc\.tcp://127\.0\.0\.1:\d+/edgeinspect: .*in use"
         ):
@@ -424,7 +667,9 @@ def runtime(tmp_path: Path, trained_model: Path, mosquitto: Any) -> Iterator[Edg
 @pytest.mark.slow
 def test_the_real_runtime_through_opcua(runtime: EdgeRuntime, tmp_path: Path) -> None:
     server = runtime.opcua
-    assert server is not None
+    assert server is not None and server.certificate is not None
+    # Its own certificate, made under the runtime's data directory (clients below trust that file).
+    assert server.certificate.certificate_file == tmp_path.resolve() / "opcua" / "server-cert.der"
     audit = AuditLog(tmp_path / "audit.sqlite3")
     audit_every_door(runtime, audit)  # as `edgeinspect run` wires the API's audit log
     # The server starts before the line does (state `starting`), then follows the runtime's state.

@@ -48,6 +48,10 @@ def runtime(tmp_path: Path, trained_model: Path, mosquitto):
 
 def test_threshold_pause_resume_and_stop(runtime: EdgeRuntime) -> None:
     calibrated = runtime.status().model.calibrated_threshold
+    shown = runtime.latest_verdict()  # the live view's verdict on the frame it shows
+    assert shown is not None and shown.verdict in ("OK", "NG") and shown.score is not None
+    assert shown.threshold == pytest.approx(calibrated)
+    assert (shown.verdict == "NG") == (shown.score >= calibrated)
     result = runtime.execute(cmd.SetThreshold(threshold=calibrated * 2, request_id="r1"), actor="test")
     assert result.ok and result.request_id == "r1"
     assert result.old_value == pytest.approx(calibrated) and runtime.status().threshold == pytest.approx(
@@ -59,6 +63,8 @@ def test_threshold_pause_resume_and_stop(runtime: EdgeRuntime) -> None:
     judged, seq = runtime.metrics.frames, runtime.frame_seq
     wait_until(lambda: runtime.frame_seq >= seq + 5, 30)  # frames still shown...
     assert runtime.metrics.frames <= judged + 1  # ...but not judged
+    unjudged = runtime.latest_verdict()
+    assert unjudged is not None and unjudged.seq > seq and (unjudged.verdict, unjudged.score) == (None, None)
     assert runtime.status().state == "paused"
     assert runtime.execute(cmd.ResumeInspection(), actor="test").ok
     wait_until(lambda: runtime.metrics.frames >= judged + 3, 30)

@@ -17,18 +17,14 @@ ELPV has no pixel annotations, so no ground_truth/ masks are written.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import math
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
 
-import cv2
-import numpy as np
-
+from vision.data.importing import grey_to_colour_png, rank_by_hash, refuse_non_empty, write_category
 from vision.data.mvtec import DatasetError
 
 PACKAGE = "elpv_dataset"
@@ -164,7 +160,7 @@ def split_good(cells: list[ElpvCell], train_share: float, seed: int) -> tuple[li
             f"{len(cells)} good cell(s): need at least 2 to fill both train/good and test/good"
         )
     n_train = min(len(cells) - 1, max(1, round(train_share * len(cells))))
-    ranked = sorted(cells, key=lambda cell: hashlib.sha256(f"{seed}:{cell.image}".encode()).hexdigest())
+    ranked = rank_by_hash(cells, lambda cell: cell.image, seed)
     train = sorted(ranked[:n_train], key=lambda cell: cell.image)
     test = sorted(ranked[n_train:], key=lambda cell: cell.image)
     return train, test
@@ -204,66 +200,20 @@ def import_elpv(
         for kind in CELL_KINDS
         if any(c.kind == kind for c in cells)
     }
-    _refuse_non_empty(out, list(plans), overwrite)
+    refuse_non_empty(out, list(plans), overwrite)
     out.mkdir(parents=True, exist_ok=True)
     for category, plan in plans.items():
-        _write_category(source, out / category, plan, progress)
+        jobs = [
+            (source / cell.image, Path(folder) / Path(cell.image).name)
+            for folder, cells in plan.items()
+            for cell in cells
+        ]
+        write_category(out / category, jobs, grey_to_colour_png, progress)
     counts = {category: {folder: len(plan[folder]) for folder in FOLDERS} for category, plan in plans.items()}
     summary = ElpvImportSummary(out=out, seed=seed, train_share=train_share, counts=counts)
     (out / LICENSE_FILE).write_text(LICENSE_TEXT, encoding="utf-8")
     _write_manifest(out / MANIFEST_FILE, source, summary)
     return summary
-
-
-def _refuse_non_empty(out: Path, categories: list[str], overwrite: bool) -> None:
-    """Check every category before writing any, so a refusal leaves `out` exactly as it was."""
-    if overwrite:
-        return
-    taken = [out / name for name in categories if (out / name).exists() and any((out / name).iterdir())]
-    if taken:
-        raise DatasetError(
-            f"refusing to write into non-empty {', '.join(map(str, taken))}: "
-            "pass --overwrite (overwrite=True) to replace it"
-        )
-
-
-def _write_category(source: Path, folder: Path, plan: dict[str, list[ElpvCell]], progress: bool) -> None:
-    from tqdm.auto import tqdm
-
-    # Not mkdtemp: its 0700 mode would become the category's. A leftover of an interrupted run is replaced.
-    staging = folder.with_name(f".{folder.name}.importing")
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir()
-    try:
-        total = sum(len(cells) for cells in plan.values())
-        with tqdm(total=total, desc=f"importing {folder.name}", unit="img", disable=not progress) as bar:
-            for subfolder, cells in plan.items():
-                for cell in cells:
-                    _convert(source / cell.image, staging / subfolder / Path(cell.image).name)
-                    bar.update(1)
-        if folder.exists():
-            shutil.rmtree(folder)
-        staging.rename(folder)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
-
-
-def _convert(image: Path, target: Path) -> None:
-    """Grey cell -> 3-channel BGR PNG: the readers and the inspector expect colour frames."""
-    try:
-        data = np.fromfile(image, dtype=np.uint8)  # works for non-ASCII paths, unlike cv2.imread
-    except OSError as exc:
-        raise DatasetError(f"cannot read ELPV image {image}: {exc}") from exc
-    grey = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
-    if grey is None:
-        raise DatasetError(f"cannot decode ELPV image {image} (corrupt, empty or not an image)")
-    ok, png = cv2.imencode(".png", cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR))
-    if not ok:
-        raise DatasetError(f"cannot encode {target} as PNG")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    png.tofile(target)
 
 
 def _write_manifest(path: Path, source: Path, summary: ElpvImportSummary) -> None:

@@ -11,6 +11,8 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import AUTH_RESPONSES, RuntimeDep, SettingsDep, Viewer
+from device.alerts import iso_utc
+from device.status import FrameVerdict
 
 router = APIRouter(prefix="/frames", tags=["frames"], responses=AUTH_RESPONSES)
 
@@ -22,31 +24,63 @@ def _mjpeg_part(jpeg: bytes) -> bytes:
     return header.encode() + jpeg + b"\r\n"
 
 
+FRAME_HEADERS_DOC = (
+    "`ETag` and `X-Frame-Seq` name the frame; `X-Frame-Id` and `X-Frame-Captured-At` (ISO 8601, UTC) are "
+    "the camera's; `X-Frame-Verdict` is `OK`, `NG`, or `unjudged` (inspection paused), with `X-Frame-Score` "
+    "and `X-Frame-Threshold` when judged. All of them describe this very image."
+)
+
+
+def _etag(seq: int, overlay: bool) -> str:
+    return f'"{seq}-{int(overlay)}"'
+
+
+def _verdict_headers(verdict: FrameVerdict) -> dict[str, str]:
+    headers = {
+        "X-Frame-Id": str(verdict.frame_id),
+        "X-Frame-Captured-At": iso_utc(verdict.captured_at),
+        "X-Frame-Verdict": verdict.verdict or "unjudged",
+    }
+    if verdict.score is not None:
+        headers["X-Frame-Score"] = f"{verdict.score:.6g}"
+    if verdict.threshold is not None:
+        headers["X-Frame-Threshold"] = f"{verdict.threshold:.6g}"
+    return headers
+
+
 @router.get(
     "/latest.jpg",
     response_class=Response,
     responses={
-        200: {"content": {"image/jpeg": {}}, "description": "`ETag` and `X-Frame-Seq` name the frame."},
+        200: {"content": {"image/jpeg": {}}, "description": FRAME_HEADERS_DOC},
         304: {"description": "Same frame as the `If-None-Match` ETag."},
         503: {"description": "No frame has been judged yet."},
     },
 )
 def latest_frame(runtime: RuntimeDep, request: Request, _: Viewer, overlay: bool = True) -> Response:
-    """Polled by the panel; the ETag lets it skip frames it already shows (304, no JPEG encode)."""
-    seq = int(runtime.frame_seq)
-    etag = f'"{seq}-{int(overlay)}"'
-    if request.headers.get("if-none-match") == etag:
-        return Response(status_code=304, headers={"ETag": etag})
-    data = runtime.latest_frame_jpeg(overlay=overlay)
+    """Polled by the panel; the ETag lets it skip frames it already shows (304, no JPEG encode). The
+    verdict headers belong to the image sent: a frame that arrives while it is encoded is read again."""
+    verdict = runtime.latest_verdict()
+    seq = verdict.seq if verdict is not None else int(runtime.frame_seq)
+    if request.headers.get("if-none-match") == _etag(seq, overlay):
+        return Response(status_code=304, headers={"ETag": _etag(seq, overlay)})
+    for _attempt in range(3):
+        data = runtime.latest_frame_jpeg(overlay=overlay)
+        after = runtime.latest_verdict()
+        same = after is None or (verdict is not None and after.seq == verdict.seq)
+        verdict = after
+        if same:
+            break
     if data is None:
         raise HTTPException(
             503, detail="no frame yet: the camera has not delivered one", headers={"Retry-After": "1"}
         )
-    return Response(
-        data,
-        media_type="image/jpeg",
-        headers={"ETag": etag, "X-Frame-Seq": str(seq), "Cache-Control": "no-store"},
-    )
+    headers = {"Cache-Control": "no-store"}
+    if verdict is not None:
+        seq = verdict.seq
+        headers.update(_verdict_headers(verdict))
+    headers.update({"ETag": _etag(seq, overlay), "X-Frame-Seq": str(seq)})
+    return Response(data, media_type="image/jpeg", headers=headers)
 
 
 @router.get(

@@ -15,6 +15,7 @@ from app.api.control import REFUSED_RESPONSE, CommandResponse, execute_command, 
 from app.api.deps import AUTH_RESPONSES, CONTROL_RESPONSES, Admin, AuditDep, RuntimeDep, Viewer
 from app.api.schemas import ErrorBody, ModelOut
 from device.commands import ActivateModel, CommandResult, RollbackModel
+from device.model_registry import ModelEntry
 from vision.inspector import ModelFileError
 
 router = APIRouter(prefix="/models", tags=["models"], responses=AUTH_RESPONSES)
@@ -39,7 +40,14 @@ def _activate_link(model_id: str) -> dict[str, dict[str, object]]:
     responses={200: {"links": _activate_link("$response.body#/0/id")}},
 )
 def list_models(runtime: RuntimeDep, _: Viewer) -> list[ModelOut]:
-    return [ModelOut.model_validate(entry.model_dump()) for entry in runtime.models.list()]
+    """Every model on the box; `rollback_target` marks the one a rollback would go back to (none: nothing
+    to roll back to)."""
+    previous = runtime.models.previous_id()
+    return [_model_out(entry, previous) for entry in runtime.models.list()]
+
+
+def _model_out(entry: ModelEntry, previous_id: str | None) -> ModelOut:
+    return ModelOut.model_validate({**entry.model_dump(), "rollback_target": entry.id == previous_id})
 
 
 @router.post(
@@ -77,7 +85,7 @@ def upload_model(
         raise refuse(422, f"model file rejected: {exc}") from exc
     except ValueError as exc:
         raise refuse(400, str(exc)) from exc
-    model = ModelOut.model_validate(entry.model_dump())
+    model = _model_out(entry, runtime.models.previous_id())
     stored = {"id": model.id, "sha256": model.sha256, "size_bytes": model.size_bytes}
     record_action(audit, principal, "upload_model", target, ok=True, new_value=stored)
     return model

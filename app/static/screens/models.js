@@ -3,9 +3,11 @@
 "use strict";
 
 (() => {
-  const BASE_FIELDS = new Set(["id", "name", "version", "sha256", "size_bytes", "created_at", "active"]);
+  const BASE_FIELDS = new Set(["id", "name", "version", "sha256", "size_bytes", "created_at", "active",
+    "rollback_target"]);
   const selected = new Set();
   let models = [];
+  let candidateId = null;  // the model a teach job just built (Teach card's "Show the candidate model")
 
   // A {before, after} pair (e.g. teach.false_reject_rate_taught) is one figure, shown as "before → after".
   const isBeforeAfter = (value) => value && typeof value === "object" && !Array.isArray(value) &&
@@ -64,7 +66,12 @@
     const rows = $("model-rows");
     rows.replaceChildren(...models.map(renderRow));
     $("models-compare").disabled = selected.size < 2;
-    $("models-rollback").hidden = !hasRole("admin");
+    // Roll back only when there is a model to go back to (the API marks it `rollback_target`), named beside it.
+    const target = models.find((m) => m.rollback_target);
+    $("models-rollback").hidden = $("models-rollback-note").hidden = !hasRole("admin");
+    $("models-rollback").disabled = !target;
+    $("models-rollback-note").textContent = target
+      ? `to ${target.name} ${target.version}` : "Nothing to roll back to";
     if (!$("compare-card").hidden) renderCompare();
   }
 
@@ -86,7 +93,8 @@
       button.addEventListener("click", () => activate(model));
       actions.append(button);
     }
-    return el("tr", { dataset: { modelId: model.id }, testid: "model-row", className: model.active ? "active" : "" },
+    const className = [model.active ? "active" : "", model.id === candidateId ? "candidate" : ""].join(" ").trim();
+    return el("tr", { dataset: { modelId: model.id }, testid: "model-row", className },
       el("td", {}, pick),
       el("td", { className: "strong" }, `${model.name} ${model.version}`),
       el("td", { className: "mono" }, model.id),
@@ -116,6 +124,19 @@
     $("compare-table").replaceChildren(el("thead", {}, head), el("tbody", {}, body));
   }
 
+  // Bring a model's row into view and mark it (a candidate a teach job built), and pick it and the active
+  // model for the side-by-side comparison.
+  async function showModel(modelId) {
+    if (!models.some((m) => m.id === modelId)) await load();
+    candidateId = modelId;
+    selected.add(modelId);
+    const active = models.find((m) => m.active);
+    if (active) selected.add(active.id);
+    render();
+    const row = document.querySelector(`[data-testid=model-row][data-model-id="${CSS.escape(modelId)}"]`);
+    if (row) row.scrollIntoView({ behavior: "smooth", block: "center" });
+  }
+
   async function activate(model) {
     const ok = await confirmAction("Activate model",
       `Activate ${model.name} ${model.version} (${model.id})? The line swaps to it without stopping, and the ` +
@@ -125,8 +146,10 @@
   }
 
   async function rollback() {
+    const target = models.find((m) => m.rollback_target);
+    const name = target ? ` ${target.name} ${target.version} (${target.id})` : "";
     const ok = await confirmAction("Roll back model",
-      "Go back to the previously active model? The threshold goes back to that model's calibrated one.");
+      `Go back to the previously active model${name}? The threshold goes back to that model's calibrated one.`);
     if (ok) await change("/models/rollback", "Rolled back");
   }
 
@@ -202,7 +225,11 @@
       message("", "");
       load().catch((err) => message(`Cannot list models: ${err.message}`, "bad"));
       RolloutCard.start(() => load().catch(() => {}));  // a fleet release swapped the model
+      TeachCard.start({
+        modelsChanged: () => load().catch(() => {}),
+        showModel: (id) => showModel(id).catch((err) => message(err.message, "bad")),
+      });
     },
-    hide() { RolloutCard.stop(); },
+    hide() { RolloutCard.stop(); TeachCard.stop(); },
   });
 })();

@@ -49,6 +49,7 @@ from device.rollout.view import PublicKeyBytes, RolloutView, build_rollout_view
 from device.rollout.wire import StationReport
 from device.status import (
     ComponentHealth,
+    FrameVerdict,
     HealthReport,
     LatencyStatus,
     ModelStatus,
@@ -59,6 +60,7 @@ from device.teaching import TeachJobs
 from device.trends import TrendRecorder, TrendReport
 from vision.inspector import ModelFileError
 from vision.teach import TeachReport
+from vision.teach_defects import DefectTeachReport
 from vision.types import Box
 
 FAKE_MODEL_MAGIC = b"FAKE-ONNX"
@@ -81,7 +83,13 @@ class FakeModelRegistry:
         self.history = [self.active_id]
 
     @staticmethod
-    def _entry(data: bytes, name: str, version: str, teach: TeachReport | None = None) -> ModelEntry:
+    def _entry(
+        data: bytes,
+        name: str,
+        version: str,
+        teach: TeachReport | None = None,
+        teach_defects: DefectTeachReport | None = None,
+    ) -> ModelEntry:
         digest = hashlib.sha256(data).hexdigest()
         return ModelEntry(
             id=f"{name}-{digest[:12]}",
@@ -91,13 +99,19 @@ class FakeModelRegistry:
             size_bytes=len(data),
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             teach=teach,
+            teach_defects=teach_defects,
         )
 
     def list(self) -> list[ModelEntry]:
         return [e.model_copy(update={"active": e.id == self.active_id}) for e in self.entries]
 
     def register(
-        self, data: bytes, filename: str, expected_sha256: str, teach: TeachReport | None = None
+        self,
+        data: bytes,
+        filename: str,
+        expected_sha256: str,
+        teach: TeachReport | None = None,
+        teach_defects: DefectTeachReport | None = None,
     ) -> ModelEntry:
         actual = hashlib.sha256(data).hexdigest()
         if actual != expected_sha256.strip().lower():
@@ -105,12 +119,15 @@ class FakeModelRegistry:
         if not data.startswith(FAKE_MODEL_MAGIC):
             raise ModelFileError(f"{filename}: not an ONNX model with the EdgeInspect contract")
         _, name, version = data.decode().split(":")
-        entry = self._entry(data, name, version, teach)
+        entry = self._entry(data, name, version, teach, teach_defects)
         self.entries.append(entry)
         return entry
 
     def get(self, model_id: str) -> ModelEntry | None:
         return next((e for e in self.entries if e.id == model_id), None)
+
+    def previous_id(self) -> str | None:
+        return self.history[-2] if len(self.history) >= 2 else None
 
 
 class FakeRolloutStation:
@@ -139,7 +156,7 @@ class FakeRuntime:
         self.models = FakeModelRegistry()
         self.trends = TrendRecorder(TrendSettings())  # the real recorder, in memory
         self.archive = _temporary_archive(self)  # the real archive, every part, in a temporary folder
-        learner = FakeLearner(
+        self.learner = learner = FakeLearner(
             self.alert_store,
             self.archive,
             self.models.register,
@@ -165,6 +182,7 @@ class FakeRuntime:
         self.broker_connected = True
         self.rollout: FakeRolloutStation | None = None  # set one to turn fleet rollout on
         self._frame_jpeg: dict[bool, bytes] | None = None
+        self._verdict: FrameVerdict | None = None
         self._lock = threading.Lock()
         self._started = time.monotonic()
         self._stop = threading.Event()
@@ -196,6 +214,14 @@ class FakeRuntime:
             if is_defect:
                 cv2.rectangle(overlay, (60, 80), (100, 92), (0, 0, 255), 2)
             self._frame_jpeg = {False: _jpeg(image), True: _jpeg(overlay)}
+            self._verdict = FrameVerdict(
+                seq=frame_id,
+                frame_id=frame_id,
+                captured_at=time.time(),
+                verdict="NG" if is_defect else "OK",
+                score=score,
+                threshold=self.threshold,
+            )
             self.frames = frame_id
             self.trends.record(time.time(), score, is_defect, 12.5)
             record = self._archive_record(frame_id, image, score, is_defect)
@@ -261,6 +287,10 @@ class FakeRuntime:
     def latest_frame_jpeg(self, overlay: bool = True) -> bytes | None:
         with self._lock:
             return None if self._frame_jpeg is None else self._frame_jpeg[overlay]
+
+    def latest_verdict(self) -> FrameVerdict | None:
+        with self._lock:
+            return self._verdict
 
     def status(self) -> RuntimeStatus:
         active = self.models.get(self.models.active_id)

@@ -3,12 +3,15 @@
 It looks frames up in the fake's real image archive, as the box does, but the fake's models are not ONNX,
 so "learning" registers a new fake model version whose figures come from the archived parts' own scores:
 a taught false alarm scores like a good part afterwards; good parts and confirmed defects keep theirs.
+Teaching defects: every taught or held-out confirmed defect is caught afterwards, good parts keep their
+scores. `gaussian_head = False` makes the active model one that cannot be taught defects (a memory bank).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 
@@ -17,6 +20,20 @@ from device.archive import ImageArchive
 from device.model_registry import ModelEntry
 from device.teaching import Learned
 from vision.teach import BeforeAfter, ProgressFn, TeachError, TeachReport
+from vision.teach_defects import DefectTeachReport
+
+
+class Register(Protocol):
+    """`ModelRegistry.register` as the fake registry has it."""
+
+    def __call__(
+        self,
+        data: bytes,
+        filename: str,
+        expected_sha256: str,
+        teach: TeachReport | None = None,
+        teach_defects: DefectTeachReport | None = None,
+    ) -> ModelEntry: ...
 
 
 class FakeLearner:
@@ -24,7 +41,7 @@ class FakeLearner:
         self,
         alert_store: AlertStore,
         archive: ImageArchive,
-        register: Callable[[bytes, str, str, TeachReport], ModelEntry],
+        register: Register,
         model_bytes: Callable[[int], bytes],
         active_model_id: Callable[[], str | None],
         threshold: float,
@@ -36,6 +53,7 @@ class FakeLearner:
         self._active_model_id = active_model_id
         self._threshold = threshold
         self._versions = 1
+        self.gaussian_head = True  # False: the active model has a memory bank (no teaching defects)
 
     def with_images(self, alert_ids: list[str]) -> tuple[list[str], list[str]]:
         found: list[str] = []
@@ -58,6 +76,47 @@ class FakeLearner:
         self._versions += 1
         data = self._model_bytes(self._versions)
         entry = self._register(data, "taught.onnx", hashlib.sha256(data).hexdigest(), report)
+        progress(1.0, "done")
+        return Learned(model_id=entry.id, parent_model_id=self._active_model_id(), report=report)
+
+    def defects_refusal(self) -> str | None:
+        if self.gaussian_head:
+            return None
+        return (
+            f"the active model {self._active_model_id()} cannot be taught defects: that needs a "
+            "per-position Gaussian head (model.head: gaussian, the default); this model has a memory bank"
+        )
+
+    def learn_defects(self, alert_ids: list[str], check_ids: list[str], progress: ProgressFn) -> Learned:
+        progress(0.1, "reading archived frames")
+        taught, check = self._scores_of(alert_ids), self._scores_of(check_ids)
+        _, good_items = self._archive.query(verdict="OK", limit=200)
+        good = np.asarray([item.score for item in good_items])
+        if len(good) < 2:
+            raise TeachError(f"need at least 2 held-back good images, got {len(good)}")
+        progress(0.5, "fitting the classifier")
+        threshold = self._threshold
+        rate_good = float((good >= threshold).mean())
+        report = DefectTeachReport(
+            parent_version=str(self._versions),
+            model_version=f"{self._versions + 1}-defects",
+            defects_taught=len(taught),
+            defects_with_mask=0,
+            positive_patches=4 * len(taught),
+            negative_patches=100 * len(good),
+            good_images_calibration=len(good) // 2,
+            good_images_evaluation=len(good) - len(good) // 2,
+            threshold=BeforeAfter(before=threshold, after=threshold),
+            false_reject_rate_good=BeforeAfter(before=rate_good, after=rate_good),
+            detection_rate_taught=BeforeAfter(before=float((taught >= threshold).mean()), after=1.0),
+            detection_rate_check=(
+                BeforeAfter(before=float((check >= threshold).mean()), after=1.0) if len(check) else None
+            ),
+            notes=["fake runtime: figures from the archived parts' scores"],
+        )
+        self._versions += 1
+        data = self._model_bytes(self._versions)
+        entry = self._register(data, "defects.onnx", hashlib.sha256(data).hexdigest(), teach_defects=report)
         progress(1.0, "done")
         return Learned(model_id=entry.id, parent_model_id=self._active_model_id(), report=report)
 

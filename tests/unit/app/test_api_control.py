@@ -143,6 +143,33 @@ def test_model_upload_activate_and_rollback(client: TestClient, runtime: FakeRun
     )
 
 
+def test_models_name_the_one_a_rollback_would_go_back_to(client: TestClient, runtime: FakeRuntime) -> None:
+    def targets() -> dict[str, bool]:
+        return {
+            m["id"]: m["rollback_target"] for m in client.get("/models", headers=headers("viewer")).json()
+        }
+
+    first = runtime.models.active_id
+    assert targets() == {first: False}  # one model: nothing to roll back to
+    data = fake_model_bytes("pcb", "9")
+    upload = client.post(
+        "/models",
+        files={"file": ("pcb.onnx", data)},
+        data={"sha256": hashlib.sha256(data).hexdigest()},
+        headers=headers("admin"),
+    )
+    assert upload.status_code == 201 and upload.json()["rollback_target"] is False
+    second = upload.json()["id"]
+    assert targets() == {first: False, second: False}  # registered, never active: still nothing
+
+    assert client.post(f"/models/{second}/activate", headers=headers("admin")).json()["ok"]
+    assert targets() == {first: True, second: False}
+    rolled = client.post("/models/rollback", headers=headers("admin")).json()
+    assert rolled["new_value"] == first
+    assert targets() == {first: False, second: False}
+    assert client.post("/models/rollback", headers=headers("admin")).status_code == 409
+
+
 def test_model_upload_with_wrong_sha256_or_bad_file_keeps_the_running_model(
     client: TestClient, runtime: FakeRuntime
 ) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from fastapi.testclient import TestClient
+from httpx import Response
 from unit.app.api_helpers import headers
 from unit.app.fake_runtime import FakeRuntime
 
@@ -60,6 +62,62 @@ def test_latest_frame_with_etag_and_overlay(client: TestClient, runtime: FakeRun
         "/frames/latest.jpg?overlay=1", headers={**headers("viewer"), "If-None-Match": frame.headers["etag"]}
     )
     assert newer.status_code == 200 and newer.headers["x-frame-seq"] == "5"
+
+
+def frame_headers(response: Response) -> dict[str, str | None]:
+    names = ("verdict", "id", "seq", "score", "threshold")
+    return {name: response.headers.get(f"x-frame-{name}") for name in names}
+
+
+def test_latest_frame_carries_the_verdict_on_that_very_frame(
+    client: TestClient, runtime: FakeRuntime
+) -> None:
+    for _ in range(3):
+        runtime.advance()
+    ok = client.get("/frames/latest.jpg", headers=headers("viewer"))
+    assert ok.status_code == 200
+    assert frame_headers(ok) == {"verdict": "OK", "id": "3", "seq": "3", "score": "0.1", "threshold": "0.5"}
+    captured = datetime.fromisoformat(ok.headers["x-frame-captured-at"].replace("Z", "+00:00"))
+    assert abs((datetime.now(timezone.utc) - captured).total_seconds()) < 60
+
+    runtime.advance()  # frame 4 is a defect
+    ng = client.get("/frames/latest.jpg", headers=headers("viewer"))
+    assert frame_headers(ng) == {"verdict": "NG", "id": "4", "seq": "4", "score": "0.9", "threshold": "0.5"}
+
+    # A frame shown but not judged (inspection paused) says so, with no score to misread.
+    unjudged = runtime.latest_verdict()
+    assert unjudged is not None
+    runtime._verdict = unjudged.model_copy(update={"verdict": None, "score": None, "threshold": None})
+    paused = client.get("/frames/latest.jpg", headers=headers("viewer"))
+    assert frame_headers(paused) == {
+        "verdict": "unjudged",
+        "id": "4",
+        "seq": "4",
+        "score": None,
+        "threshold": None,
+    }
+
+
+def test_a_frame_judged_while_the_jpeg_is_read_is_not_sent_with_the_older_verdict(
+    client: TestClient, runtime: FakeRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for _ in range(3):
+        runtime.advance()
+    read = runtime.latest_frame_jpeg
+    calls: list[bool] = []
+
+    def racing(overlay: bool = True) -> bytes | None:
+        data = read(overlay)
+        if not calls:  # frame 4 (a defect) is judged right after frame 3's JPEG was read
+            runtime.advance()
+        calls.append(overlay)
+        return data
+
+    monkeypatch.setattr(runtime, "latest_frame_jpeg", racing)
+    frame = client.get("/frames/latest.jpg", headers=headers("viewer"))
+    assert (frame.headers["x-frame-id"], frame.headers["x-frame-verdict"]) == ("4", "NG")
+    assert frame.content == read(True) and len(calls) == 2
+    assert frame.headers["etag"] == '"4-1"'
 
 
 def test_mjpeg_stream_parts_are_jpegs(client: TestClient, runtime: FakeRuntime) -> None:

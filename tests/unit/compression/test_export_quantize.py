@@ -147,7 +147,7 @@ def _parts(count: int, seed: int, defect_rate: float) -> np.ndarray:
 @pytest.fixture(scope="module")
 def patchcore(tmp_path_factory) -> Path:
     """A real (small) PatchCore model: EfficientNet-Lite0 features, bank, position normalisation, blur."""
-    settings = ModelSettings(image_size=64, memory_bank_size=64, train_images=8)
+    settings = ModelSettings(head="bank", neighbourhood=1, image_size=64, memory_bank_size=64, train_images=8)
     model = fit_model(list(_parts(8, seed=1, defect_rate=0.0)), settings, progress=False)
     return export_onnx(model, tmp_path_factory.mktemp("patchcore") / "model.onnx", METADATA, 64)
 
@@ -231,7 +231,13 @@ def test_int8_bank_of_a_compressed_coarse_to_fine_model_keeps_both_distances_exa
     from compression.layers import SVDLinear
 
     settings = ModelSettings(
-        image_size=64, memory_bank_size=64, train_images=8, coarse_entries=16, refined_patches=16
+        head="bank",
+        neighbourhood=1,
+        image_size=64,
+        memory_bank_size=64,
+        train_images=8,
+        coarse_entries=16,
+        refined_patches=16,
     )
     model = fit_model(list(_parts(8, seed=1, defect_rate=0.0)), settings, progress=False)
     bank = model.memory_bank

@@ -30,7 +30,7 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
         image_size=64,
         progress=False,
     )
-    settings = ModelSettings(image_size=64, memory_bank_size=64, train_images=8)
+    settings = ModelSettings(head="bank", neighbourhood=1, image_size=64, memory_bank_size=64, train_images=8)
     onnx_path = train_model(data, "pcb", root / "base" / "model.onnx", settings, progress=False)
     return data, onnx_path.with_suffix(".pt")
 

@@ -99,11 +99,51 @@ def test_logins_without_a_password_are_off_and_anonymous_can_be_off() -> None:
         ({"endpoint": "opc.tcp://127.0.0.1/edgeinspect"}, "opcua.endpoint"),
         ({"certificate": {"certificate_file": "cert.der"}}, "opcua.certificate.private_key_file"),
         ({"status_interval_s": 0}, "opcua.status_interval_s"),
+        ({"security_modes": []}, "opcua.security_modes"),
+        ({"security_modes": ["Sign", "Sign"]}, "opcua.security_modes"),
+        ({"security_modes": ["None"]}, "opcua.security_modes"),
+        # a login on a None endpoint that is not offered
+        ({"allow_unencrypted_login": True}, "opcua.allow_unencrypted_login"),
+        # a None endpoint that nobody may use: no anonymous sessions, no logins on it
+        ({"allow_unencrypted": True, "allow_anonymous_read": False}, "opcua.allow_unencrypted_login"),
     ],
 )
 def test_bad_settings_name_the_field(section: dict[str, object], field: str) -> None:
     with pytest.raises(ConfigError, match=field):
         load_settings(None, {"opcua": section})
+
+
+def test_secure_by_default() -> None:
+    """Basic256Sha256 SignAndEncrypt and Sign; no None endpoint and no logins on one unless asked for."""
+    opcua = load_settings(None).opcua
+    assert opcua.security_modes == ["SignAndEncrypt", "Sign"]
+    assert (opcua.allow_unencrypted, opcua.allow_unencrypted_login, opcua.certificate) == (False, False, None)
+
+
+@pytest.mark.parametrize(
+    "section",
+    [
+        {"allow_unencrypted": True},  # anonymous sessions on it
+        {"allow_unencrypted": True, "allow_unencrypted_login": True},
+        {"allow_unencrypted": True, "allow_unencrypted_login": True, "allow_anonymous_read": False},
+        {"security_modes": ["SignAndEncrypt"]},
+    ],
+)
+def test_relaxations_that_make_sense_are_accepted(section: dict[str, object]) -> None:
+    opcua = load_settings(None, {"opcua": section}).opcua
+    assert opcua.model_dump(include=set(section)) == section
+
+
+def test_a_login_relaxation_alone_from_the_environment_fails_at_start_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("EDGEINSPECT_OPCUA__ALLOW_UNENCRYPTED_LOGIN", "true")
+    with pytest.raises(
+        ConfigError, match=r"opcua\.allow_unencrypted_login: .*opcua\.allow_unencrypted is false"
+    ):
+        load_settings(None)
+    monkeypatch.setenv("EDGEINSPECT_OPCUA__ALLOW_UNENCRYPTED", "true")
+    assert load_settings(None).opcua.allow_unencrypted_login
 
 
 def test_a_short_password_is_refused_without_echoing_it() -> None:

@@ -105,18 +105,18 @@ def test_bad_search_settings_are_refused_naming_the_field() -> None:
     with pytest.raises(ValueError, match="refined_patches"):
         MemoryBank(DIM, ENTRIES, coarse_entries=16, refined_patches=0)
     with pytest.raises(ValidationError, match="coarse_entries"):
-        ModelSettings(knn=3, coarse_entries=2)
+        ModelSettings(head="bank", knn=3, coarse_entries=2)
     with pytest.raises(ValueError, match="refined_patches"):
         AnomalyModelConfig(image_size=64, memory_bank_size=64, coarse_entries=16, refined_patches=65)
 
 
 def test_the_search_is_exact_where_coarse_to_fine_would_skip_nothing() -> None:
-    coarse = model_config(ModelSettings(memory_bank_size=2048))  # the shipped default
+    coarse = model_config(ModelSettings(head="bank", memory_bank_size=2048))  # the shipped default
     assert (coarse.coarse_entries, coarse.refined_patches) == (256, 256)
     for settings in (
-        ModelSettings(memory_bank_size=256),  # a bank no larger than the coarse entries
-        ModelSettings(image_size=128),  # 16 x 16 = 256 patches: every one would be refined
-        ModelSettings(coarse_entries=0),
+        ModelSettings(head="bank", memory_bank_size=256),  # a bank no larger than the coarse entries
+        ModelSettings(head="bank", image_size=128),  # 16 x 16 = 256 patches: every one would be refined
+        ModelSettings(head="bank", coarse_entries=0),
     ):
         config = model_config(settings)
         assert (config.coarse_entries, config.refined_patches) == (0, 0)
@@ -130,7 +130,14 @@ def _texture(rng: np.random.Generator, size: int = 64) -> np.ndarray:
 def test_a_coarse_search_model_is_fitted_saved_and_exported_like_any_other(tmp_path: Path) -> None:
     rng = np.random.default_rng(5)
     images = [_texture(rng) for _ in range(16)]
-    settings = ModelSettings(image_size=64, memory_bank_size=128, coarse_entries=16, refined_patches=8)
+    settings = ModelSettings(
+        head="bank",
+        neighbourhood=1,
+        image_size=64,
+        memory_bank_size=128,
+        coarse_entries=16,
+        refined_patches=8,
+    )
     path = build_model_files(images, tmp_path / "m.onnx", settings, "coarse", progress=False)
     model = load_checkpoint(path.with_suffix(".pt"))
     bank = model.memory_bank
@@ -154,7 +161,14 @@ def test_a_compressed_bank_fits_its_coarse_line_on_its_own_distances() -> None:
 
     rng = np.random.default_rng(7)
     images = [_texture(rng) for _ in range(16)]
-    settings = ModelSettings(image_size=64, memory_bank_size=128, coarse_entries=16, refined_patches=8)
+    settings = ModelSettings(
+        head="bank",
+        neighbourhood=1,
+        image_size=64,
+        memory_bank_size=128,
+        coarse_entries=16,
+        refined_patches=8,
+    )
     model = fit_model(images, settings, progress=False)
     dense_line = (float(model.memory_bank.coarse_scale), float(model.memory_bank.coarse_offset))
     model.memory_bank.similarity = SVDLinear.from_layer(model.memory_bank.similarity, 2)

@@ -34,7 +34,7 @@ def dataset_root(tmp_path_factory):
 
 @pytest.mark.slow
 def test_train_then_evaluate_writes_metrics_and_heatmaps(dataset_root, tmp_path) -> None:
-    settings = ModelSettings(image_size=SIZE, memory_bank_size=64)
+    settings = ModelSettings(head="bank", neighbourhood=1, image_size=SIZE, memory_bank_size=64)
     model_path = train_model(dataset_root, "tile", tmp_path / "tile.onnx", settings, progress=False)
     info = Inspector(model_path).info
     assert info.name == "patchcore-efficientnet_lite0-tile"

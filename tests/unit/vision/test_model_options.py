@@ -72,6 +72,7 @@ def test_colour_statistics_see_a_local_tint_and_a_local_blur() -> None:
 
 def test_settings_reach_the_model_config_and_bad_values_are_refused() -> None:
     settings = ModelSettings(
+        head="bank",
         feature_blocks=(4, 0, 2),
         neighbourhood=3,
         smoothing_sigma=2.0,
@@ -115,6 +116,7 @@ def test_every_option_at_once_exports_and_onnx_matches_pytorch(tmp_path: Path) -
     rng = np.random.default_rng(3)
     images = [_texture(rng) for _ in range(12)]
     settings = ModelSettings(
+        head="bank",
         image_size=SIZE,
         memory_bank_size=64,
         feature_blocks=(0, 1, 2, 4),
@@ -149,7 +151,9 @@ def test_colour_channels_raise_a_faint_tint_a_plain_model_hardly_sees() -> None:
         # The head colour channels were designed for: unscaled embeddings (whitening would equalise the
         # colour channels' weight with the rest), nearest entry, sigma 4 (sigma 8 blurs a 64 px part flat).
         plain = {"feature_norm": "none", "knn": 1, "smoothing_sigma": 4.0}
-        settings = ModelSettings(image_size=SIZE, memory_bank_size=128, **plain, **options)
+        settings = ModelSettings(
+            head="bank", neighbourhood=1, image_size=SIZE, memory_bank_size=128, **plain, **options
+        )
         model = fit_model(images, settings, False)
         with torch.no_grad():
             clean, faint = model(batch)[1].tolist()
@@ -166,7 +170,9 @@ def test_refitting_the_head_refits_whitening_on_the_new_features() -> None:
 
     rng = np.random.default_rng(3)
     images = [_texture(rng) for _ in range(6)]
-    settings = ModelSettings(image_size=SIZE, memory_bank_size=32, feature_norm="whiten")
+    settings = ModelSettings(
+        head="bank", neighbourhood=1, image_size=SIZE, memory_bank_size=32, feature_norm="whiten"
+    )
     model = fit_model(images, settings, progress=False)
     prepared = prepare_images(images, SIZE)
     probe = torch.from_numpy(prepare_images([_texture(rng)], SIZE))

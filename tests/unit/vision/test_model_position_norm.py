@@ -49,7 +49,9 @@ def _texture(rng: np.random.Generator, size: int = 64) -> np.ndarray:
 def test_fit_sets_statistics_on_textures_and_checkpoints_keep_them(tmp_path) -> None:
     rng = np.random.default_rng(1)
     model = fit_model(
-        [_texture(rng) for _ in range(10)], ModelSettings(image_size=64, memory_bank_size=64), False
+        [_texture(rng) for _ in range(10)],
+        ModelSettings(head="bank", neighbourhood=1, image_size=64, memory_bank_size=64),
+        False,
     )
     assert model.position_norm is not None
     assert not torch.allclose(model.position_norm.gain, torch.ones_like(model.position_norm.gain))

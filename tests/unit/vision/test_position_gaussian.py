@@ -120,10 +120,10 @@ def test_build_model_files_calibrates_a_gaussian_head(tmp_path) -> None:
 
 
 @pytest.mark.integration
-def test_teaching_a_gaussian_head_is_refused_with_what_to_do_instead(tmp_path) -> None:
+def test_find_bank_says_a_gaussian_head_has_none(tmp_path) -> None:
     rng = np.random.default_rng(5)
     settings = ModelSettings(image_size=SIZE, head="gaussian", gaussian_components=8)
     model = fit_model([fixture_part(rng) for _ in range(6)], settings, progress=False)
     path = export_onnx(model, tmp_path / "g.onnx", METADATA, SIZE)
-    with pytest.raises(TeachError, match=r"per-position Gaussian .* rebuild it"):
+    with pytest.raises(TeachError, match=r"per-position Gaussian .* no memory bank"):
         find_bank(onnx.load(str(path)))

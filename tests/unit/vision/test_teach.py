@@ -28,6 +28,7 @@ from vision.teach import (
     find_bank,
     teach_normal,
 )
+from vision.teach_gaussian import GaussianHead, blend_taught_patches, find_gaussian
 
 REPO = Path(__file__).resolve().parents[3]
 CATEGORY = "bracket"  # the `trained_model` fixture's product
@@ -46,6 +47,17 @@ def _parts(seed: int, count: int, defect_rate: float = 0.0, sticker: bool = Fals
     return frames
 
 
+@pytest.fixture(scope="module")
+def bank_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first-run build with a memory bank head (what teach-normal appends to)."""
+    from app.bootstrap import build_default_model
+    from vision.config import ModelSettings
+
+    out = tmp_path_factory.mktemp("bank") / "bank.onnx"
+    settings = ModelSettings(train_images=40, memory_bank_size=512, head="bank", neighbourhood=1)
+    return build_default_model(CATEGORY, settings, out, progress=False)
+
+
 def test_the_onnx_subset_round_trips_a_model_unchanged(trained_model: Path) -> None:
     data = trained_model.read_bytes()
     model = onnx_proto.load_model(data)
@@ -55,9 +67,9 @@ def test_the_onnx_subset_round_trips_a_model_unchanged(trained_model: Path) -> N
 
 
 def test_teaching_a_dense_bank_makes_the_label_normal_and_keeps_the_contract(
-    trained_model: Path, tmp_path: Path
+    bank_model: Path, tmp_path: Path
 ) -> None:
-    parent = trained_model.read_bytes()
+    parent = bank_model.read_bytes()
     layout = find_bank(onnx_proto.load_model(parent))
     assert len(layout.factors) == 1
     taught, good = _parts(21, 6, sticker=True), _parts(22, 24)
@@ -120,8 +132,8 @@ def _factorized(dense: bytes, rank: int) -> bytes:
     return model.SerializeToString()
 
 
-def test_a_factorized_bank_grows_its_last_factor(trained_model: Path, tmp_path: Path) -> None:
-    factorized = _factorized(trained_model.read_bytes(), rank=48)
+def test_a_factorized_bank_grows_its_last_factor(bank_model: Path, tmp_path: Path) -> None:
+    factorized = _factorized(bank_model.read_bytes(), rank=48)
     layout = find_bank(onnx_proto.load_model(factorized))
     assert len(layout.factors) == 2
     taught, good = _parts(31, 4, sticker=True), _parts(32, 6)
@@ -146,7 +158,14 @@ def coarse_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from app.bootstrap import build_default_model
     from vision.config import ModelSettings
 
-    settings = ModelSettings(train_images=40, memory_bank_size=512, coarse_entries=128, refined_patches=128)
+    settings = ModelSettings(
+        head="bank",
+        neighbourhood=1,
+        train_images=40,
+        memory_bank_size=512,
+        coarse_entries=128,
+        refined_patches=128,
+    )
     return build_default_model(
         CATEGORY, settings, tmp_path_factory.mktemp("coarse") / "coarse.onnx", progress=False
     )
@@ -206,8 +225,8 @@ def test_a_compressed_coarse_to_fine_bank_widens_its_coarse_copy_with_it(
     assert not any(inspector.inspect(frame).is_defect for frame in taught)
 
 
-def test_refusals_name_the_reason(trained_model: Path) -> None:
-    parent = trained_model.read_bytes()
+def test_refusals_name_the_reason(bank_model: Path) -> None:
+    parent = bank_model.read_bytes()
     model = onnx.load_from_string(parent)
     layout = find_bank(onnx_proto.load_model(parent))
     for node in model.graph.node:  # the bank as an Einsum, as a tensor-train export would hold it
@@ -225,8 +244,8 @@ def test_refusals_name_the_reason(trained_model: Path) -> None:
         TeachOptions(cover_quantile=0.999, select_quantile=0.9)
 
 
-def test_few_good_images_keep_the_threshold_and_say_so(trained_model: Path) -> None:
-    parent = trained_model.read_bytes()
+def test_few_good_images_keep_the_threshold_and_say_so(bank_model: Path) -> None:
+    parent = bank_model.read_bytes()
     options = TeachOptions(min_good_images=20, augment_shift_px=0)
     report = teach_normal(parent, _parts(51, 2, sticker=True), _parts(52, 4), options=options).report
     assert report.false_reject_rate_good is None and not report.threshold_recalibrated
@@ -255,9 +274,9 @@ print(json.dumps(result.report.model_dump()))
 """
 
 
-def test_teaching_runs_without_torch_onnx_or_scipy(trained_model: Path) -> None:
+def test_teaching_runs_without_torch_onnx_or_scipy(bank_model: Path) -> None:
     run = subprocess.run(
-        [sys.executable, "-c", EDGE_SCRIPT, str(trained_model)],
+        [sys.executable, "-c", EDGE_SCRIPT, str(bank_model)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -266,3 +285,62 @@ def test_teaching_runs_without_torch_onnx_or_scipy(trained_model: Path) -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(run.stdout.strip().splitlines()[-1])
     assert report["false_reject_rate_taught"]["after"] < report["false_reject_rate_taught"]["before"]
+
+
+@pytest.fixture(scope="module")
+def gaussian_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first-run build with a per-position Gaussian head (no memory bank)."""
+    from app.bootstrap import build_default_model
+    from vision.config import ModelSettings
+
+    out = tmp_path_factory.mktemp("gaussian") / "gaussian.onnx"
+    settings = ModelSettings(train_images=40, head="gaussian", neighbourhood=3)
+    return build_default_model(CATEGORY, settings, out, progress=False)
+
+
+def test_teaching_a_gaussian_head_widens_the_positions_the_label_covers(
+    gaussian_model: Path, tmp_path: Path
+) -> None:
+    parent = gaussian_model.read_bytes()
+    parent_model = onnx_proto.load_model(parent)
+    assert find_gaussian(parent_model) is not None
+    with pytest.raises(TeachError, match="per-position Gaussian"):
+        find_bank(parent_model)
+    taught, good = _parts(71, 6, sticker=True), _parts(72, 24)
+    defects = _parts(73, 6, defect_rate=1.0)
+    result = teach_normal(parent, taught, good, defects, TeachOptions())
+    report = result.report
+    assert report.head == "gaussian" and report.bank_entries_added == 0
+    assert report.false_reject_rate_taught.before == 1.0  # the parent flags every labelled part
+    assert report.false_reject_rate_taught.after == 0.0
+    assert report.false_reject_rate_good is not None and report.false_reject_rate_good.after <= 0.1
+    assert report.defect_detection_rate is not None and report.defect_detection_rate.after == 1.0
+    grid = onnx_proto.tensor_to_array(
+        next(t for t in parent_model.graph.initializer if t.name == "position_gaussian.mean")
+    ).shape[0]
+    assert 0 < report.positions_taught < grid / 2  # the label's neighbourhood, not the whole part
+    child = tmp_path / "child.onnx"
+    child.write_bytes(result.model_bytes)
+    assert abs(len(result.model_bytes) - len(parent)) < 4096  # same graph, same tensors, new numbers
+    inspector = Inspector(child, threads=1)
+    assert not any(inspector.inspect(frame).is_defect for frame in taught)
+    assert all(inspector.inspect(frame).is_defect for frame in defects)
+
+
+def test_blending_leaves_untouched_positions_exactly_as_they_were() -> None:
+    rng = np.random.default_rng(0)
+    good = rng.normal(size=(200, 4, 6))  # 200 images, 4 positions, 6 channels
+    basis = np.eye(6)[:, :3]
+    projected = good @ basis
+    mean = projected.mean(axis=0)
+    factor = np.stack([np.linalg.cholesky(np.linalg.inv(np.cov(projected[:, p].T))) for p in range(4)])
+    head = GaussianHead(basis, mean, factor)
+    far = np.full((2, 6), 6.0)  # two taught patches far out, both at position 2
+    radius = float(np.quantile(head.distances(good.reshape(-1, 6), np.tile(np.arange(4), 200)), 0.9))
+    assert head.distances(far, np.array([2, 2])).min() > radius
+    outcome = blend_taught_patches(head, far, np.array([2, 2]), radius)
+    assert outcome.positions_taught == 1 and outcome.uncovered_patches == 0
+    assert outcome.head.distances(far, np.array([2, 2])).max() <= radius
+    for position in (0, 1, 3):
+        assert np.array_equal(outcome.head.mean[position], mean[position])
+        assert np.array_equal(outcome.head.factor[position], factor[position])

@@ -1,0 +1,379 @@
+"""Teach the defects the line confirmed: a supervised patch classifier on top of the Gaussian head, numpy
+and ONNX Runtime only, so a plant and a station build it the same way.
+
+The unsupervised head scores how far a patch lies from the good parts at its place; a defect the line keeps
+seeing (a faint crack that good grain resembles) can sit inside that spread. Confirmed defects say which
+patches were wrong: their masked patches (or, without a mask, the image's most unusual patches) against
+every patch of held-back good images train a logistic classifier on the head's own embedding x and on the
+head's whitened residual z = (x B - mean_p) L_p and its square (where, and in which direction, the patch
+leaves its position's Gaussian). The ONNX file gets one small branch: a patch's distance d becomes
+sqrt(d^2 + (scale * relu(w.x + u.z + v.z^2 + b))^2), with b set so that no good image the classifier was
+shown gets anything added; the threshold is recalibrated on good images it never saw. Teaching again
+replaces the branch's numbers (pass every confirmed defect).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+from pydantic import BaseModel
+
+from vision import onnx_proto
+from vision.calibration import threshold_from_good_scores
+from vision.export import INPUT_NAME, META_INPUT_SIZE, META_MODEL_VERSION, META_THRESHOLD, OUTPUT_NAMES
+from vision.teach import BeforeAfter, ProgressFn, TeachError, _as_input, _session
+from vision.teach_gaussian import FACTOR, GaussianHead, GaussianLayout, find_gaussian
+
+WEIGHT, BIAS, SCALE = "defect_classifier.weight", "defect_classifier.bias", "defect_classifier.scale"
+WEIGHT_Z, WEIGHT_ZZ = "defect_classifier.weight_z", "defect_classifier.weight_zz"
+META_DEFECTS_TAUGHT = "edgeinspect.defects_taught"
+META_DEFECTS_FROM = "edgeinspect.defects_taught_from_version"
+MIN_DEFECTS = 1
+MIN_GOOD_IMAGES = 6  # a third each: classifier negatives, calibration, evaluation
+
+
+@dataclass(frozen=True)
+class LabelledDefect:
+    """A confirmed defect: the BGR frame and, where someone drew it, the defect's mask (any size)."""
+
+    image: np.ndarray
+    mask: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class DefectTeachOptions:
+    target_false_reject_rate: float = 0.01
+    # A patch's added distance per unit of classifier logit, in typical good-patch distances.
+    scale: float = 4.0
+    # Without a mask, this share of a defect image's patches (its most unusual ones) are the positives.
+    unmasked_share: float = 0.02
+    # The branch adds nothing below the highest logit of any good image it was shown (times this margin
+    # on the logit scale): good parts keep their maps, so their scores and the threshold barely move.
+    good_margin: float = 0.0
+    l2: float = 1.0
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.target_false_reject_rate < 1.0:
+            raise ValueError(
+                f"target_false_reject_rate must be in (0, 1), got {self.target_false_reject_rate}"
+            )
+        if self.scale <= 0.0 or not 0.0 < self.unmasked_share <= 0.5 or self.l2 < 0.0 or self.threads < 1:
+            raise ValueError("need scale > 0, 0 < unmasked_share <= 0.5, l2 >= 0, threads >= 1")
+        if self.good_margin < 0.0:
+            raise ValueError(f"good_margin must be >= 0, got {self.good_margin}")
+
+
+class DefectTeachReport(BaseModel):
+    """What teaching the confirmed defects changed, measured before the new model is activated."""
+
+    parent_version: str
+    model_version: str
+    defects_taught: int
+    defects_with_mask: int
+    positive_patches: int
+    negative_patches: int
+    good_images_calibration: int
+    good_images_evaluation: int
+    threshold: BeforeAfter
+    false_reject_rate_good: BeforeAfter
+    detection_rate_taught: BeforeAfter  # on the taught defects themselves: an upper bound, not a forecast
+    detection_rate_check: BeforeAfter | None  # on confirmed defects kept out of teaching, if given
+    notes: list[str]
+
+
+@dataclass(frozen=True)
+class DefectTeachResult:
+    model_bytes: bytes
+    report: DefectTeachReport
+
+
+# ----------------------------------------------------------------------------------- the graph branch
+
+
+def _head_tensors(model: Any) -> tuple[str, str]:
+    """(whitened residual [P, N, K], per-patch distance [P, N]): the outputs of MatMul(factor) and of the
+    Sqrt after it (-> Pow -> ReduceSum -> Clip -> Sqrt)."""
+    consumers: dict[str, list[Any]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    start = next((n for n in model.graph.node if n.op_type == "MatMul" and FACTOR in n.input), None)
+    node = start
+    for _ in range(6):
+        if node is None or start is None:
+            break
+        if node.op_type == "Sqrt":
+            return str(start.output[0]), str(node.output[0])
+        following = consumers.get(node.output[0], [])
+        node = following[0] if len(following) == 1 else None
+    raise TeachError("the Gaussian head's distance (a Sqrt after its factor) is not where it is expected")
+
+
+def _add_float(model: Any, name: str, array: np.ndarray) -> None:
+    tensor = model.graph.initializer.add()
+    tensor.name = name
+    onnx_proto.set_tensor(tensor, array)
+
+
+def _add_node(model: Any, op: str, inputs: list[str], output: str) -> Any:
+    node = model.graph.node.add()
+    node.op_type, node.name = op, f"defect_classifier/{op}_{output.rsplit('/', 1)[-1]}"
+    node.input.extend(inputs)
+    node.output.append(output)
+    return node
+
+
+def with_classifier(model: Any, layout: GaussianLayout, weight: np.ndarray, bias: float, scale: float) -> Any:
+    """A copy of `model` whose head distance d is replaced by sqrt(d^2 + (scale * relu(logit))^2), logit =
+    [x, z, z^2] . weight + bias (`weight` is [C + 2K]); a model with the branch gets its numbers replaced."""
+    child = onnx_proto.copy_model(model)
+    inits = {tensor.name: tensor for tensor in child.graph.initializer}
+    width = int(inits[layout.basis].dims[0])
+    components = (len(weight) - width) // 2
+    values = {
+        WEIGHT: weight[:width].astype(np.float32),
+        WEIGHT_Z: weight[width : width + components].astype(np.float32),
+        WEIGHT_ZZ: weight[width + components :].astype(np.float32),
+        BIAS: np.full(1, bias, np.float32),
+        SCALE: np.full(1, scale, np.float32),
+    }
+    if WEIGHT in inits:
+        for name, array in values.items():
+            onnx_proto.set_tensor(inits[name], array)
+        return child
+    whitened, distance = _head_tensors(child)
+    readers = [node for node in child.graph.node if distance in node.input]
+    for name, array in values.items():
+        _add_float(child, name, array)
+    t = "defect_classifier/"
+    _add_node(child, "MatMul", [layout.patches, WEIGHT], t + "from_x")  # [P, N, C] @ [C] -> [P, N]
+    _add_node(child, "MatMul", [whitened, WEIGHT_Z], t + "from_z")  # [P, N, K] @ [K] -> [P, N]
+    _add_node(child, "Mul", [whitened, whitened], t + "z_sq")
+    _add_node(child, "MatMul", [t + "z_sq", WEIGHT_ZZ], t + "from_zz")
+    _add_node(child, "Add", [t + "from_x", t + "from_z"], t + "logit_xz")
+    _add_node(child, "Add", [t + "logit_xz", t + "from_zz"], t + "logit_raw")
+    _add_node(child, "Add", [t + "logit_raw", BIAS], t + "logit")
+    _add_node(child, "Relu", [t + "logit"], t + "evidence")
+    _add_node(child, "Mul", [t + "evidence", SCALE], t + "added")
+    _add_node(child, "Mul", [t + "added", t + "added"], t + "added_sq")
+    _add_node(child, "Mul", [distance, distance], t + "distance_sq")
+    _add_node(child, "Add", [t + "distance_sq", t + "added_sq"], t + "combined_sq")
+    _add_node(child, "Sqrt", [t + "combined_sq"], t + "distance")
+    for node in readers:  # after the branch is built, so its own Mul still reads the head's distance
+        for index, name in enumerate(node.input):
+            if name == distance:
+                node.input[index] = t + "distance"
+    return child
+
+
+def _without_branch(model: Any) -> Any:
+    """The model as the unsupervised head scores (a taught branch's scale set to 0)."""
+    copy = onnx_proto.copy_model(model)
+    for tensor in copy.graph.initializer:
+        if tensor.name == SCALE:
+            onnx_proto.set_tensor(tensor, np.zeros(1, np.float32))
+    return copy
+
+
+# ------------------------------------------------------------------------------------- the classifier
+
+
+def fit_logistic(
+    positives: np.ndarray, negatives: np.ndarray, l2: float, steps: int = 30
+) -> tuple[np.ndarray, float]:
+    """(w, b) of a class-balanced, L2-regularised logistic regression by Newton's method, on standardised
+    features (folded back into w and b, so they apply to raw patches)."""
+    data = np.concatenate([positives, negatives]).astype(np.float64)
+    labels = np.r_[np.ones(len(positives)), np.zeros(len(negatives))]
+    weights = np.where(labels == 1, 0.5 / len(positives), 0.5 / len(negatives)).astype(np.float64)
+    centre, spread = data.mean(axis=0), data.std(axis=0) + 1e-6
+    x = np.c_[(data - centre) / spread, np.ones(len(data))]
+    theta = np.zeros(x.shape[1])
+    ridge = np.full(x.shape[1], l2 / len(data))
+    ridge[-1] = 0.0
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-np.clip(x @ theta, -30, 30)))
+        gradient = x.T @ (weights * (p - labels)) + ridge * theta
+        hessian = (x * (weights * p * (1 - p))[:, None]).T @ x + np.diag(ridge + 1e-9)
+        step = np.linalg.solve(hessian, gradient)
+        theta -= step
+        if np.abs(step).max() < 1e-6:
+            break
+    w = theta[:-1] / spread
+    return w, float(theta[-1] - w @ centre)
+
+
+def _mask_on_grid(mask: np.ndarray, size: int, side: int) -> np.ndarray:
+    """Patches [side*side] that hold any masked pixel once the mask is resized like the frame."""
+    square = cv2.resize((mask > 0).astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)
+    cells = square.reshape(side, size // side, side, size // side).max(axis=(1, 3))
+    return np.asarray(cells.reshape(-1) > 0)
+
+
+# ------------------------------------------------------------------------------------------ teaching
+
+
+@dataclass
+class _Reader:
+    session: Any
+    layout: GaussianLayout
+    head: GaussianHead
+    size: int
+
+    def run(self, image: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        """(score, classifier features [P, C + 2K] = [x, z, z^2], unsupervised distances [P]) of a frame."""
+        score, patches = self.session.run(
+            [OUTPUT_NAMES[1], self.layout.patches], {INPUT_NAME: _as_input(image, self.size)}
+        )
+        flat = patches.reshape(-1, patches.shape[-1]).astype(np.float64)
+        whitened = self.head.whitened(flat)
+        distances = np.sqrt((whitened * whitened).sum(axis=1))
+        return float(score.reshape(-1)[0]), np.c_[flat, whitened, whitened * whitened], distances
+
+
+def _scores(session: Any, images: Sequence[np.ndarray], size: int) -> np.ndarray:
+    return np.asarray(
+        [
+            float(session.run([OUTPUT_NAMES[1]], {INPUT_NAME: _as_input(i, size)})[0].reshape(-1)[0])
+            for i in images
+        ]
+    )
+
+
+def teach_defects(
+    model_bytes: bytes,
+    defects: Sequence[LabelledDefect],
+    good: Sequence[np.ndarray],
+    check: Sequence[np.ndarray] = (),
+    options: DefectTeachOptions | None = None,
+    progress: ProgressFn | None = None,
+) -> DefectTeachResult:
+    """Train the classifier branch on `defects` against `good` (held-back good BGR frames, split in
+    thirds: classifier negatives, calibration, evaluation); `check` are confirmed defects kept out of
+    teaching, for an honest detection rate."""
+    options = options or DefectTeachOptions()
+    if len(defects) < MIN_DEFECTS:
+        raise TeachError("nothing to teach: no confirmed defects given")
+    if len(good) < MIN_GOOD_IMAGES:
+        raise TeachError(f"need at least {MIN_GOOD_IMAGES} held-back good images, got {len(good)}")
+    parent = onnx_proto.load_model(model_bytes)
+    layout = find_gaussian(parent)
+    if layout is None:
+        raise TeachError(
+            "teaching defects needs a per-position Gaussian head (model.head: gaussian, the default); "
+            "this model has a memory bank"
+        )
+    meta = onnx_proto.metadata(parent)
+    try:
+        size, threshold_before = int(meta[META_INPUT_SIZE]), float(meta[META_THRESHOLD])
+    except (KeyError, ValueError) as exc:
+        raise TeachError(f"the model lacks usable EdgeInspect metadata ({exc})") from exc
+    report = _progress(progress)
+    base = _without_branch(parent)
+    probe = onnx_proto.copy_model(base)
+    onnx_proto.add_float_output(probe, layout.patches)
+    reader = _Reader(
+        _session(probe.SerializeToString(), options.threads), layout, GaussianHead.read(base, layout), size
+    )
+    negatives_from, calibration, evaluation = list(good[0::3]), list(good[1::3]), list(good[2::3])
+
+    report(0.05, "reading good images")
+    negatives, good_distances = [], []
+    for image in negatives_from:
+        _, patches, distances = reader.run(image)
+        negatives.append(patches)
+        good_distances.append(distances)
+    typical = float(np.median(np.concatenate(good_distances)))
+    report(0.3, "reading the confirmed defects")
+    positives, notes = [], []
+    side = round(len(good_distances[0]) ** 0.5)
+    for defect in defects:
+        _, patches, distances = reader.run(defect.image)
+        if defect.mask is not None and defect.mask.any():
+            chosen = _mask_on_grid(defect.mask, size, side)
+        else:
+            count = max(1, round(options.unmasked_share * len(distances)))
+            chosen = np.zeros(len(distances), bool)
+            chosen[np.argsort(distances)[-count:]] = True
+        positives.append(patches[chosen])
+    masked = sum(1 for d in defects if d.mask is not None and d.mask.any())
+    if masked < len(defects):
+        notes.append(
+            f"{len(defects) - masked} defects without a mask: their {options.unmasked_share:.0%} most "
+            "unusual patches were taken as the defect"
+        )
+    report(0.5, "fitting the classifier")
+    weight, bias = fit_logistic(np.concatenate(positives), np.concatenate(negatives), options.l2)
+    highest_good = max(float((patches @ weight).max()) + bias for patches in negatives)
+    bias -= max(0.0, highest_good) + options.good_margin
+    child = with_classifier(parent, layout, weight, bias, options.scale * typical)
+    candidate = _session(child.SerializeToString(), options.threads)
+    parent_session = _session(model_bytes, options.threads)  # as deployed, a taught branch included
+    report(0.7, "measuring before and after")
+    threshold_after = float(
+        threshold_from_good_scores(_scores(candidate, calibration, size), options.target_false_reject_rate)
+    )
+    rates = {
+        name: _before_after(parent_session, candidate, images, size, threshold_before, threshold_after)
+        for name, images in (
+            ("good", evaluation),
+            ("taught", [d.image for d in defects]),
+            ("check", list(check)),
+        )
+    }
+    version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-defects"
+    result = DefectTeachReport(
+        parent_version=meta.get(META_MODEL_VERSION, ""),
+        model_version=version,
+        defects_taught=len(defects),
+        defects_with_mask=masked,
+        positive_patches=int(sum(len(p) for p in positives)),
+        negative_patches=int(sum(len(n) for n in negatives)),
+        good_images_calibration=len(calibration),
+        good_images_evaluation=len(evaluation),
+        threshold=BeforeAfter(before=round(threshold_before, 6), after=round(threshold_after, 6)),
+        false_reject_rate_good=rates["good"],
+        detection_rate_taught=rates["taught"],
+        detection_rate_check=rates["check"] if check else None,
+        notes=notes,
+    )
+    values = dict(meta)
+    values.update(
+        {
+            META_MODEL_VERSION: version,
+            META_THRESHOLD: repr(threshold_after),
+            META_DEFECTS_TAUGHT: str(len(defects)),
+            META_DEFECTS_FROM: meta.get(META_MODEL_VERSION, ""),
+            "edgeinspect.calibration": (
+                f"good-image quantile at false-reject rate {options.target_false_reject_rate} over "
+                f"{len(calibration)} held-back good images, after teaching {len(defects)} defects"
+            ),
+        }
+    )
+    onnx_proto.set_metadata(child, values)
+    report(1.0, "done")
+    return DefectTeachResult(child.SerializeToString(), result)
+
+
+def _before_after(
+    parent: Any, child: Any, images: Sequence[np.ndarray], size: int, before: float, after: float
+) -> BeforeAfter:
+    if not images:
+        return BeforeAfter(before=0.0, after=0.0)
+    old = float((_scores(parent, images, size) >= before).mean())
+    new = float((_scores(child, images, size) >= after).mean())
+    return BeforeAfter(before=round(old, 6), after=round(new, 6))
+
+
+def _progress(callback: ProgressFn | None) -> ProgressFn:
+    def report(fraction: float, stage: str) -> None:
+        if callback is not None:
+            callback(fraction, stage)
+
+    return report
