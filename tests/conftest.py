@@ -30,10 +30,13 @@ def free_port() -> int:
 
 
 def small_model_settings():
-    """Small enough to build in well under a minute on 2 cores, accurate enough for the pipeline tests."""
+    """Small enough to build in well under a minute on 2 cores, accurate enough for the pipeline tests.
+
+    The simulated bracket moves a few pixels from part to part, so it gets the head the README names for
+    parts that move (the bank); the default Gaussian head has its own fixture, `gaussian_trained_model`."""
     from vision.config import ModelSettings
 
-    return ModelSettings(train_images=40, memory_bank_size=512)
+    return ModelSettings(train_images=40, memory_bank_size=512, head="bank", neighbourhood=1)
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +46,18 @@ def trained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("model") / "default.onnx"
     return build_default_model(TEST_CATEGORY, small_model_settings(), out, progress=False)
+
+
+@pytest.fixture(scope="session")
+def gaussian_trained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default head (a Gaussian per position), matching patches one grid cell away, as the moving
+    bracket needs (`model.gaussian_shift`)."""
+    from app.bootstrap import build_default_model
+    from vision.config import ModelSettings
+
+    out = tmp_path_factory.mktemp("gaussian_model") / "gaussian.onnx"
+    settings = ModelSettings(train_images=40, gaussian_shift=1)
+    return build_default_model(TEST_CATEGORY, settings, out, progress=False)
 
 
 @dataclass

@@ -72,6 +72,13 @@ class ModelSettings(BaseModel):
     gaussian_components: int = Field(
         64, ge=1, le=1024, description="head=gaussian: principal directions each position's Gaussian keeps."
     )
+    gaussian_shift: int = Field(
+        0,
+        ge=0,
+        le=2,
+        description="head=gaussian: a patch may match the Gaussian of a position this many grid cells (8 px) "
+        "away, for parts that sit a little off from frame to frame.",
+    )
     target_false_reject_rate: float = Field(
         0.01, gt=0.0, lt=0.5, description="Share of good parts allowed above the calibrated threshold."
     )

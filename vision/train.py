@@ -64,6 +64,7 @@ def model_config(settings: ModelSettings) -> AnomalyModelConfig:
         refined_patches=settings.refined_patches if coarse else 0,
         head=settings.head,
         gaussian_components=settings.gaussian_components,
+        gaussian_shift=settings.gaussian_shift,
     )
 
 

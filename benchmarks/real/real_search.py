@@ -55,29 +55,65 @@ ELPV_KINDS = ("defective", "likely", "unlikely")  # "defective" alone is ELPV's 
 
 # name -> (ModelSettings overrides on today's default, why it was tried).
 VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
-    "default": ({}, "today's default (chosen on synthetic DEV surfaces)"),
-    "exact": ({"coarse_entries": 0}, "exact bank search instead of coarse-to-fine"),
-    "no_illum": ({"normalize_illumination": False}, "keep each image's brightness and contrast"),
-    "nbhd3": ({"neighbourhood": 3}, "PatchCore's 3x3 locally aware aggregation"),
-    "norm_none": ({"feature_norm": "none"}, "no whitening"),
-    "pos_0": ({"position_strength": 0.0}, "no per-position standardisation"),
-    "pos_1": ({"position_strength": 1.0}, "full per-position standardisation"),
-    "knn1": ({"knn": 1}, "nearest entry only"),
-    "sigma_4": ({"smoothing_sigma": 4.0}, "less smoothing"),
-    "bank_8192": ({"memory_bank_size": 8192}, "4x the bank"),
-    "blocks_123": ({"feature_blocks": (1, 2, 3)}, "block 3 instead of 4 (less semantic, finer)"),
-    "blocks_1234": ({"feature_blocks": (1, 2, 3, 4)}, "add block 3"),
-    "blocks_234": ({"feature_blocks": (2, 3, 4)}, "drop the shallowest block"),
-    "size_320": ({"image_size": 320}, "320 px input"),
-    "lite2": ({"backbone": "efficientnet_lite2"}, "the heavier backbone"),
-    # Round 2: the per-position Gaussian head (PaDiM's idea; tried first outside the model, see the notes).
-    "gaussian": ({"head": "gaussian"}, "per-position Gaussian, 64 principal directions"),
-    "gaussian_k32": ({"head": "gaussian", "gaussian_components": 32}, "Gaussian, 32 directions"),
-    "gaussian_k128": ({"head": "gaussian", "gaussian_components": 128}, "Gaussian, 128 directions"),
-    "gaussian_nbhd3": ({"head": "gaussian", "neighbourhood": 3}, "Gaussian on 3x3-aggregated patches"),
-    "gaussian_s4": ({"head": "gaussian", "smoothing_sigma": 4.0}, "Gaussian, less smoothing"),
-    "gaussian_norm_none": ({"head": "gaussian", "feature_norm": "none"}, "Gaussian without whitening"),
-    # Round 3: around the best of round 2 (Gaussian on 3x3-aggregated patches).
+    # Overrides of ModelSettings(); the bank-era variants name their head and neighbourhood explicitly, as
+    # the default moved to the Gaussian head on 2026-12-06.
+    "bank": (
+        {"head": "bank", "neighbourhood": 1},
+        "the bank head, today's default until 2026-12-06 (chosen on synthetic DEV surfaces)",
+    ),
+    "exact": (
+        {"head": "bank", "neighbourhood": 1, "coarse_entries": 0},
+        "exact bank search instead of coarse-to-fine",
+    ),
+    "no_illum": (
+        {"head": "bank", "neighbourhood": 1, "normalize_illumination": False},
+        "keep each image's brightness and contrast",
+    ),
+    "nbhd3": ({"head": "bank", "neighbourhood": 3}, "PatchCore's 3x3 locally aware aggregation"),
+    "norm_none": ({"head": "bank", "neighbourhood": 1, "feature_norm": "none"}, "no whitening"),
+    "pos_0": (
+        {"head": "bank", "neighbourhood": 1, "position_strength": 0.0},
+        "no per-position standardisation",
+    ),
+    "pos_1": (
+        {"head": "bank", "neighbourhood": 1, "position_strength": 1.0},
+        "full per-position standardisation",
+    ),
+    "knn1": ({"head": "bank", "neighbourhood": 1, "knn": 1}, "nearest entry only"),
+    "sigma_4": ({"head": "bank", "neighbourhood": 1, "smoothing_sigma": 4.0}, "less smoothing"),
+    "bank_8192": ({"head": "bank", "neighbourhood": 1, "memory_bank_size": 8192}, "4x the bank"),
+    "blocks_123": (
+        {"head": "bank", "neighbourhood": 1, "feature_blocks": (1, 2, 3)},
+        "block 3 instead of 4 (less semantic, finer)",
+    ),
+    "blocks_1234": ({"head": "bank", "neighbourhood": 1, "feature_blocks": (1, 2, 3, 4)}, "add block 3"),
+    "blocks_234": (
+        {"head": "bank", "neighbourhood": 1, "feature_blocks": (2, 3, 4)},
+        "drop the shallowest block",
+    ),
+    "size_320": ({"head": "bank", "neighbourhood": 1, "image_size": 320}, "320 px input"),
+    "lite2": ({"head": "bank", "neighbourhood": 1, "backbone": "efficientnet_lite2"}, "the heavier backbone"),
+    "gaussian": ({"head": "gaussian", "neighbourhood": 1}, "per-position Gaussian, 64 principal directions"),
+    "gaussian_k32": (
+        {"head": "gaussian", "gaussian_components": 32, "neighbourhood": 1},
+        "Gaussian, 32 directions",
+    ),
+    "gaussian_k128": (
+        {"head": "gaussian", "gaussian_components": 128, "neighbourhood": 1},
+        "Gaussian, 128 directions",
+    ),
+    "gaussian_nbhd3": (
+        {"head": "gaussian", "neighbourhood": 3},
+        "Gaussian on 3x3-aggregated patches (today's default since 2026-12-06)",
+    ),
+    "gaussian_s4": (
+        {"head": "gaussian", "smoothing_sigma": 4.0, "neighbourhood": 1},
+        "Gaussian, less smoothing",
+    ),
+    "gaussian_norm_none": (
+        {"head": "gaussian", "feature_norm": "none", "neighbourhood": 1},
+        "Gaussian without whitening",
+    ),
     "g_nbhd3_k32": (
         {"head": "gaussian", "neighbourhood": 3, "gaussian_components": 32},
         "the round-2 best with half the directions (a quarter of the head's memory)",
@@ -94,6 +130,11 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "g_nbhd3_b1234": (
         {"head": "gaussian", "neighbourhood": 3, "feature_blocks": (1, 2, 3, 4)},
         "Gaussian, 3x3 aggregation, block 3 added",
+    ),
+    "default": ({}, "today's default: ModelSettings() (= gaussian_nbhd3)"),
+    "g3_shift1": (
+        {"gaussian_shift": 1},
+        "today's default, a patch may match its position's Gaussian 1 cell (8 px) away",
     ),
 }
 
@@ -172,11 +213,11 @@ def search_markdown(log: dict[str, Any]) -> str:
         if not rows:
             continue
         categories = DEV if split == "dev" else HOLDOUT
-        base = log["variants"].get("default", {}).get(split, {})
+        base = log["variants"].get("bank", {}).get(split, {})
         lines += [
             f"## {split.upper()} ({', '.join(categories)})",
             "",
-            "| Variant | Overrides | mean AUROC | Δ vs default | "
+            "| Variant | Overrides | mean AUROC (sets run) | Δ vs bank (same sets) | "
             + " | ".join(categories)
             + " | fit s | why |",
             "|---|---|---|---|" + "---|" * len(categories) + "---|---|",
@@ -188,7 +229,8 @@ def search_markdown(log: dict[str, Any]) -> str:
             delta = ""
             if shared:
                 gain = np.mean([figures[c]["auroc_defective"] - base[c]["auroc_defective"] for c in shared])
-                delta = f"{gain:+.3f}" + ("" if len(shared) == len(figures) else f" ({len(shared)} sets)")
+                partial = len(shared) < len(categories)
+                delta = f"{gain:+.3f}" + (f" ({', '.join(shared)} only)" if partial else "")
             overrides = ", ".join(f"{k}={v}" for k, v in entry["overrides"].items()) or "—"
             cells = " | ".join(_category_cell(figures.get(c)) for c in categories)
             fit = sum(f["fit_s"] for f in figures.values())

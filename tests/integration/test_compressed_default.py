@@ -19,7 +19,7 @@ def _weights(path: Path) -> int:
 
 
 def test_auto_build_with_a_compression_budget(tmp_path: Path) -> None:
-    small = {"train_images": 16, "memory_bank_size": 128}
+    small = {"train_images": 16, "memory_bank_size": 128, "head": "bank", "neighbourhood": 1}
     dense = build_default_model("bracket", ModelSettings(**small), tmp_path / "dense.onnx", progress=False)
     compact = build_default_model(
         "bracket",
@@ -38,6 +38,17 @@ def test_auto_build_with_a_compression_budget(tmp_path: Path) -> None:
     inspector = Inspector(compact)
     assert "params=0.6" in inspector.info.metadata["edgeinspect.compression"]
     assert inspector.info.threshold > 0
+
+
+def test_the_default_gaussian_head_compresses_its_backbone_and_keeps_its_head(tmp_path: Path) -> None:
+    small = {"train_images": 16}
+    dense = build_default_model("bracket", ModelSettings(**small), tmp_path / "dense.onnx", progress=False)
+    settings = ModelSettings(**small, compression_budget="params=0.8", heal_steps=5)
+    compact = build_default_model("bracket", settings, tmp_path / "compact.onnx", progress=False)
+    assert _weights(compact) < _weights(dense)  # the head is the same size: the backbone shrank
+    names = {t.name for t in onnx.load(str(compact)).graph.initializer}
+    assert {"position_gaussian.mean", "position_gaussian.factor"} <= names  # refitted on the student
+    assert Inspector(compact).info.threshold > 0
 
 
 def test_bad_method_rules_fail_before_any_work(tmp_path: Path) -> None:

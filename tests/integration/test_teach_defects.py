@@ -23,10 +23,12 @@ GOOD_FRAMES = 12  # archived OK frames held back: classifier negatives, calibrat
 
 
 @pytest.fixture
-def stack(tmp_path: Path, trained_model: Path, mosquitto: Any) -> Iterator[EdgeStack]:
+def stack(tmp_path: Path, gaussian_trained_model: Path, mosquitto: Any) -> Iterator[EdgeStack]:
     """The `edge_stack` fixture's stack, archiving half the OK parts so good frames are there to hold back."""
     overrides = {"archive": {"ok_sample_rate": 0.5}, "teach": {"max_good_images": 30}}
-    with launch_edge_stack(tmp_path / "data", trained_model, mosquitto.url, overrides=overrides) as stack:
+    with launch_edge_stack(
+        tmp_path / "data", gaussian_trained_model, mosquitto.url, overrides=overrides
+    ) as stack:
         yield stack
 
 

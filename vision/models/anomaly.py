@@ -38,6 +38,7 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "refined_patches": 0,
     "head": "bank",
     "gaussian_components": 64,
+    "gaussian_shift": 0,
 }
 HEADS = ("bank", "gaussian")
 
@@ -70,6 +71,7 @@ class AnomalyModelConfig:
     # patches at the same position (`vision.models.position_gaussian`), for parts in a fixture.
     head: str = "bank"
     gaussian_components: int = 64  # head=gaussian: principal directions each position's Gaussian keeps
+    gaussian_shift: int = 0  # head=gaussian: grid cells a patch may sit from its position and still match
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
@@ -128,7 +130,10 @@ class AnomalyModel(nn.Module):
         self.position_gaussian: PositionGaussian | None = None
         if config.head == "gaussian":
             self.position_gaussian = PositionGaussian(
-                self.embedding_dim, min(config.gaussian_components, self.embedding_dim), grid
+                self.embedding_dim,
+                min(config.gaussian_components, self.embedding_dim),
+                grid,
+                shift=config.gaussian_shift,
             )
         else:
             self.memory_bank = MemoryBank(

@@ -26,8 +26,13 @@ COVARIANCE_SHRINKAGE = 0.01
 class PositionGaussian(nn.Module):
     """[N, C, h, w] embeddings -> [N, 1, h, w] Mahalanobis distance to each position's good-patch Gaussian."""
 
-    def __init__(self, dim: int, components: int, grid: tuple[int, int]) -> None:
+    def __init__(self, dim: int, components: int, grid: tuple[int, int], shift: int = 0) -> None:
         super().__init__()
+        if not 0 <= shift <= 2:
+            raise ValueError(f"shift must be 0, 1 or 2 grid cells, got {shift}")
+        # A patch may match the Gaussian of a position up to `shift` cells away: parts that sit a few
+        # pixels off from one frame to the next are not defects.
+        self.shift = shift
         if not 1 <= components <= dim:
             raise ValueError(f"components must be within [1, {dim}] (the embedding width), got {components}")
         positions = grid[0] * grid[1]
@@ -71,9 +76,23 @@ class PositionGaussian(nn.Module):
         self.factor.copy_(factor.to(torch.float32))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = features.shape
+        h, w = features.shape[-2:]
         if (h, w) != self.grid:
             raise ValueError(f"features on a {h}x{w} grid; this head was fitted on {self.grid}")
+        if self.shift:
+            s = self.shift
+            padded = torch.nn.functional.pad(features, (s, s, s, s), mode="replicate")
+            best: torch.Tensor | None = None
+            for dy in range(2 * s + 1):
+                for dx in range(2 * s + 1):
+                    d = self._distance(padded[:, :, dy : dy + h, dx : dx + w])
+                    best = d if best is None else torch.minimum(best, d)
+            assert best is not None
+            return best
+        return self._distance(features)
+
+    def _distance(self, features: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = features.shape
         patches = features.permute(2, 3, 0, 1).reshape(h * w, n, c)  # [P, N, C]
         centred = patches @ self.basis - self.mean  # [P, N, K]
         whitened = centred @ self.factor  # [P, N, K]: (x - mean)^T L
