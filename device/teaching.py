@@ -336,7 +336,7 @@ class ArchiveLearner:
         self._active_model_id = active_model_id
         self._settings = settings
         self._target_frr = target_false_reject_rate
-        self._has_gaussian: dict[str, bool] = {}  # model id -> has a per-position Gaussian head
+        self._refusals: dict[str, str | None] = {}  # model id -> why it cannot be taught defects
 
     def with_images(self, alert_ids: list[str]) -> tuple[list[str], list[str]]:
         found: list[str] = []
@@ -374,18 +374,22 @@ class ArchiveLearner:
         parent_id = self._active_model_id()
         if parent_id is None:
             return "no active model to teach"
-        if parent_id not in self._has_gaussian:
-            try:
-                model = onnx_proto.load_model(self._registry.path_of(parent_id).read_bytes())
-            except (OSError, ValueError) as exc:
-                return f"cannot read the active model {parent_id}: {exc}"
-            self._has_gaussian[parent_id] = find_gaussian(model) is not None
-        if not self._has_gaussian[parent_id]:
-            return (
-                f"the active model {parent_id} cannot be taught defects: that needs a per-position Gaussian "
-                "head (model.head: gaussian, the default); this model has a memory bank"
-            )
-        return None
+        if parent_id not in self._refusals:
+            self._refusals[parent_id] = self._why_not_teachable(parent_id)
+        return self._refusals[parent_id]
+
+    def _why_not_teachable(self, parent_id: str) -> str | None:
+        """Why the model cannot be taught defects, or None (cached per model id: files do not change)."""
+        try:
+            model = onnx_proto.load_model(self._registry.path_of(parent_id).read_bytes())
+            if find_gaussian(model) is not None:
+                return None
+        except (OSError, ValueError) as exc:  # unreadable, or a Gaussian head teaching does not support
+            return f"the active model {parent_id} cannot be taught defects: {exc}"
+        return (
+            f"the active model {parent_id} cannot be taught defects: that needs a per-position Gaussian "
+            "head (model.head: gaussian, the default); this model has a memory bank"
+        )
 
     def learn_defects(self, alert_ids: list[str], check_ids: list[str], progress: ProgressFn) -> Learned:
         parent_id = self._active_model_id()

@@ -39,7 +39,13 @@ from vision.export import (
 )
 from vision.inspector import resize_to_input, validate_frame
 from vision.metrics import image_auroc
-from vision.teach_gaussian import GaussianHead, GaussianLayout, blend_taught_patches, find_gaussian
+from vision.teach_gaussian import (
+    GaussianHead,
+    GaussianLayout,
+    ShiftedGaussianError,
+    blend_taught_patches,
+    find_gaussian,
+)
 
 META_TAUGHT_EXAMPLES = "edgeinspect.taught_examples"
 META_TAUGHT_SHA256 = "edgeinspect.taught_examples_sha256"
@@ -541,7 +547,10 @@ def teach_normal(
             f"patches from normal ones, got {len(good)}"
         )
     parent = onnx_proto.load_model(model_bytes)
-    gaussian = find_gaussian(parent)
+    try:
+        gaussian = find_gaussian(parent)
+    except ShiftedGaussianError as exc:
+        raise TeachError(str(exc)) from None
     layout = find_bank(parent) if gaussian is None else None
     meta = onnx_proto.metadata(parent)
     try:

@@ -27,7 +27,7 @@ from vision import onnx_proto
 from vision.calibration import threshold_from_good_scores
 from vision.export import INPUT_NAME, META_INPUT_SIZE, META_MODEL_VERSION, META_THRESHOLD, OUTPUT_NAMES
 from vision.teach import BeforeAfter, ProgressFn, TeachError, _as_input, _session
-from vision.teach_gaussian import FACTOR, GaussianHead, GaussianLayout, find_gaussian
+from vision.teach_gaussian import FACTOR, GaussianHead, GaussianLayout, ShiftedGaussianError, find_gaussian
 
 WEIGHT, BIAS, SCALE = "defect_classifier.weight", "defect_classifier.bias", "defect_classifier.scale"
 WEIGHT_Z, WEIGHT_ZZ = "defect_classifier.weight_z", "defect_classifier.weight_zz"
@@ -263,7 +263,10 @@ def teach_defects(
     if len(good) < MIN_GOOD_IMAGES:
         raise TeachError(f"need at least {MIN_GOOD_IMAGES} held-back good images, got {len(good)}")
     parent = onnx_proto.load_model(model_bytes)
-    layout = find_gaussian(parent)
+    try:
+        layout = find_gaussian(parent)
+    except ShiftedGaussianError as exc:
+        raise TeachError(str(exc)) from None
     if layout is None:
         raise TeachError(
             "teaching defects needs a per-position Gaussian head (model.head: gaussian, the default); "

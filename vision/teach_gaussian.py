@@ -34,11 +34,23 @@ class GaussianLayout:
     factor: str = FACTOR
 
 
+class ShiftedGaussianError(ValueError):
+    """The head also matches neighbouring positions (`gaussian_shift` > 0): teaching it is not supported."""
+
+
 def find_gaussian(model: Any) -> GaussianLayout | None:
-    """The head's layout, or None when the model has no per-position Gaussian."""
+    """The head's layout, or None when the model has no per-position Gaussian; ShiftedGaussianError for a
+    head that reads its factors more than once (one path per tried shift)."""
     inits = {tensor.name for tensor in model.graph.initializer}
     if not {BASIS, MEAN, FACTOR} <= inits:
         return None
+    readers = sum(1 for node in model.graph.node if node.op_type == "MatMul" and FACTOR in node.input)
+    if readers > 1:
+        raise ShiftedGaussianError(
+            f"this Gaussian head tries {readers} shifted positions (model.gaussian_shift > 0), which "
+            "teaching does not support yet: rebuild it with gaussian_shift 0 to teach it, or rebuild it "
+            "with the new images"
+        )
     producers = {output: node for node in model.graph.node for output in node.output}
     for node in model.graph.node:
         if node.op_type == "MatMul" and onnx_proto.behind_identities(node.input[1], producers) == BASIS:

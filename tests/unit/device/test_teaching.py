@@ -1,7 +1,7 @@
 """Teach job bookkeeping (`device.teaching.TeachJobs`) over a real AlertStore: one job at a time (either
 kind), progress, failures reported (never raised), completion callback, taught false alarms remembered;
 teach-defects takes every confirmed defect and keeps a fifth out to check. The real `ArchiveLearner` teaches
-defects from a real archive onto a real Gaussian-head model (`trained_model`)."""
+defects from a real archive onto a real Gaussian-head model (`gaussian_trained_model`)."""
 
 from __future__ import annotations
 
@@ -260,7 +260,7 @@ def test_teach_defects_refusals_and_failures(store: AlertStore) -> None:
 
 
 # ---- the real learner: archive frames (with true masks) onto a real Gaussian-head model ------------------
-CATEGORY = "bracket"  # the trained_model fixture's
+CATEGORY = "bracket"  # the model fixtures' product
 
 
 def _parts(seed: int, count: int, defects: bool) -> list[tuple[np.ndarray, np.ndarray | None]]:
@@ -292,10 +292,10 @@ def _archive_part(
 
 
 def test_archive_learner_teaches_confirmed_defects_into_an_inactive_candidate(
-    tmp_path: Path, store: AlertStore, trained_model: Path
+    tmp_path: Path, store: AlertStore, gaussian_trained_model: Path
 ) -> None:
     registry = ModelRegistry(tmp_path / "models")
-    parent = registry.register_file(trained_model)
+    parent = registry.register_file(gaussian_trained_model)
     registry.mark_active(parent.id)
     archive = ImageArchive(ArchiveSettings(path=str(tmp_path / "archive"), ok_sample_rate=1.0))
     for index, (image, _) in enumerate(_parts(11, 12, defects=False)):
@@ -340,10 +340,10 @@ def test_archive_learner_teaches_confirmed_defects_into_an_inactive_candidate(
 
 
 def test_archive_learner_refuses_a_model_without_a_gaussian_head(
-    tmp_path: Path, store: AlertStore, trained_model: Path
+    tmp_path: Path, store: AlertStore, gaussian_trained_model: Path
 ) -> None:
     registry = ModelRegistry(tmp_path / "models")
-    model = onnx_proto.load_model(trained_model.read_bytes())
+    model = onnx_proto.load_model(gaussian_trained_model.read_bytes())
     for tensor in model.graph.initializer:  # as a memory-bank model has: no position Gaussians
         if tensor.name == BASIS:
             tensor.name = "memory_bank.bank"

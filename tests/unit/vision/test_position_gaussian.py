@@ -46,6 +46,31 @@ def test_a_patch_normal_elsewhere_is_anomalous_where_it_does_not_belong() -> Non
     assert distances[1, 3] > 10.0 and distances[1, :3].max() < 4.0
 
 
+def test_a_shift_lets_a_part_that_sits_one_cell_off_match_and_exports_alike(tmp_path) -> None:
+    """`shift=1`: the bright patch one cell from its place is normal; two cells away it is not."""
+    rng = np.random.default_rng(2)
+    patches = rng.normal(0.0, 0.3, (200, 9, 3))
+    patches[:, 0, 0] += 5.0  # bright at (0, 0) of a 3x3 grid
+    good = torch.tensor(patches, dtype=torch.float32)
+    strict = PositionGaussian(dim=3, components=3, grid=(3, 3))
+    tolerant = PositionGaussian(dim=3, components=3, grid=(3, 3), shift=1)
+    strict.fit(good)
+    tolerant.fit(good)
+    moved = torch.zeros(2, 9, 3)
+    moved[0, 1, 0] = 5.0  # the part one cell to the right
+    moved[1, 2, 0] = 5.0  # two cells
+    features = moved.reshape(2, 3, 3, 3).permute(0, 3, 1, 2)
+    assert strict(features)[0].max() > 10.0
+    assert tolerant(features)[0].max() < strict(features)[0].max() / 2
+    assert tolerant(features)[1].max() > 10.0
+    with pytest.raises(ValueError, match="shift"):
+        PositionGaussian(dim=3, components=3, grid=(3, 3), shift=3)
+    path = tmp_path / "shift.onnx"
+    torch.onnx.export(tolerant, (features,), str(path), input_names=["f"], output_names=["d"], dynamo=False)
+    got = ort.InferenceSession(str(path)).run(None, {"f": features.numpy()})[0]
+    np.testing.assert_allclose(got, tolerant(features).detach().numpy(), rtol=1e-4, atol=1e-4)
+
+
 def test_distances_are_the_mahalanobis_distances_of_each_position() -> None:
     rng = np.random.default_rng(1)
     patches = torch.tensor(rng.normal(0, 1, (50, 6, 4)) * [1.0, 2.0, 0.5, 3.0], dtype=torch.float32)
@@ -127,3 +152,19 @@ def test_find_bank_says_a_gaussian_head_has_none(tmp_path) -> None:
     path = export_onnx(model, tmp_path / "g.onnx", METADATA, SIZE)
     with pytest.raises(TeachError, match=r"per-position Gaussian .* no memory bank"):
         find_bank(onnx.load(str(path)))
+
+
+@pytest.mark.integration
+def test_teaching_a_shifted_head_is_refused_with_what_to_do(tmp_path) -> None:
+    from vision.teach import teach_normal
+    from vision.teach_defects import LabelledDefect, teach_defects
+
+    rng = np.random.default_rng(6)
+    settings = ModelSettings(image_size=SIZE, gaussian_components=8, gaussian_shift=1)
+    model = fit_model([fixture_part(rng) for _ in range(6)], settings, progress=False)
+    data = export_onnx(model, tmp_path / "s.onnx", {**METADATA, "edgeinspect.input_size": str(SIZE)}, SIZE)
+    frames = [fixture_part(rng)[:, :, ::-1].copy() for _ in range(8)]
+    with pytest.raises(TeachError, match="gaussian_shift 0"):
+        teach_normal(data.read_bytes(), frames[:1], frames[1:])
+    with pytest.raises(TeachError, match="gaussian_shift 0"):
+        teach_defects(data.read_bytes(), [LabelledDefect(frames[0])], frames[1:])
