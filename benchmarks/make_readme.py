@@ -13,22 +13,43 @@ HERE = Path(__file__).resolve().parent
 SECTIONS = [
     (
         "real/search.md",
-        "Detection on real images: ELPV solar cells (issue: detection on real parts)",
-        "Real electroluminescence images (`edgeinspect dataset import elpv`; CC BY-NC-SA, benchmark use\n"
-        "only). Choices are made on DEV (mono cells) only; HOLDOUT (poly cells) is scored once for the\n"
-        "variants chosen. Every variant tried, kept or dropped, is a row. Command:\n"
+        "Detection on real images: ELPV solar cells, MTD magnetic tiles (issue: detection on real parts)",
+        "Real electroluminescence images of solar cells (`edgeinspect dataset import elpv`; CC BY-NC-SA)\n"
+        "and real photographs of magnetic tiles with five defect kinds and masks (`edgeinspect dataset\n"
+        "import mtd --source <checkout>`; research use with citation); benchmark use only. Choices are\n"
+        "made on DEV (mono cells, the DEV half of the tiles) only; HOLDOUT (poly cells, the other half) is\n"
+        "scored once for the variants chosen. Every variant tried, kept or dropped, is a row. The default\n"
+        "head moved from the bank to the per-position Gaussian on these figures (2026-12-06). Command:\n"
         "`.venv/bin/python benchmarks/real/real_search.py --data DIR --variants NAMES [--holdout]`.",
+    ),
+    (
+        "real/supervised.md",
+        "Teaching confirmed defects on real images (issue: detection on real parts, item 4)",
+        "Recall at 1 % false rejects against the number of confirmed defects taught to the default model\n"
+        "(`vision.teach_defects`, what the station's teach-defects job runs), on defects and good images\n"
+        "the teaching never saw. Command: `.venv/bin/python benchmarks/real/supervised_curve.py --data DIR\n"
+        "[--holdout]`.",
+    ),
+    (
+        "peers/results_mtd.md",
+        "Side by side with anomalib on real magnetic tiles, DEV and HOLDOUT (issue: detection on real parts)",
+        "Today's default model (no overrides) and anomalib 2.7 PaDiM, one script, same images, weights,\n"
+        "size and metrics, ONNX Runtime latency interleaved. PatchCore is left out (`--models ours,padim`):\n"
+        "its 10 % k-center-greedy took 72 min on this set's 240 fit images in the issue's measurement.\n"
+        "Command: `.venv-peers/bin/python benchmarks/peers/run_peers.py --data DIR --categories\n"
+        "mtd_dev,mtd_holdout --groups 'dev=mtd_dev;holdout=mtd_holdout' --models ours,padim\n"
+        "--name results_mtd`.",
     ),
     (
         "peers/results_elpv.md",
         "Side by side with anomalib on real images, DEV cells (ELPV mono; issue: detection on real parts)",
-        "Ours with the per-position Gaussian head chosen on DEV and anomalib 2.7 PaDiM, one script, same\n"
-        "images, weights, size and metrics; good cells against certainly defective ones. PatchCore is left\n"
-        "out on ELPV (`--models ours,padim`): its 10 % k-center-greedy over 282 images' patches ran 45 min\n"
-        "without finishing on 2 cores (it took 72 min on the 240 fit images of the issue's set).\n"
-        "Command: `.venv-peers/bin/python benchmarks/peers/run_peers.py --data DIR --categories elpv_mono\n"
-        "--groups dev=elpv_mono --defect-types defective --models ours,padim --ours\n"
-        '\'{"head": "gaussian", "neighbourhood": 3}\' --name results_elpv`.',
+        "Ours with the per-position Gaussian head chosen on DEV (today's default) and anomalib 2.7 PaDiM,\n"
+        "one script, same images, weights, size and metrics; good cells against certainly defective ones.\n"
+        "PatchCore is left out on ELPV (`--models ours,padim`): its 10 % k-center-greedy over 282 images'\n"
+        "patches ran 45 min without finishing on 2 cores. Command: `.venv-peers/bin/python\n"
+        "benchmarks/peers/run_peers.py --data DIR --categories elpv_mono --groups dev=elpv_mono\n"
+        '--defect-types defective --models ours,padim --ours \'{"head": "gaussian", "neighbourhood": 3}\'\n'
+        "--name results_elpv`.",
     ),
     (
         "peers/results_elpv_poly.md",
