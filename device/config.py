@@ -493,6 +493,7 @@ PUBLIC_FIELDS: dict[str, tuple[str, ...]] = {
         "refined_patches",
         "head",
         "gaussian_components",
+        "gaussian_shift",
     ),
     "inspection": ("threshold", "min_defect_area_px", "max_boxes", "enabled"),
     "reject": ("enabled", "gate_delay_ms", "encoder_counts_per_frame"),
