@@ -23,6 +23,27 @@ from device.config import CameraSettings, RegionOfInterest
 log = logging.getLogger(__name__)
 
 
+class RawFrameRing:
+    """The last `size` raw camera frames (BGR, before the ROI crop), newest last: what the ROI preview
+    scores a proposed region on. Thread-safe; owned by the runtime so it outlives a stopped capture."""
+
+    def __init__(self, size: int) -> None:
+        self._lock = threading.Lock()
+        self._frames: deque[np.ndarray] = deque(maxlen=size)
+
+    def add(self, image: np.ndarray) -> None:
+        with self._lock:
+            self._frames.append(image)
+
+    def snapshot(self) -> list[np.ndarray]:
+        with self._lock:
+            return list(self._frames)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._frames)
+
+
 class FrameQueue:
     """Bounded, thread-safe, drop-oldest. `put` never blocks: on a full queue the oldest frame goes and
     `dropped` counts it (a stale part is worth less than the one now under the camera)."""
@@ -118,6 +139,7 @@ class CaptureWorker:
     so a gap means frames were dropped, never that they were renumbered.
 
     `wait(delay) -> bool` (True: stop requested) can be injected to observe backoff without sleeping.
+    `raw_frames` keeps a copy of each raw frame before the crop (for the ROI preview).
     """
 
     def __init__(
@@ -129,6 +151,7 @@ class CaptureWorker:
         wait: Callable[[float], bool] | None = None,
         rng: random.Random | None = None,
         first_frame_id: int = 0,
+        raw_frames: RawFrameRing | None = None,
     ) -> None:
         self.source = source
         self.settings = settings
@@ -139,6 +162,7 @@ class CaptureWorker:
         self._ids = itertools.count(first_frame_id)
         self._roi_lock = threading.Lock()
         self._roi = settings.roi
+        self._raw_frames = raw_frames
         self._thread: threading.Thread | None = None
         self.frames = 0
         self.corrupt_frames = 0
@@ -282,6 +306,8 @@ class CaptureWorker:
                 log.warning("ROI %s lies outside the %dx%d frame; using the whole frame", roi, width, height)
             self.roi_outside_frame = box is None
         out_w, out_h = self.settings.width, self.settings.height
+        if self._raw_frames is not None:  # a copy: a driver may reuse its buffer for the next read
+            self._raw_frames.add(image.copy())
         mask = truth.get("mask")
         if isinstance(mask, np.ndarray) and mask.shape[:2] == (height, width):
             truth["mask"] = crop_and_resize(mask, box, out_w, out_h, nearest=True)

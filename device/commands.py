@@ -54,6 +54,11 @@ class SetRegionOfInterest(_Command):
     y: int = Field(..., ge=0, le=100_000)
     width: int = Field(..., gt=0, le=100_000)
     height: int = Field(..., gt=0, le=100_000)
+    force: bool = Field(
+        False,
+        description="Apply even when the ROI preview warns that the reject share would jump "
+        "(refused otherwise, with the preview in `details`).",
+    )
 
 
 class ClearRegionOfInterest(_Command):
@@ -112,3 +117,6 @@ class CommandResult(BaseModel):
     message: str = ""
     old_value: Any = None
     new_value: Any = None
+    details: dict[str, Any] | None = Field(
+        None, description="Figures behind a refusal, when there are any (set_roi: the ROI preview)."
+    )

@@ -23,7 +23,7 @@ from device.alerts import AlertStore, build_alert, iso_utc
 from device.archive import ImageArchive
 from device.camera import open_source
 from device.camera.base import Frame, FrameSource
-from device.capture import CaptureWorker, FrameQueue
+from device.capture import CaptureWorker, FrameQueue, RawFrameRing
 from device.config import (
     InspectionSettings,
     RegionOfInterest,
@@ -41,6 +41,7 @@ from device.mqtt_link import MqttLink
 from device.outbox import Outbox
 from device.part_result import PartResult
 from device.reject import RejectScheduler, encoder_position
+from device.roi_preview import PREVIEW_FRAMES, RoiPreview, RoiWarning, preview_roi
 from device.rollout.view import RolloutView, build_rollout_view
 from device.status import (
     ComponentHealth,
@@ -131,6 +132,7 @@ class EdgeRuntime:
             self.settings.teach.max_defects_taught,
         )
         self.queue = FrameQueue(self.settings.camera.queue_size)
+        self._raw_frames = RawFrameRing(PREVIEW_FRAMES)  # for the ROI preview; kept across stop/start
         self._lock = threading.RLock()
         self._state: RuntimeState = "starting"
         self._inspector: Inspector | None = None
@@ -261,7 +263,11 @@ class EdgeRuntime:
                 if self._source is None:  # kept across stop/start: the simulator's sequence continues
                     self._source = open_source(self.settings.camera)
                 self._capture = CaptureWorker(
-                    self._source, self.settings.camera, self.queue, first_frame_id=self._next_frame_id
+                    self._source,
+                    self.settings.camera,
+                    self.queue,
+                    first_frame_id=self._next_frame_id,
+                    raw_frames=self._raw_frames,
                 )
                 self._capture.start()
             self._state = "running"
@@ -419,7 +425,10 @@ class EdgeRuntime:
         except (ValueError, KeyError, ModelFileError) as exc:
             log.warning("command %s by %s refused: %s", name, actor, exc)
             message = str(exc)
-            result = cmd.CommandResult(ok=False, command=name, request_id=command.request_id, message=message)
+            details = exc.preview.model_dump(mode="json") if isinstance(exc, RoiWarning) else None
+            result = cmd.CommandResult(
+                ok=False, command=name, request_id=command.request_id, message=message, details=details
+            )
         else:
             log.info("command %s by %s: %s -> %s", name, actor, old, new)
             self.link.publish_status()
@@ -497,8 +506,37 @@ class EdgeRuntime:
         )
 
     def _cmd_set_roi(self, command: cmd.SetRegionOfInterest) -> Change:
+        """Refused (RoiWarning, with the preview) when the preview warns, unless `force`."""
         roi = RegionOfInterest(x=command.x, y=command.y, width=command.width, height=command.height)
-        return self._set_roi(roi)
+        note = ""
+        if not command.force:
+            preview = self.preview_roi(roi)
+            if preview.verdict == "warn":
+                raise RoiWarning(preview)
+            if preview.verdict == "unknown":
+                note = "; not previewed: no recent camera frames"
+        old, new, message = self._set_roi(roi)
+        if command.force:
+            note = "; applied with force"
+        return old, new, message + note
+
+    def preview_roi(self, roi: RegionOfInterest | None) -> RoiPreview:
+        """What `roi` would do to judging: the kept raw frames scored under the current ROI and under
+        `roi` with the active model and the live knobs (`device.roi_preview`). ValueError with no model."""
+        with self._lock:
+            inspector, knobs, current = self._inspector, self._knobs, self.settings.camera.roi
+            model_id = self._active_model_id
+        if inspector is None:
+            raise ValueError("no model loaded")
+
+        def judge(image: np.ndarray) -> InspectionResult:
+            return inspector.inspect(
+                image, threshold=knobs.threshold, min_area=knobs.min_area, max_boxes=knobs.max_boxes
+            )
+
+        size = (self.settings.camera.width, self.settings.camera.height)
+        frames = self._raw_frames.snapshot()
+        return preview_roi(frames, current, roi, judge, size, threshold=knobs.threshold, model_id=model_id)
 
     def _cmd_clear_roi(self, _: cmd.ClearRegionOfInterest) -> Change:
         return self._set_roi(None)

@@ -16,7 +16,9 @@ from typing import Any, Protocol
 from device.alerts import ReviewFilter, ReviewState
 from device.archive import ArchivedImage, ArchiveStats, MvtecExport, UnreviewedPolicy, Verdict
 from device.commands import Command, CommandResult
+from device.config import RegionOfInterest
 from device.model_registry import ModelEntry
+from device.roi_preview import RoiPreview
 from device.rollout.view import RolloutView
 from device.status import FrameVerdict, HealthReport, RuntimeStatus
 from device.teaching import TeachJob
@@ -180,6 +182,11 @@ class RuntimePort(Protocol):
 
     def execute(self, command: Command, actor: str) -> CommandResult:
         """The one door for changes: a refusal is `ok=False` with the reason, not an exception."""
+        ...
+
+    def preview_roi(self, roi: RegionOfInterest | None) -> RoiPreview:
+        """What `roi` would do to judging (recent raw frames scored under the current ROI and under it,
+        active model, live knobs); changes nothing. ValueError when there is nothing to judge with."""
         ...
 
     def patch_config(self, patch: dict[str, Any], actor: str) -> list[dict[str, Any]]:

@@ -35,11 +35,21 @@ class ThresholdRequest(_Request):
     threshold: ThresholdValue
 
 
-class RoiRequest(_Request):
+class RoiPreviewRequest(_Request):
+    """A proposed region of interest, in the camera's raw pixels (`/status` `source_size`)."""
+
     x: Coordinate
     y: Coordinate
     width: Extent
     height: Extent
+
+
+class RoiRequest(RoiPreviewRequest):
+    force: bool = Field(
+        False,
+        description="Apply even though the ROI preview warns that the reject share would jump; without it "
+        "such a region is refused (409, the preview figures in `details`).",
+    )
 
 
 class SensitivityRequest(_Request):

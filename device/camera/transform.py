@@ -54,3 +54,12 @@ def crop_and_resize(
     else:
         interpolation = cv2.INTER_AREA if width * height < w * h else cv2.INTER_LINEAR
     return cv2.resize(image, (width, height), interpolation=interpolation)
+
+
+def roi_view(image: np.ndarray, roi: RegionOfInterest | None, width: int, height: int) -> np.ndarray:
+    """A raw frame as the model sees it under `roi`: cropped to the ROI (the whole frame when there is
+    none or it lies outside the frame) and resized to width x height. Capture does this to every frame,
+    and the ROI preview does it to the raw frames it keeps, so both judge the same pixels."""
+    frame_height, frame_width = image.shape[:2]
+    box = clip_roi(roi, frame_width, frame_height) if roi is not None else None
+    return crop_and_resize(image, box, width, height)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import time
 import zipfile
 from pathlib import Path
@@ -197,6 +198,17 @@ def drag_over(page: Page, start: tuple[float, float], end: tuple[float, float]) 
     page.mouse.up()
 
 
+def apply_drawn_region(page: Page) -> str:
+    """Wait for the drawn region's preview, then apply it: "Apply region" when the preview allows it,
+    "Apply anyway" (force) when it warns. Returns the preview's verdict."""
+    preview = page.get_by_test_id("roi-preview")
+    expect(preview).to_have_attribute("data-verdict", re.compile("^(ok|warn|unknown)$"), timeout=60_000)
+    verdict = preview.get_attribute("data-verdict") or ""
+    page.get_by_test_id("roi-force" if verdict == "warn" else "roi-apply").click()
+    confirm(page)
+    return verdict
+
+
 def assert_roi(actual: dict[str, int] | None, expected: tuple[int, int, int, int], tol: int = 1) -> None:
     assert actual is not None
     got = (actual["x"], actual["y"], actual["width"], actual["height"])
@@ -223,6 +235,40 @@ def test_roi_drawn_on_the_frame_becomes_the_roi(page: Page, panel: FakePanel) ->
     wait_until(lambda: get(panel.base_url, "/status")["roi"] is None, what="ROI cleared")
     expect(page.get_by_test_id("roi-current")).to_have_text("whole frame")
     assert panel.runtime.commands[-1][0].command == "clear_roi"
+
+
+def test_roi_preview_warns_before_applying_and_needs_apply_anyway(page: Page, panel: FakePanel) -> None:
+    panel.runtime.preview_rejects = panel.runtime.zooming_roi_rejects  # small regions zoom the model in
+    sign_in(page, panel.base_url, KEYS["operator"], "operator")
+    open_screen(page, "roi")
+    drag_over(page, (0.4, 0.4), (0.6, 0.6))  # 32 x 32 of 160 x 160
+    preview = page.get_by_test_id("roi-preview")
+    expect(preview).to_have_attribute("data-verdict", "warn")
+    expect(page.get_by_test_id("roi-preview-verdict")).to_contain_text("Warning")
+    expect(page.get_by_test_id("roi-preview-share-now")).to_have_text("5 %")
+    expect(page.get_by_test_id("roi-preview-share-new")).to_have_text("90 %")
+    expect(page.get_by_test_id("roi-preview-frames")).to_contain_text("20 recent frames")
+    expect(page.get_by_test_id("roi-preview-rebuild")).to_contain_text("edgeinspect train")
+    expect(page.get_by_test_id("roi-apply")).to_be_disabled()
+    screenshot(page, "roi-preview-warn.png")
+    page.get_by_test_id("roi-force").click()
+    confirm(page, "90 % of recent parts would be rejected")
+    wait_until(lambda: get(panel.base_url, "/status")["roi"] is not None, what="ROI forced")
+    command = panel.runtime.commands[-1][0]
+    assert command.command == "set_roi" and command.model_dump()["force"] is True
+    expect(page.get_by_test_id("roi-preview")).to_be_hidden()
+    expect(page.get_by_test_id("roi-hint")).to_contain_text("shown: the current region", timeout=20_000)
+
+    page.get_by_test_id("roi-clear").click()
+    confirm(page, "whole camera frame")
+    wait_until(lambda: get(panel.base_url, "/status")["roi"] is None, what="ROI cleared")
+    expect(page.get_by_test_id("roi-hint")).not_to_contain_text("current region", timeout=20_000)
+    drag_over(page, (0.02, 0.02), (0.98, 0.8))  # most of the frame: the preview is ok, apply as usual
+    expect(page.get_by_test_id("roi-preview")).to_have_attribute("data-verdict", "ok")
+    expect(page.get_by_test_id("roi-force")).to_be_hidden()
+    page.get_by_test_id("roi-apply").click()
+    confirm(page, "Inspect only")
+    wait_until(lambda: get(panel.base_url, "/status")["roi"] is not None, what="ROI set")
 
 
 # ---- archive ----------------------------------------------------------------------------------------
@@ -352,18 +398,16 @@ def test_roi_trends_and_models_against_the_real_stack(page: Page, edge_stack) ->
     # On the whole frame: the middle half.
     open_screen(page, "roi")
     drag_over(page, (0.25, 0.25), (0.75, 0.75))
-    page.get_by_test_id("roi-apply").click()
-    confirm(page)
-    wait_until(lambda: get(base, "/status", keys=keys)["roi"] is not None, 10, "ROI set")
+    apply_drawn_region(page)  # the model was built on whole frames: it may warn; applied anyway
+    wait_until(lambda: get(base, "/status", keys=keys)["roi"] is not None, 30, "ROI set")
     first = get(base, "/status", keys=keys)["roi"]
     assert_roi(first, (width // 4, height // 4, width // 2, height // 2), tol=2)
 
     # The editor now shows the crop; the top-left quarter of it is a region inside the first one.
     expect(page.get_by_test_id("roi-hint")).to_contain_text("shown: the current region", timeout=20_000)
     drag_over(page, (0.02, 0.02), (0.5, 0.5))
-    page.get_by_test_id("roi-apply").click()
-    confirm(page)
-    wait_until(lambda: get(base, "/status", keys=keys)["roi"] != first, 10, "ROI changed")
+    apply_drawn_region(page)
+    wait_until(lambda: get(base, "/status", keys=keys)["roi"] != first, 30, "ROI changed")
     second = get(base, "/status", keys=keys)["roi"]
     expected = (
         first["x"] + round(0.02 * first["width"]),

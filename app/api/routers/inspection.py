@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 
 from app.api.control import REFUSED_RESPONSE, CommandResponse, apply_config_patch, execute_command
 from app.api.deps import CONTROL_RESPONSES, AuditDep, Operator, RuntimeDep
-from app.api.schemas import ConfigPatchResult, RoiRequest, SensitivityRequest, ThresholdRequest
+from app.api.schemas import (
+    ConfigPatchResult,
+    RoiPreviewRequest,
+    RoiRequest,
+    SensitivityRequest,
+    ThresholdRequest,
+)
 from device.commands import (
     ClearRegionOfInterest,
     CommandResult,
@@ -14,6 +20,8 @@ from device.commands import (
     SetRegionOfInterest,
     SetThreshold,
 )
+from device.config import RegionOfInterest
+from device.roi_preview import RoiPreview
 
 router = APIRouter(
     prefix="/inspection", tags=["inspection"], responses={**CONTROL_RESPONSES, **REFUSED_RESPONSE}
@@ -35,8 +43,25 @@ def reset_threshold(runtime: RuntimeDep, audit: AuditDep, principal: Operator) -
     return execute_command(runtime, audit, principal, ResetThreshold(), "POST /inspection/threshold/reset")
 
 
+@router.post(
+    "/roi/preview",
+    response_model=RoiPreview,
+    responses={409: {"description": "Nothing to preview with (no model loaded)."}},
+)
+def preview_roi(body: RoiPreviewRequest, runtime: RuntimeDep, principal: Operator) -> RoiPreview:
+    """What this ROI would do to judging, before applying it: recent raw frames scored with the active
+    model under the current ROI and under this one (reject shares, scores, `ok`/`warn`). Changes nothing,
+    so it is not audited; it takes up to a few seconds (two inferences per frame scored)."""
+    roi = RegionOfInterest(**body.model_dump())
+    try:
+        return runtime.preview_roi(roi)
+    except ValueError as exc:
+        raise HTTPException(409, detail=str(exc)) from exc
+
+
 @router.post("/roi", response_model=CommandResult)
 def set_roi(body: RoiRequest, runtime: RuntimeDep, audit: AuditDep, principal: Operator) -> CommandResponse:
+    """Refused (409, the preview in `details`) when the ROI preview warns, unless `force` is true."""
     command = SetRegionOfInterest(**body.model_dump())
     return execute_command(runtime, audit, principal, command, "POST /inspection/roi")
 

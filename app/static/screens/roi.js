@@ -14,6 +14,8 @@
   let drag = null;
   let frameUrl = null;
   let visible = false;
+  let preview = null; // the ROI preview of `draft` (POST /inspection/roi/preview), null while loading
+  let previewToken = 0; // answers to an older draft are dropped
 
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
   const clamp = (value, lo, hi) => Math.min(Math.max(value, lo), hi);
@@ -120,11 +122,79 @@
     draft = roi;
     if (!roi) $("roi-rect").hidden = true;
     $("roi-draft").textContent = roi ? `new region: x ${roi.x}, y ${roi.y}, ${roi.width} × ${roi.height} px` : "";
+    preview = null;
+    showPreview(null);
+    if (roi && hasRole("operator")) loadPreview(roi);
     updateButtons();
   }
 
+  // Before applying: what this region would do to judging, scored by the station on its recent frames.
+  async function loadPreview(roi) {
+    const token = ++previewToken;
+    $("roi-preview").hidden = false;
+    $("roi-preview").dataset.verdict = "loading";
+    $("roi-preview-verdict").textContent = "Checking this region on recent frames…";
+    try {
+      const result = await (await api("/inspection/roi/preview", { method: "POST", json: roi })).json();
+      if (token !== previewToken) return;
+      preview = result;
+      showPreview(result);
+    } catch (err) {
+      if (token !== previewToken) return;
+      preview = { verdict: "unknown", reasons: [`No preview: ${err.message}`], failed: true };
+      showPreview(preview);
+    }
+    updateButtons();
+  }
+
+  const pct = (share) => `${(share * 100).toFixed(0)} %`;
+  const num = (summary, key) => (summary ? summary[key].toPrecision(3) : "—");
+
+  function showPreview(p) {
+    const box = $("roi-preview");
+    $("roi-force").hidden = true;
+    $("roi-preview-rebuild").hidden = true;
+    if (!p) {
+      box.hidden = true;
+      box.dataset.verdict = "";
+      return;
+    }
+    box.hidden = false;
+    box.dataset.verdict = p.verdict;
+    $("roi-preview-verdict").textContent = {
+      ok: "Judging stays as it is with this region.",
+      warn: "Warning: this region would change judging. The model was built on whole frames.",
+      unknown: "Not previewed: nothing to check this region on.",
+    }[p.verdict];
+    const has = p.frames !== undefined;
+    $("roi-preview-share-now").textContent = has ? pct(p.reject_share_now) : "—";
+    $("roi-preview-share-new").textContent = has ? pct(p.reject_share_proposed) : "—";
+    $("roi-preview-median-now").textContent = num(p.scores_now, "median");
+    $("roi-preview-median-new").textContent = num(p.scores_proposed, "median");
+    $("roi-preview-p95-now").textContent = num(p.scores_now, "p95");
+    $("roi-preview-p95-new").textContent = num(p.scores_proposed, "p95");
+    $("roi-preview-frames").textContent = has
+      ? `${p.frames} recent frames scored with the active model (threshold ${p.threshold.toPrecision(3)}).`
+      : "";
+    const reasons = $("roi-preview-reasons");
+    reasons.replaceChildren(...(p.reasons || []).map((text) => {
+      const item = document.createElement("li");
+      item.textContent = text;
+      return item;
+    }));
+    if (p.verdict === "warn") {
+      $("roi-preview-rebuild").hidden = false;
+      $("roi-preview-rebuild").textContent = p.rebuild_available
+        ? "This station can build a model for this region."
+        : p.rebuild_hint;
+      $("roi-force").hidden = !hasRole("operator");
+    }
+  }
+
   function updateButtons() {
-    $("roi-apply").disabled = !(draft && hasRole("operator"));
+    const warned = preview !== null && preview.verdict === "warn";
+    $("roi-apply").disabled = !(draft && preview && !warned && hasRole("operator"));
+    $("roi-force").disabled = !(draft && warned && hasRole("operator"));
     $("roi-clear").disabled = !hasRole("operator");
     $("roi-stage").classList.toggle("drawable", canDraw());
   }
@@ -187,6 +257,14 @@
       const ok = await confirmAction("Apply region",
         `Inspect only x ${roi.x}, y ${roi.y}, ${roi.width} × ${roi.height} px of the camera frame?`);
       if (ok) await send("POST", roi, "Region applied");
+    });
+    $("roi-force").addEventListener("click", async () => {
+      if (!draft || !preview) return;
+      const roi = draft;
+      const ok = await confirmAction("Apply region anyway",
+        `With this region ${pct(preview.reject_share_proposed)} of recent parts would be rejected ` +
+        `(now ${pct(preview.reject_share_now)}). Apply x ${roi.x}, y ${roi.y}, ${roi.width} × ${roi.height} px anyway?`);
+      if (ok) await send("POST", { ...roi, force: true }, "Region applied with force");
     });
     $("roi-clear").addEventListener("click", async () => {
       const ok = await confirmAction("Clear region", "Inspect the whole camera frame again?");

@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
@@ -43,8 +43,9 @@ from device.commands import (
     StartLine,
     StopLine,
 )
-from device.config import ArchiveSettings, TrendSettings
+from device.config import ArchiveSettings, RegionOfInterest, TrendSettings
 from device.model_registry import ModelEntry
+from device.roi_preview import REBUILD_HINT, REBUILD_ON_STATION, RoiPreview, RoiWarning, judge_verdict
 from device.rollout.view import PublicKeyBytes, RolloutView, build_rollout_view
 from device.rollout.wire import StationReport
 from device.status import (
@@ -176,6 +177,10 @@ class FakeRuntime:
             "reject": {"enabled": True, "gate_delay_ms": 0},
         }
         self.roi: dict[str, int] | None = None
+        # The ROI preview: frames "scored", and NG frames out of them under a region (None: whole frame);
+        # 1 whatever the region unless a test sets `preview_rejects` (see `zooming_roi_rejects`).
+        self.preview_frames = 20
+        self.preview_rejects: Callable[[dict[str, int] | None], int] = lambda roi: 1
         self.line_speed: float | None = None
         self.frames = 0
         self.defects = 0
@@ -377,6 +382,17 @@ class FakeRuntime:
             self.threshold_override = None
         elif isinstance(command, SetRegionOfInterest):
             old, new = self.roi, command.model_dump(include={"x", "y", "width", "height"})
+            if not command.force:
+                preview = self.preview_roi(RegionOfInterest(**new))
+                if preview.verdict == "warn":
+                    warning = RoiWarning(preview)
+                    return CommandResult(
+                        ok=False,
+                        command=name,
+                        request_id=command.request_id,
+                        message=str(warning),
+                        details=preview.model_dump(mode="json"),
+                    )
             self.roi = new
         elif isinstance(command, ClearRegionOfInterest):
             old, new, self.roi = self.roi, None, None
@@ -398,6 +414,35 @@ class FakeRuntime:
             return self._refuse(command, f"{name} is not supported here")
         return CommandResult(
             ok=True, command=name, request_id=command.request_id, old_value=old, new_value=new
+        )
+
+    def zooming_roi_rejects(self, roi: dict[str, int] | None) -> int:
+        """For `preview_rejects`: a region under half the frame's area zooms the model into calling almost
+        every part NG (what a model built on whole frames does); a larger one or none: 1 NG frame."""
+        if roi is None or roi["width"] * roi["height"] >= self.size * self.size / 2:
+            return 1
+        return self.preview_frames - 2
+
+    def preview_roi(self, roi: RegionOfInterest | None) -> RoiPreview:
+        """The real verdict rule (`device.roi_preview.judge_verdict`) on `preview_rejects`' figures."""
+        proposed = roi.model_dump() if roi else None
+        frames = self.preview_frames
+        now, then = self.preview_rejects(self.roi), self.preview_rejects(proposed)
+        verdict, reasons = judge_verdict(frames, now, then)
+        return RoiPreview(
+            roi=proposed,
+            current_roi=self.roi,
+            frames=frames,
+            model_id=self.models.active_id,
+            threshold=self.threshold,
+            rejects_now=now,
+            rejects_proposed=then,
+            reject_share_now=now / frames if frames else 0.0,
+            reject_share_proposed=then / frames if frames else 0.0,
+            verdict=verdict,
+            reasons=reasons,
+            rebuild_available=REBUILD_ON_STATION,
+            rebuild_hint=REBUILD_HINT,
         )
 
     @staticmethod

@@ -38,6 +38,7 @@ ENDPOINTS: list[tuple[str, str, dict, str]] = [
     ("POST", "/inspection/threshold/reset", {}, "operator"),
     ("POST", "/inspection/roi", {"json": {"x": 0, "y": 0, "width": 10, "height": 10}}, "operator"),
     ("DELETE", "/inspection/roi", {}, "operator"),
+    ("POST", "/inspection/roi/preview", {"json": {"x": 0, "y": 0, "width": 10, "height": 10}}, "operator"),
     ("POST", "/inspection/sensitivity", {"json": {"min_defect_area_px": 20}}, "operator"),
     (
         "POST",
