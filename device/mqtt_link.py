@@ -301,7 +301,11 @@ class MqttLink:
             properties = Properties(PacketTypes.PUBLISH)
             properties.CorrelationData = correlation_data
         info = self._client.publish(
-            self.topics.command_response, result.model_dump_json(), qos=1, properties=properties
+            self.topics.command_response,
+            # `details` only when a refusal has figures: the response other clients parse stays as it was
+            result.model_dump_json(exclude={"details"} if result.details is None else None),
+            qos=1,
+            properties=properties,
         )
         return info.rc in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN)
 
