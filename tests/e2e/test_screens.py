@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 import time
 import zipfile
@@ -18,7 +19,7 @@ import httpx
 import pytest
 from e2e.panel_helpers import FakePanel, open_screen, screenshot, sign_in, wait_for_js
 from fixtures_mqtt import wait_until
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Request, expect
 from unit.app.api_helpers import KEYS
 from unit.app.fake_runtime import fake_model_bytes
 
@@ -312,6 +313,59 @@ def test_archive_filters_views_downloads_and_exports(page: Page, panel: FakePane
     expect(page.get_by_test_id("archive-message")).to_have_text("Exported 2 image(s): test/good 2.")
     audit = get(panel.base_url, "/audit", "admin")["items"][0]
     assert audit["action"] == "archive_export" and audit["ok"]
+
+
+def test_archive_selection_outlives_searches_and_exports_exactly_it(page: Page, panel: FakePanel) -> None:
+    def archived(verdict: str) -> int:
+        return int(get(panel.base_url, f"/archive?verdict={verdict}")["total"])
+
+    wait_until(lambda: archived("NG") >= 2 and archived("OK") >= 2, 20, "two NG and two OK parts archived")
+    panel.runtime.execute(PauseInspection())  # the archive holds still while the test reads it
+    sign_in(page, panel.base_url, KEYS["operator"], "operator")
+    open_screen(page, "archive")
+    selection = page.get_by_test_id("archive-selection")
+    expect(selection).to_have_text("0 selected (0 NG, 0 OK)")
+    expect(page.get_by_test_id("archive-clear-selection")).to_be_disabled()
+
+    # One search (any verdict): two NG and two OK parts picked.
+    ng, ok = page.locator(".archive-item.verdict-NG"), page.locator(".archive-item.verdict-OK")
+    expect(ng.nth(1)).to_be_visible()
+    expect(ok.nth(1)).to_be_visible()
+    picked = [item for group in (ng, ok) for item in (group.nth(0), group.nth(1))]
+    ids = {str(item.get_attribute("data-id")) for item in picked}
+    for item in picked:
+        item.get_by_test_id("archive-select").check()
+    expect(selection).to_have_text("4 selected (2 NG, 2 OK)")
+
+    # Another search (only NG) keeps all four, the two OK ones included, though none of them is shown.
+    page.get_by_test_id("archive-verdict").select_option("NG")
+    page.get_by_test_id("archive-search").click()
+    expect(ok).to_have_count(0)
+    expect(ng.first).to_be_visible()
+    expect(selection).to_have_text("4 selected (2 NG, 2 OK)")
+    expect(page.get_by_test_id("archive-export")).to_have_text("Export 4 (ZIP)")
+    # The two newest NG parts were picked, so they lead this page too, still ticked.
+    expect(page.locator("[data-testid=archive-select]:checked")).to_have_count(2)
+
+    def is_export(request: Request) -> bool:
+        return request.url.endswith("/archive/export") and request.method == "POST"
+
+    with page.expect_download() as export_info, page.expect_request(is_export) as sent:
+        page.get_by_test_id("archive-export").click()
+        confirm(page, "Export 4 selected image(s) (2 NG, 2 OK)")
+    assert set(map(str, sent.value.post_data_json["ids"])) == ids
+    archive = zipfile.ZipFile(io.BytesIO(Path(export_info.value.path()).read_bytes()))
+    images = [n for n in archive.namelist() if n.endswith(".jpg")]
+    manifest = json.loads(archive.read("manifest.json"))
+    assert len(images) == 4
+    assert {str(row["id"]) for row in manifest["images"]} == ids
+    expect(page.get_by_test_id("archive-message")).to_contain_text("Exported 4 image(s)")
+
+    # Only the explicit button empties the selection.
+    page.get_by_test_id("archive-clear-selection").click()
+    expect(selection).to_have_text("0 selected (0 NG, 0 OK)")
+    expect(page.get_by_test_id("archive-export")).to_have_text("Export all (ZIP)")
+    expect(page.locator("[data-testid=archive-select]:checked")).to_have_count(0)
 
 
 # ---- review queue -----------------------------------------------------------------------------------

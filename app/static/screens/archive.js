@@ -1,10 +1,12 @@
 // Archive screen: archived parts (every NG and a sample of OK) filtered by time, score, verdict and class;
 // images with the overlay, one-image download, and a ZIP export in the MVTec layout for retraining.
+// The export selection outlives searches, filter changes and paging: only "Clear selection" empties it.
 "use strict";
 
 (() => {
   const PAGE = 24;
-  const selected = new Set();
+  // id -> what the summary shows of a selected part (it may be on no page the current search shows).
+  const selected = new Map();
   const imageUrls = [];
   let offset = 0;
   let total = 0;
@@ -60,7 +62,11 @@
     const pick = el("input", { type: "checkbox", checked: selected.has(item.id), testid: "archive-select",
       ariaLabel: `Select part ${item.frame_id} for export` });
     pick.addEventListener("change", () => {
-      if (pick.checked) selected.add(item.id); else selected.delete(item.id);
+      if (pick.checked) {
+        selected.set(item.id, { verdict: item.verdict, defect_class: item.defect_class || "", frame_id: item.frame_id });
+      } else {
+        selected.delete(item.id);
+      }
       updateExport();
     });
     const download = el("button", { className: "btn btn-small", testid: "archive-download", type: "button" }, "Download");
@@ -108,9 +114,37 @@
     }
   }
 
+  // "4 selected (2 NG, 2 OK)", and the NG parts' classes in the tooltip.
+  function selectionText() {
+    let ng = 0;
+    const classes = new Map();
+    for (const part of selected.values()) {
+      if (part.verdict !== "NG") continue;
+      ng += 1;
+      const name = part.defect_class || "no class";
+      classes.set(name, (classes.get(name) || 0) + 1);
+    }
+    return {
+      ng,
+      ok: selected.size - ng,
+      text: `${selected.size} selected (${ng} NG, ${selected.size - ng} OK)`,
+      title: classes.size ? "NG: " + Array.from(classes, ([name, n]) => `${name} ${n}`).join(", ") : "",
+    };
+  }
+
   function updateExport() {
     $("archive-export").textContent = selected.size ? `Export ${selected.size} (ZIP)` : "Export all (ZIP)";
     $("archive-export").disabled = !hasRole("operator") || (!selected.size && !total);
+    const { text, title } = selectionText();
+    $("archive-selection").textContent = text;
+    $("archive-selection").title = title;
+    $("archive-clear-selection").disabled = !selected.size;
+  }
+
+  function clearSelection() {
+    selected.clear();
+    document.querySelectorAll("#archive-grid [data-testid=archive-select]").forEach((box) => { box.checked = false; });
+    updateExport();
   }
 
   const UNREVIEWED_TEXT = {
@@ -135,11 +169,15 @@
 
   async function exportZip() {
     const unreviewed = $("archive-unreviewed").value || "defect";
-    const body = selected.size ? { ids: Array.from(selected) } : { filters: { ...filters, limit: 5000 } };
+    // The ids are taken now, so the dialog names exactly what is sent, whatever changes behind it.
+    const ids = Array.from(selected.keys());
+    const body = ids.length ? { ids } : { filters: { ...filters, limit: 5000 } };
     body.unreviewed = unreviewed;
-    const count = selected.size || Math.min(total, 5000);
+    const count = ids.length || Math.min(total, 5000);
+    const parts = selectionText();
+    const what = ids.length ? `${count} selected image(s) (${parts.ng} NG, ${parts.ok} OK)` : `${count} image(s)`;
     const ok = await confirmAction("Export images",
-      `Export ${count} image(s) as a ZIP in the MVTec layout (OK parts as train/good, confirmed NG as ` +
+      `Export ${what} as a ZIP in the MVTec layout (OK parts as train/good, confirmed NG as ` +
       `test/<class>, false alarms as test/good, ${UNREVIEWED_TEXT[unreviewed]})?`);
     if (!ok) return;
     message("Preparing the ZIP…", "");
@@ -159,18 +197,19 @@
       event.preventDefault();
       filters = readFilters();
       offset = 0;
-      selected.clear();
       message("", "");
       load();
     });
     $("archive-prev").addEventListener("click", () => { offset = Math.max(0, offset - PAGE); load(); });
     $("archive-next").addEventListener("click", () => { if (offset + PAGE < total) { offset += PAGE; load(); } });
     $("archive-export").addEventListener("click", exportZip);
+    $("archive-clear-selection").addEventListener("click", clearSelection);
   });
 
   registerScreen("archive", {
     show() {
-      $("archive-export").hidden = $("archive-unreviewed-field").hidden = !hasRole("operator");
+      $("archive-export").hidden = $("archive-unreviewed-field").hidden = $("archive-selection-bar").hidden =
+        !hasRole("operator");
       load();
     },
     hide() {},
