@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from vision import onnx_proto
 from vision.calibration import threshold_from_good_scores
 from vision.export import INPUT_NAME, META_INPUT_SIZE, META_MODEL_VERSION, META_THRESHOLD, OUTPUT_NAMES
-from vision.teach import BeforeAfter, ProgressFn, TeachError, _as_input, _session
+from vision.teach import BeforeAfter, ProgressFn, TeachError, _as_input, _scores, _session
 from vision.teach_gaussian import FACTOR, GaussianHead, GaussianLayout, ShiftedGaussianError, find_gaussian
 
 WEIGHT, BIAS, SCALE = "defect_classifier.weight", "defect_classifier.bias", "defect_classifier.scale"
@@ -237,15 +237,6 @@ class _Reader:
         return float(score.reshape(-1)[0]), np.c_[flat, whitened, whitened * whitened], distances
 
 
-def _scores(session: Any, images: Sequence[np.ndarray], size: int) -> np.ndarray:
-    return np.asarray(
-        [
-            float(session.run([OUTPUT_NAMES[1]], {INPUT_NAME: _as_input(i, size)})[0].reshape(-1)[0])
-            for i in images
-        ]
-    )
-
-
 def teach_defects(
     model_bytes: bytes,
     defects: Sequence[LabelledDefect],
@@ -320,7 +311,9 @@ def teach_defects(
     parent_session = _session(model_bytes, options.threads)  # as deployed, a taught branch included
     report(0.7, "measuring before and after")
     threshold_after = float(
-        threshold_from_good_scores(_scores(candidate, calibration, size), options.target_false_reject_rate)
+        threshold_from_good_scores(
+            _scores(candidate, calibration, size, _nothing), options.target_false_reject_rate
+        )
     )
     rates = {
         name: _before_after(parent_session, candidate, images, size, threshold_before, threshold_after)
@@ -369,9 +362,13 @@ def _before_after(
 ) -> BeforeAfter:
     if not images:
         return BeforeAfter(before=0.0, after=0.0)
-    old = float((_scores(parent, images, size) >= before).mean())
-    new = float((_scores(child, images, size) >= after).mean())
+    old = float((_scores(parent, images, size, _nothing) >= before).mean())
+    new = float((_scores(child, images, size, _nothing) >= after).mean())
     return BeforeAfter(before=round(old, 6), after=round(new, 6))
+
+
+def _nothing() -> None:
+    """No per-image tick: this module reports progress by stage."""
 
 
 def _progress(callback: ProgressFn | None) -> ProgressFn:

@@ -36,12 +36,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "vision"))
 
-from hard_search import MASK_SIZE, BackboneCache, CategoryData, _cell, caching_model_class, score
+from hard_search import BackboneCache, CategoryData, _cell, caching_model_class, load_category, score
 
 import vision.train as train_module
 from vision import metrics
 from vision.config import ModelSettings
-from vision.data.mvtec import MvtecCategory, load_image, load_mask
 from vision.train import prepare_images, split_holdout
 
 HERE = Path(__file__).resolve().parent
@@ -140,16 +139,6 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
 
 
 NATIVE_SIZE = 300  # loaded at this size; each variant resizes to its input size (ELPV cells are 300 px)
-
-
-def load_category(root: Path, name: str) -> CategoryData:
-    dataset = MvtecCategory.load(root, name)
-    train = np.stack([load_image(p, NATIVE_SIZE) for p in dataset.train_good])
-    test = np.stack([load_image(item.path, NATIVE_SIZE) for item in dataset.test])
-    masks = np.stack([load_mask(item.mask_path, MASK_SIZE) for item in dataset.test])
-    kinds = [item.defect_type for item in dataset.test]
-    labels = np.array([int(item.label) for item in dataset.test])
-    return CategoryData(name, train, test, masks, kinds, labels)
 
 
 def split_overrides(overrides: dict[str, Any]) -> tuple[ModelSettings, dict[str, Any]]:
@@ -282,7 +271,7 @@ def main() -> None:
             if category in figures and not args.redo:
                 continue
             if category not in loaded:
-                loaded[category] = load_category(args.data, category)
+                loaded[category] = load_category(args.data, category, NATIVE_SIZE)
             figures[category] = run_variant(loaded[category], *split_overrides(overrides))
             figures[category]["load_average_1min"] = os.getloadavg()[0]
             print(json.dumps({"variant": name, "split": split, category: figures[category]}), flush=True)

@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from vision import metrics
 from vision.config import ModelSettings
 from vision.data.mvtec import MvtecCategory
-from vision.export import INPUT_NAME, OUTPUT_NAMES
-from vision.teach import _as_input, _session
+from vision.teach import _scores as scores_of
+from vision.teach import _session
 from vision.teach_defects import DefectTeachOptions, LabelledDefect, teach_defects
 from vision.train import train_model
 
@@ -55,13 +55,7 @@ def _read(path: Path | None) -> np.ndarray | None:
 
 
 def _scores(model: bytes, images: list[np.ndarray]) -> np.ndarray:
-    session = _session(model, 2)
-    return np.asarray(
-        [
-            float(session.run([OUTPUT_NAMES[1]], {INPUT_NAME: _as_input(i, SIZE)})[0].reshape(-1)[0])
-            for i in images
-        ]
-    )
+    return scores_of(_session(model, 2), images, SIZE, lambda: None)
 
 
 def run_category(root: Path, name: str, work: Path, scale: float) -> dict[str, Any]:

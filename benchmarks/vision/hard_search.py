@@ -118,18 +118,12 @@ class CategoryData:
     labels: np.ndarray
 
 
-def load_category(root: Path, name: str) -> CategoryData:
+def load_category(root: Path, name: str, image_size: int = MASK_SIZE) -> CategoryData:
+    """Images at `image_size` (each variant resizes to its own input), masks at the map's MASK_SIZE."""
     dataset = MvtecCategory.load(root, name)
-    train = np.stack([load_image(p, MASK_SIZE) for p in dataset.train_good])
-    test = np.stack([load_image(item.path, MASK_SIZE) for item in dataset.test])
-    masks = np.stack(
-        [
-            load_mask(item.mask_path, MASK_SIZE)
-            if item.mask_path is not None
-            else np.zeros((MASK_SIZE, MASK_SIZE), bool)
-            for item in dataset.test
-        ]
-    )
+    train = np.stack([load_image(p, image_size) for p in dataset.train_good])
+    test = np.stack([load_image(item.path, image_size) for item in dataset.test])
+    masks = np.stack([load_mask(item.mask_path, MASK_SIZE) for item in dataset.test])
     kinds = [item.defect_type for item in dataset.test]
     labels = np.array([int(item.label) for item in dataset.test])
     return CategoryData(name, train, test, masks, kinds, labels)
