@@ -7,15 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e.panel_helpers import CHROMIUM_ARGS, TABLET, FakePanel
+from e2e.panel_helpers import CHROMIUM_ARGS, TABLET, FakePanel, serve_panel
 from playwright.sync_api import Browser, Page, sync_playwright
-from unit.app.api_helpers import KEYS, api_settings
 from unit.app.fake_runtime import FakeRuntime
-from unit.app.uvicorn_thread import serve
-
-from app.api.main import create_app
-from app.api.security import KeyStore
-from app.audit import AuditLog
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +35,11 @@ def page(browser: Browser) -> Iterator[Page]:
 def panel(tmp_path: Path) -> Iterator[FakePanel]:
     runtime = FakeRuntime(fps=6, defect_every=5)
     runtime.start()
-    settings = api_settings(tmp_path)
-    audit = AuditLog(settings.auth.audit_path)
-    app = create_app(runtime, settings, KeyStore.from_keys(KEYS), audit_log=audit)
     try:
-        with serve(app) as base_url:
-            yield FakePanel(base_url, runtime, audit)
+        with serve_panel(runtime, tmp_path) as panel:
+            yield panel
     finally:
         runtime.stop()
-        audit.close()
 
 
 @pytest.fixture

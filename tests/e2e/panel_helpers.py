@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from fixtures_mqtt import wait_until
 from playwright.sync_api import Page, expect
+from unit.app.api_helpers import KEYS, api_settings
 from unit.app.fake_runtime import FakeRuntime
+from unit.app.uvicorn_thread import serve
 
+from app.api.main import create_app
+from app.api.security import KeyStore
 from app.audit import AuditLog
 
 # Screenshots are kept as test artefacts (git-ignored) for a person to look at.
@@ -58,3 +64,16 @@ def screenshot(page: Page, name: str) -> Path:
     path = ARTIFACTS / name
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+@contextmanager
+def serve_panel(runtime: FakeRuntime, tmp_path: Path) -> Iterator[FakePanel]:
+    """The panel and API on a real uvicorn around `runtime`, with its audit log at hand."""
+    settings = api_settings(tmp_path)
+    audit = AuditLog(settings.auth.audit_path)
+    app = create_app(runtime, settings, KeyStore.from_keys(KEYS), audit_log=audit)
+    try:
+        with serve(app) as base_url:
+            yield FakePanel(base_url, runtime, audit)
+    finally:
+        audit.close()

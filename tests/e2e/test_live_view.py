@@ -14,15 +14,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from e2e.panel_helpers import FakePanel, open_screen, screenshot, sign_in
+from e2e.panel_helpers import FakePanel, open_screen, screenshot, serve_panel, sign_in
 from playwright.sync_api import Page, expect
-from unit.app.api_helpers import KEYS, api_settings
+from unit.app.api_helpers import KEYS
 from unit.app.fake_runtime import FakeRuntime, fake_model_bytes
-from unit.app.uvicorn_thread import serve
 
-from app.api.main import create_app
-from app.api.security import KeyStore
-from app.audit import AuditLog
 from device.commands import PauseInspection, ResumeInspection, StopLine
 
 pytestmark = pytest.mark.e2e
@@ -36,14 +32,8 @@ def still_panel(tmp_path: Path) -> Iterator[FakePanel]:
     """The panel around a FakeRuntime that judges a frame only when the test says so (`runtime.advance()`),
     so what the API reports about the latest frame holds still while the browser is checked against it."""
     runtime = FakeRuntime(defect_every=5)  # not started: no frames of its own
-    settings = api_settings(tmp_path)
-    audit = AuditLog(settings.auth.audit_path)
-    app = create_app(runtime, settings, KeyStore.from_keys(KEYS), audit_log=audit)
-    try:
-        with serve(app) as base_url:
-            yield FakePanel(base_url, runtime, audit)
-    finally:
-        audit.close()
+    with serve_panel(runtime, tmp_path) as panel:
+        yield panel
 
 
 def latest_frame_report(base_url: str) -> dict[str, str]:

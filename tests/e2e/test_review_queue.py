@@ -15,15 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
-from e2e.panel_helpers import FakePanel, screenshot, sign_in
+from e2e.panel_helpers import FakePanel, screenshot, serve_panel, sign_in
 from playwright.sync_api import Locator, Page, expect
-from unit.app.api_helpers import KEYS, api_settings
+from unit.app.api_helpers import KEYS
 from unit.app.fake_runtime import FakeRuntime
-from unit.app.uvicorn_thread import serve
-
-from app.api.main import create_app
-from app.api.security import KeyStore
-from app.audit import AuditLog
 
 pytestmark = pytest.mark.e2e
 
@@ -34,14 +29,8 @@ REFRESH_WAIT_MS = 20_000  # the screen refreshes every 5 s
 @pytest.fixture
 def quiet_panel(tmp_path: Path) -> Iterator[FakePanel]:
     runtime = FakeRuntime(defect_every=1)  # not started: alerts arrive only when the test says so
-    settings = api_settings(tmp_path)
-    audit = AuditLog(settings.auth.audit_path)
-    app = create_app(runtime, settings, KeyStore.from_keys(KEYS), audit_log=audit)
-    try:
-        with serve(app) as base_url:
-            yield FakePanel(base_url, runtime, audit)
-    finally:
-        audit.close()
+    with serve_panel(runtime, tmp_path) as panel:
+        yield panel
 
 
 def arrive(runtime: FakeRuntime, count: int) -> list[str]:
