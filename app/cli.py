@@ -155,7 +155,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     import os
     import socket
 
-    from device.escalation.verifier import run_verifier
+    from device.plant.verifier import run_verifier
     from vision.inspector import ModelFileError
 
     overrides: dict[str, Any] = {}

@@ -23,7 +23,7 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from device.rollout.file_server import FileServer
+    from device.plant.file_server import FileServer
 
     with FileServer(args.dir, args.host, args.port, args.tls_cert, args.tls_key) as server:
         print(f"serving {args.dir} at {server.base_url}/ (Ctrl-C stops)", flush=True)
@@ -36,9 +36,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _cmd_publish(args: argparse.Namespace) -> int:
     from app.settings import load_settings
-    from device.rollout.file_server import FileServer
+    from device.plant.file_server import FileServer
+    from device.plant.release_publisher import RolloutCoordinator, build_release
     from device.rollout.manifest import RolloutPolicy, load_private_key
-    from device.rollout.publisher import RolloutCoordinator, build_release
     from vision.inspector import ModelFileError
 
     overrides: dict[str, Any] = {"mqtt": {"start_local_broker": False}}

@@ -16,7 +16,8 @@ from fixtures_mqtt import MessageCollector, wait_until
 
 from app.cli import main
 from app.settings import load_settings
-from device.rollout.file_server import FileServer
+from device.plant.file_server import FileServer
+from device.plant.release_publisher import RolloutCoordinator, build_release
 from device.rollout.manifest import (
     ReleaseManifest,
     RolloutPolicy,
@@ -24,7 +25,6 @@ from device.rollout.manifest import (
     load_private_key,
     sign,
 )
-from device.rollout.publisher import RolloutCoordinator, build_release
 from device.rollout.wire import FleetTopics, StationReport
 from device.runtime import EdgeRuntime
 

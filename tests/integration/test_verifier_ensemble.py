@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device.escalation.verifier import VerifierEngine
+from device.plant.verifier import VerifierEngine
 from vision.export import META_THRESHOLD, export_onnx
 from vision.models.checkpoint import load_checkpoint, read_checkpoint
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from device.escalation.verifier import DEFAULT_ENSEMBLE_RULE, combine_members
+from device.plant.verifier import DEFAULT_ENSEMBLE_RULE, combine_members
 
 
 def test_any_rule_rejects_when_one_member_rejects() -> None:

@@ -30,7 +30,7 @@ from device.escalation.protocol import (
     response_topic,
     shared_request_topic,
 )
-from device.escalation.verifier import Verdict, VerifierService
+from device.plant.verifier import Verdict, VerifierService
 from vision.types import InspectionResult, ModelInfo
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from device.plant.file_server import FileServer
 from device.rollout.download import DownloadError, DownloadLimits, IntegrityError, fetch_verified
-from device.rollout.file_server import FileServer
 
 DATA = bytes(range(256)) * 64
 SHA = hashlib.sha256(DATA).hexdigest()
