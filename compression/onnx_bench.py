@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,25 +24,33 @@ def kib(field):
         return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
 before = kib("VmRSS")
 options = ort.SessionOptions()
-options.intra_op_num_threads = int(sys.argv[2])
-session = ort.InferenceSession(sys.argv[1], options, providers=["CPUExecutionProvider"])
-name = session.get_inputs()[0].name
-size = int(sys.argv[3])
-frame = np.zeros((1, size, size, 3), dtype=np.uint8)
-for _ in range(5):
-    session.run(None, {name: frame})
+options.intra_op_num_threads = int(sys.argv[1])
+size = int(sys.argv[2])
+sessions = [ort.InferenceSession(p, options, providers=["CPUExecutionProvider"]) for p in sys.argv[3:]]
+for session in sessions:
+    model_input = session.get_inputs()[0]
+    side = model_input.shape[1] if isinstance(model_input.shape[1], int) else size
+    frame = np.zeros((1, side, side, 3), dtype=np.uint8)
+    for _ in range(5):
+        session.run(None, {model_input.name: frame})
 print(kib("VmHWM") - before)
 """
 
 
 def session_peak_mib(path: str | Path, image_size: int, threads: int = 2) -> float:
     """Peak resident memory that loading and running the model adds to a fresh process (MiB)."""
+    return sessions_peak_mib([path], image_size, threads)
+
+
+def sessions_peak_mib(paths: Sequence[str | Path], image_size: int, threads: int = 2) -> float:
+    """Peak resident memory that loading and running all these models, each in its own session (as a
+    station holding several recipes' models does), adds to a fresh process (MiB)."""
     result = subprocess.run(
-        [sys.executable, "-c", _MEMORY_PROBE, str(path), str(threads), str(image_size)],
+        [sys.executable, "-c", _MEMORY_PROBE, str(threads), str(image_size), *map(str, paths)],
         capture_output=True,
         text=True,
         check=True,
-        timeout=300,
+        timeout=600,
     )
     return int(result.stdout.strip().splitlines()[-1]) / 1024.0
 
@@ -77,10 +86,21 @@ def interleaved_times(
     paths: list[Path], image: np.ndarray, threads: int = 2, warmup: int = 3, runs: int = 30
 ) -> list[list[float]]:
     """ms per run of several models on one frame, run in turn, so background load hits them alike;
-    entry i of every list comes from the same round."""
+    entry i of every list comes from the same round. A model with another input size gets the frame
+    resized to it, as the inspector would (resizing is not timed)."""
+    from vision.inspector import resize_to_input
+
     sessions = [open_session(path, threads) for path in paths]
     frame = np.ascontiguousarray(image[None] if image.ndim == 3 else image)
-    feeds = [{session.get_inputs()[0].name: frame} for session in sessions]
+    feeds = []
+    for session in sessions:
+        size = session.get_inputs()[0].shape[1]
+        sized = (
+            frame
+            if not isinstance(size, int) or size == frame.shape[1]
+            else resize_to_input(frame[0], size)[None]
+        )
+        feeds.append({session.get_inputs()[0].name: np.ascontiguousarray(sized)})
     for session, feed in zip(sessions, feeds, strict=True):
         for _ in range(warmup):
             session.run(None, feed)

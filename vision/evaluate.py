@@ -4,7 +4,8 @@ Works on any folder in the MVTec AD layout and writes `metrics.json`, `metrics.m
 a model's numbers and pictures come from the very file that will be deployed. Besides the pooled metrics
 it reports image AUROC per defect kind (each `test/<kind>/` folder against the good test images) and the
 worst images: the highest-scoring good ones (false rejects) and the lowest-scoring defective ones (misses),
-with overlays in `worst/`, because a mean hides exactly the cases a line complains about.
+with overlays in `worst/`, because a mean hides exactly the cases a line complains about; and, where the
+defects have masks, detection against defect size (`vision.defect_size`, `score_vs_size.png`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from vision import metrics
+from vision import defect_size, metrics
 from vision.data.mvtec import GOOD, MvtecCategory, load_image, load_mask
 from vision.inspector import Inspector
 from vision.overlay import render_overlay
@@ -120,6 +121,23 @@ def _write_worst(
     return listed
 
 
+def _score_vs_size(
+    out: Path, dataset: MvtecCategory, size: int, scores: np.ndarray, threshold: float
+) -> dict[str, Any] | None:
+    """Detection per defect-size band and the scatter plot; None when no defect has a mask."""
+    measured = [
+        (defect_size.measure(item.mask_path, size), float(score), item.defect_type)
+        for item, score in zip(dataset.test, scores, strict=True)
+        if item.label == 1 and item.mask_path is not None
+    ]
+    kept = [(s, score, kind) for s, score, kind in measured if s is not None]
+    if not kept:
+        return None
+    sizes, values, kinds = [k[0] for k in kept], [k[1] for k in kept], [k[2] for k in kept]
+    defect_size.write_plot(sizes, values, kinds, threshold, out / "score_vs_size.png")
+    return {"bands": defect_size.size_bands(sizes, values, threshold), "plot": "score_vs_size.png"}
+
+
 def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
@@ -193,6 +211,7 @@ def evaluate(
         "best_f1_threshold": best_threshold,
         "per_defect_kind": _per_kind(dataset, image_scores, info.threshold),
         "worst": _write_worst(out, dataset, size, results, labels, worst),
+        "score_vs_defect_size": _score_vs_size(out, dataset, size, image_scores, info.threshold),
         "latency_ms": {"p50": _percentile(latencies, 50), "p99": _percentile(latencies, 99)},
         "inference_ms": {"p50": _percentile(inference, 50), "p99": _percentile(inference, 99)},
         "threads": threads,
@@ -240,6 +259,7 @@ def metrics_markdown(report: dict[str, Any]) -> str:
         *[f"| {name} | {value} |" for name, value in rows],
         "",
         *_per_kind_markdown(report.get("per_defect_kind", {})),
+        *_size_markdown(report.get("score_vs_defect_size")),
         *_worst_markdown(report.get("worst", {})),
     ]
     return "\n".join(lines)
@@ -260,6 +280,28 @@ def _per_kind_markdown(per_kind: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {kind} | {values['images']} | {_fmt(values['image_auroc'])} | "
             f"{_fmt(values['detected_at_threshold'], 2)} |"
+        )
+    return [*lines, ""]
+
+
+def _size_markdown(by_size: dict[str, Any] | None) -> list[str]:
+    if not by_size:
+        return []
+    lines = [
+        "## Detection against defect size",
+        "",
+        "Bands by the defect's equivalent diameter (a disc of the same area) at the model's input; a patch "
+        f"is {defect_size.PATCH_STRIDE} px. Score / threshold >= 1 is flagged. Plot: "
+        f"[{by_size['plot']}]({by_size['plot']}).",
+        "",
+        "| Size at input | Images | Detected at threshold | Median score / threshold "
+        "| Median size in source |",
+        "|---|---|---|---|---|",
+    ]
+    for row in by_size["bands"]:
+        lines.append(
+            f"| {row['band']} | {row['images']} | {_fmt(row['detected_at_threshold'], 2)} | "
+            f"{_fmt(row['median_score_over_threshold'], 2)} | {row['source_diameter_px_median']:.0f} px |"
         )
     return [*lines, ""]
 

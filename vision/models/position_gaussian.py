@@ -69,7 +69,8 @@ class PositionGaussian(nn.Module):
         level = per_position.diagonal(dim1=1, dim2=2).mean(dim=1).clamp_min(1e-12)
         eye = torch.eye(self.components, dtype=torch.float64)
         per_position = per_position + shrinkage * level[:, None, None] * eye
-        precision = torch.linalg.inv(per_position)
+        # Through its Cholesky factor: the batched LU inverse fails on wide (>= ~150) batches of these.
+        precision = torch.cholesky_inverse(torch.linalg.cholesky(per_position))
         factor = torch.linalg.cholesky(precision)  # precision = L L^T
         self.basis.copy_(basis.to(torch.float32))
         self.mean.copy_(mean[:, None, :].to(torch.float32))

@@ -13,7 +13,7 @@ from torch import nn
 from compression.evaluation import relative_error
 from compression.factorize import apply_ranks
 from compression.layers import CPConv2d, TTLinear
-from compression.onnx_bench import measure_latency, onnx_outputs
+from compression.onnx_bench import interleaved_times, measure_latency, onnx_outputs, sessions_peak_mib
 from compression.quantize import (
     Int8Check,
     quantize_int8,
@@ -252,3 +252,12 @@ def test_int8_bank_of_a_compressed_coarse_to_fine_model_keeps_both_distances_exa
     assert sorted(dims for name, dims in stored.items() if name.endswith("_bank_norms")) == [(16,), (64,)]
     parts = _parts(6, seed=4, defect_rate=0.5)
     assert relative_error(onnx_outputs(int8_path, parts)[0], onnx_outputs(path, parts)[0]) < 0.1
+
+
+def test_models_of_different_input_sizes_time_interleaved_and_load_together(toy_model, tmp_path) -> None:
+    """The real-data front times 256 and 384 px models in one round-robin and loads N copies at once."""
+    small = export_onnx(toy_model, tmp_path / "small.onnx", METADATA, 32)
+    large = export_onnx(toy_model, tmp_path / "large.onnx", METADATA, 48)
+    times = interleaved_times([small, large], toy_images(1, seed=3)[0], threads=1, warmup=1, runs=4)
+    assert [len(t) for t in times] == [4, 4] and all(ms > 0 for t in times for ms in t)
+    assert sessions_peak_mib([small, small, large], 32, threads=1) > 0

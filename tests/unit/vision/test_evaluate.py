@@ -50,6 +50,10 @@ def test_train_then_evaluate_writes_metrics_and_heatmaps(dataset_root, tmp_path)
     assert report["threshold"] == pytest.approx(info.threshold)
     assert report["latency_ms"]["p50"] > 0
     assert "| Image AUROC |" in (tmp_path / "eval" / "metrics.md").read_text()
+    by_size = report["score_vs_defect_size"]  # every synthetic defect has a mask
+    assert sum(band["images"] for band in by_size["bands"]) == report["images"]["defective"]
+    assert (tmp_path / "eval" / by_size["plot"]).stat().st_size > 0
+    assert "## Detection against defect size" in (tmp_path / "eval" / "metrics.md").read_text()
     heatmaps = sorted((tmp_path / "eval" / "heatmaps").glob("*.png"))
     assert len(heatmaps) == 4
     assert cv2.imread(str(heatmaps[0])).shape == (SIZE, 2 * SIZE, 3)
