@@ -285,10 +285,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--memory-bank-size", type=int, default=None)
     train.add_argument(
         "--head",
-        choices=["bank", "gaussian"],
+        choices=["auto", "bank", "gaussian"],
         default=None,
-        help="gaussian (default): good patches at the same position (parts in a fixture; leads on every "
-        "real set measured); bank: nearest good patch anywhere (textures, parts that move)",
+        help="auto (default): decided from how aligned the good images are; gaussian: good patches at the "
+        "same position (parts in a fixture; leads on every real set measured); bank: nearest good patch "
+        "anywhere (textures, parts that move)",
     )
     train.add_argument("--neighbourhood", type=int, default=None, help="patches averaged around each (odd)")
     train.set_defaults(func=_cmd_train)

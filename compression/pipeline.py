@@ -355,6 +355,8 @@ def check_deploy_methods(methods: Mapping[str, str] | None, model_settings: Mode
     from vision.train import model_config
 
     settings = CompressionSettings(methods=dict(methods))
+    if model_settings.head == "auto":  # not decided before the images are seen: the bank has every layer
+        model_settings = model_settings.model_copy(update={"head": "bank"})
     skeleton = AnomalyModel(model_config(model_settings), pretrained=False)
     plan_inventory(skeleton, settings, method_rules(settings))
 

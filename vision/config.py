@@ -62,12 +62,12 @@ class ModelSettings(BaseModel):
         description="Coarse-to-fine search: patches per image compared with the whole bank (at least this "
         "many patches per image, or the search is exact).",
     )
-    head: Literal["bank", "gaussian"] = Field(
-        "gaussian",
-        description="bank: distance to the nearest good patches anywhere in the frame (surfaces, textures, "
-        "parts that move); gaussian: distance to the good patches at the same position (parts held in a "
-        "fixture, e.g. cells, tiles, PCBs in a nest): a per-position Gaussian, no memory bank. The default: "
-        "it leads on every real set measured (benchmarks/real); choose bank for textures and moving parts.",
+    head: Literal["auto", "bank", "gaussian"] = Field(
+        "auto",
+        description="gaussian: distance to the good patches at the same position (parts held in a fixture, "
+        "e.g. cells, tiles, PCBs in a nest): a per-position Gaussian, no memory bank; bank: distance to the "
+        "nearest good patches anywhere in the frame (textures, parts that move); auto (the default): decided "
+        "from the good images by how aligned they are (vision.head_choice; benchmarks/real).",
     )
     gaussian_components: int = Field(
         64, ge=1, le=1024, description="head=gaussian: principal directions each position's Gaussian keeps."

@@ -260,8 +260,8 @@ def teach_defects(
         raise TeachError(str(exc)) from None
     if layout is None:
         raise TeachError(
-            "teaching defects needs a per-position Gaussian head (model.head: gaussian, the default); "
-            "this model has a memory bank"
+            "teaching defects needs a per-position Gaussian head (model.head: gaussian, or auto on parts in "
+            "a fixture); this model has a memory bank"
         )
     meta = onnx_proto.metadata(parent)
     try:

@@ -26,6 +26,7 @@ from vision.export import (
     META_TRAIN_DATA_SHA256,
     export_onnx,
 )
+from vision.head_choice import HeadChoice, resolve_head
 from vision.inspector import resize_to_input, validate_frame
 from vision.models import AnomalyModel, AnomalyModelConfig, MemoryBank, greedy_coreset, save_checkpoint
 from vision.models.position_norm import alignment_strength
@@ -44,6 +45,10 @@ HEAD_FAMILY = {"bank": "patchcore", "gaussian": "padim"}
 
 
 def model_config(settings: ModelSettings) -> AnomalyModelConfig:
+    if settings.head == "auto":
+        raise ValueError(
+            "model.head is auto: decide it on the good images first (vision.head_choice.resolve_head)"
+        )
     if settings.image_size % SIZE_MULTIPLE:
         raise ValueError(f"model.image_size must be a multiple of {SIZE_MULTIPLE}, got {settings.image_size}")
     coarse = settings.searches_coarse_first()
@@ -180,7 +185,9 @@ def fit_held_out_statistics(
 
 
 def fit_model(images: Sequence[np.ndarray], settings: ModelSettings, progress: bool = True) -> AnomalyModel:
-    """Build the model on good RGB uint8 images: pretrained features, coreset memory bank."""
+    """Build the model on good RGB uint8 images: pretrained features, then the head (`auto` is decided on
+    these images)."""
+    settings, _ = resolve_head(settings, images)
     config = model_config(settings)
     prepared = prepare_images(images, config.image_size)
     torch.manual_seed(settings.seed)
@@ -246,8 +253,11 @@ def build_model_files(
     progress: bool = True,
     compact: Callable[[AnomalyModel, np.ndarray], nn.Module] | None = None,
     compact_note: str = "",
+    head_choice: HeadChoice | None = None,
 ) -> Path:
     """Hold back good images, fit on the rest, calibrate on the held-back ones, write .onnx and .pt.
+
+    `model.head: auto` is decided here on the images, unless the caller decided it (`head_choice`).
 
     `compact(model, fit_images)` (e.g. tensor compression) turns the fitted model into the one that is
     deployed; it is calibrated like the dense one. The .pt checkpoint always holds the dense model, the
@@ -255,6 +265,8 @@ def build_model_files(
     calibrated on the compact model's scores means nothing for the dense one."""
     out_path = Path(out_path)
     prepared = prepare_images(images, settings.image_size)
+    settings, choice = resolve_head(settings, prepared)
+    choice = choice or head_choice
     fit_idx, calib_idx = split_holdout(len(prepared), holdout_fraction, settings.seed)
     dense = fit_model(list(prepared[fit_idx]), settings, progress=progress)
     model = compact(dense, prepared[fit_idx]) if compact is not None else dense
@@ -267,6 +279,7 @@ def build_model_files(
         META_TRAIN_DATA_SHA256: train_data_sha256 or images_sha256(prepared),
         "edgeinspect.backbone": settings.backbone,
         "edgeinspect.head": settings.head,
+        **({"edgeinspect.head_choice": choice.reason} if choice is not None else {}),
         **(
             {"edgeinspect.memory_bank_size": str(settings.memory_bank_size)}
             if settings.head == "bank"
@@ -315,6 +328,7 @@ def train_model(
         load_image(path, settings.image_size)
         for path in tqdm(paths, desc=f"loading {category}", disable=not progress, leave=False)
     ]
+    settings, choice = resolve_head(settings, images)  # the file's name announces the head
     return build_model_files(
         images,
         out_path,
@@ -323,4 +337,5 @@ def train_model(
         train_data_sha256=dataset_sha256(paths, root),
         holdout_fraction=holdout_fraction,
         progress=progress,
+        head_choice=choice,
     )

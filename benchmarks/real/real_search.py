@@ -130,7 +130,22 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
         {"head": "gaussian", "neighbourhood": 3, "feature_blocks": (1, 2, 3, 4)},
         "Gaussian, 3x3 aggregation, block 3 added",
     ),
-    "default": ({}, "today's default: ModelSettings() (= gaussian_nbhd3)"),
+    "default": (
+        {},
+        "today's default: ModelSettings() (= gaussian_nbhd3 until `head: auto`, which picks the Gaussian on "
+        "every real set here: benchmarks/real/head_choice.md)",
+    ),
+    "g3_384": (
+        {"image_size": 384},
+        "today's default at 384 px: MTD's small defects (blowholes, cracks under 8 px at 256 px input) are "
+        "never caught (the eval's score-vs-size table)",
+    ),
+    "g3_512": ({"image_size": 512}, "today's default at 512 px (a 64x64 patch grid)"),
+    "g3_lite2": (
+        {"backbone": "efficientnet_lite2"},
+        "today's default on EfficientNet-Lite2 (about 3x Lite0's compute: the heavy parent compression "
+        "would have to make fast)",
+    ),
     "g3_shift1": (
         {"gaussian_shift": 1},
         "today's default, a patch may match its position's Gaussian 1 cell (8 px) away",

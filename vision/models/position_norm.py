@@ -70,12 +70,18 @@ def alignment_strength(patches: torch.Tensor, aligned: float = 0.7, stationary: 
     textures get standardised: on aligned parts the busiest positions are the components themselves,
     and damping them would hide exactly the missing-component defects.
     """
+    ratio = alignment_ratio(patches)
+    return min(1.0, max(0.0, (ratio - aligned) / (stationary - aligned)))
+
+
+def alignment_ratio(patches: torch.Tensor) -> float:
+    """Variance across images at a position as a share of all variance, from good patches [images,
+    positions, C]: near 0 when every image shows the same thing at each position, near 1 on a texture."""
     if patches.ndim != 3 or patches.shape[0] < 2:
         raise ValueError(f"need patches [images >= 2, positions, C], got shape {tuple(patches.shape)}")
     within = patches.var(dim=0).mean()
     total = patches.reshape(-1, patches.shape[-1]).var(dim=0).mean().clamp_min(1e-12)
-    ratio = float(within / total)
-    return min(1.0, max(0.0, (ratio - aligned) / (stationary - aligned)))
+    return float(within / total)
 
 
 def _smooth(grid: torch.Tensor) -> torch.Tensor:

@@ -84,7 +84,8 @@ class FakeLearner:
             return None
         return (
             f"the active model {self._active_model_id()} cannot be taught defects: that needs a "
-            "per-position Gaussian head (model.head: gaussian, the default); this model has a memory bank"
+            "per-position Gaussian head (model.head: gaussian, or auto on parts in a fixture); this model "
+            "has a memory bank"
         )
 
     def learn_defects(self, alert_ids: list[str], check_ids: list[str], progress: ProgressFn) -> Learned:

@@ -1,0 +1,74 @@
+"""Which detector head a product gets, decided from its own good images (`model.head: auto`).
+
+The per-position Gaussian asks "does this patch look like what good parts show here?" and leads on parts
+held in a fixture; the memory bank asks "does it look like any good patch anywhere?" and leads on
+textures and parts that move. Which one a line has shows in its good images: on an aligned part the
+variance across images at a position is a small share of all variance, on a texture it is most of it
+(`vision.models.position_norm.alignment_ratio`, on the raw patch embeddings). Measured on the DEV sets
+(benchmarks/real/head_choice.md): real ELPV cells 0.24-0.52 and MTD tiles 0.70, where the Gaussian leads by
+2-8 points, against 0.78-0.92 on the synthetic textures, where the bank leads by 4-26 points.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from vision.config import ModelSettings
+
+# Below this alignment ratio the part counts as aligned (Gaussian head), at or above as texture-like (bank).
+ALIGNED_BELOW = 0.75
+# The ratio settles within a few dozen images; more only costs backbone time.
+CHOICE_IMAGES = 64
+
+
+@dataclass(frozen=True)
+class HeadChoice:
+    """The head `auto` resolved to, and why (written into the model file's metadata)."""
+
+    head: str
+    alignment: float
+
+    @property
+    def reason(self) -> str:
+        side = "<" if self.head == "gaussian" else ">="
+        what = "parts in a fixture" if self.head == "gaussian" else "texture-like or moving parts"
+        return f"auto: alignment {self.alignment:.3f} {side} {ALIGNED_BELOW} ({what})"
+
+
+@torch.inference_mode()
+def choose_head(prepared: np.ndarray, settings: ModelSettings) -> HeadChoice:
+    """Measure how aligned the good images [N, size, size, 3] (already at the model's size) are."""
+    from vision.models import AnomalyModel
+    from vision.models.position_norm import alignment_ratio
+    from vision.train import extract_patches, model_config
+
+    if len(prepared) < 2:
+        raise ValueError(f"choosing a head needs at least 2 good images, got {len(prepared)}")
+    probe = AnomalyModel(
+        model_config(settings.model_copy(update={"head": "gaussian"})), pretrained=True
+    ).eval()
+    if probe.feature_scaler is not None:
+        probe.feature_scaler.reset()  # raw embeddings: the ratio was measured on them
+    sample = prepared[
+        np.linspace(0, len(prepared) - 1, min(CHOICE_IMAGES, len(prepared))).round().astype(int)
+    ]
+    patches = extract_patches(probe, sample, progress=False)
+    ratio = alignment_ratio(patches.reshape(len(sample), -1, patches.shape[-1]))
+    return HeadChoice("gaussian" if ratio < ALIGNED_BELOW else "bank", ratio)
+
+
+def resolve_head(
+    settings: ModelSettings, images: Sequence[np.ndarray] | np.ndarray
+) -> tuple[ModelSettings, HeadChoice | None]:
+    """Settings with a concrete head: `auto` is decided on `images` (good RGB uint8); a named head is
+    kept as it is (no choice made)."""
+    if settings.head != "auto":
+        return settings, None
+    from vision.train import prepare_images
+
+    choice = choose_head(prepare_images(list(images), settings.image_size), settings)
+    return settings.model_copy(update={"head": choice.head}), choice
