@@ -31,6 +31,21 @@ SECTIONS = [
         "[--holdout]`.",
     ),
     (
+        "real/head_choice.md",
+        "Which head auto picks, against the head that won, per set (issue: detection on real parts)",
+        "`model.head: auto` (the default since 2026-12-06, later) decides per product from how aligned its\n"
+        "good images are. Command: `.venv/bin/python benchmarks/real/head_choice.py --real DIR --synthetic\n"
+        "DIR`.",
+    ),
+    (
+        "real/front.md",
+        "Dense vs compressed on real parts: accuracy, latency, memory, where the time goes (issue 25)",
+        "Every model we could ship, built as `edgeinspect train` builds, compressed through the first-run\n"
+        "hook or int8, scored on the real HOLDOUT sets; latency interleaved; peak RSS with 1, 4 and 8\n"
+        "models loaded; ORT's per-node profile by operator class. Commands:\n"
+        "`.venv/bin/python benchmarks/real/real_front.py build|measure|report`.",
+    ),
+    (
         "peers/results_mtd.md",
         "Side by side with anomalib on real magnetic tiles, DEV and HOLDOUT (issue: detection on real parts)",
         "Today's default model (no overrides) and anomalib 2.7 PaDiM, one script, same images, weights,\n"

@@ -1,0 +1,371 @@
+"""Does compression earn its place on REAL parts? Dense and compressed models on one front, with memory.
+
+A compressed model counts only if no dense model we could ship is both as accurate and as fast. Every
+variant here is built the way `edgeinspect train` builds (`vision.train.build_model_files`: fit on 80 % of
+train/good, threshold on the held-back 20 %), compressed ones through the same `compact` hook the first-run
+auto-build uses (`compression.pipeline.compress_for_deploy`: label-free, healed by distillation on the fit
+images), int8 through `compression.quantize.quantize_int8`. Scored on the HOLDOUT splits only (never used to
+choose anything): image AUROC and recall at <= 1 % false rejects from ONNX Runtime. Speed: every variant's
+file timed round-robin in one process (batch 1, 2 threads). Memory: the peak RSS a fresh process gains by
+loading and running 1, 4 and 8 copies of a variant's file in separate sessions (a station holding several
+recipes' models), and the file size; and where each file's time goes by operator class
+(`compression.op_profile`).
+
+    .venv/bin/python benchmarks/real/real_front.py build --data /work/data_real   # cached in work/
+    .venv/bin/python benchmarks/real/real_front.py measure                         # latency + memory
+    .venv/bin/python benchmarks/real/real_front.py report                          # front.json/md/png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+HERE = Path(__file__).resolve().parent
+WORK = HERE / "work" / "front"
+CATEGORIES = ("mtd_holdout", "elpv_poly")
+THREADS = 2
+MAX_FALSE_REJECTS = 0.01
+RECIPE_COUNTS = (1, 4, 8)
+LATENCY_RUNS = 150
+# What the figures say, written after the run named in the table (kept with the generator so the report
+# and its reading stay together).
+NOTES = (
+    "- **Verdict**: the dense default (`lite0-256`) and its int8 backbone (`lite0-256-int8`) are the front. "
+    "int8 is 1.32x faster (p50 5.9 vs 7.8 ms, p99 8.8 vs 13.4), 26 % less RSS with 8 models, and 0.2 points "
+    "less mean AUROC (worst set -0.4). At the line-rate budget (30 fps; the dense p50 is 7.8 ms) the more "
+    "accurate dense model ships as the default; `edgeinspect compress --int8` makes the int8 file for lines "
+    "that need the time.",
+    "- Heavier is not more accurate on real parts: Lite2 scores below Lite0 on DEV (real/search.md, "
+    "round 4) and here, so there is no heavy accurate parent for compression to make fast. Factorizing Lite0 "
+    "to half its parameters (`lite0-256-p0.5`, label-free, 25 healing steps) loses 0.8 points for 1.12x: "
+    "its time is in 1x1 convolutions at high resolution and in depthwise ones (profile below), which "
+    "SVD/Tucker-2 split into two convolutions that each still read the full-size activation.",
+    "- Memory: 8 models loaded take 247-367 MiB peak RSS (target <= 1 GB: met by every variant). The file "
+    "is mostly the Gaussian head (16 of 19.5 MiB: 1,024 positions x 64x64 factors); 32 directions cut it to "
+    "7.4 MiB but lose 2.4 points, so the compressed + int8 file <= 10 % of the parent target is missed "
+    "(17.5 MiB = 90 %): the head's precision factors are not low-rank across positions (32 of 1,024 "
+    "components keep 93 % of their energy), so a Tucker/TT form of the head saves little.",
+)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One model we could ship: ModelSettings overrides, optionally compressed (budget, heal steps) and/or
+    int8 on top of the float file."""
+
+    overrides: dict[str, Any] = field(default_factory=dict)
+    budget: str | None = None
+    heal_steps: int = 0
+    int8: bool = False
+    why: str = ""
+
+    @property
+    def kind(self) -> str:
+        return "int8" if self.int8 else ("compressed" if self.budget else "dense")
+
+
+VARIANTS: dict[str, Variant] = {
+    "lite0-256": Variant(why="today's default (per-position Gaussian head, 64 directions)"),
+    "lite0-256-k32": Variant({"gaussian_components": 32}, why="a quarter of the head's memory"),
+    "lite0-256-int8": Variant(int8=True, why="the default, backbone int8"),
+    "lite0-256-p0.5": Variant(
+        budget="params=0.5", heal_steps=25, why="the default, backbone half the parameters"
+    ),
+    "lite2-256": Variant({"backbone": "efficientnet_lite2"}, why="the heavy backbone"),
+    "lite2-256-p0.2": Variant(
+        {"backbone": "efficientnet_lite2"}, budget="params=0.2", heal_steps=25, why="Lite2 at a fifth"
+    ),
+}
+
+
+def _path(name: str, category: str) -> Path:
+    return WORK / category / f"{name}.onnx"
+
+
+def _compact(variant: Variant) -> Callable[[Any, np.ndarray], Any] | None:
+    if not variant.budget:
+        return None
+    from compression.pipeline import compress_for_deploy
+
+    budget, steps = variant.budget, variant.heal_steps
+    return lambda model, images: compress_for_deploy(model, images, budget, steps, progress=False)
+
+
+def build(data: Path, names: list[str]) -> None:
+    """Build (and cache) every variant's file per HOLDOUT category, then score its test split."""
+    from vision.config import ModelSettings
+    from vision.data.mvtec import MvtecCategory, load_image
+    from vision.train import build_model_files, prepare_images, split_holdout
+
+    for category in CATEGORIES:
+        dataset = MvtecCategory.load(data, category)
+        raw: dict[int, list[np.ndarray]] = {}
+        for name in names:
+            variant = VARIANTS[name]
+            settings = ModelSettings(**variant.overrides)
+            out = _path(name, category)
+            if out.exists():
+                continue
+            out.parent.mkdir(parents=True, exist_ok=True)
+            size = settings.image_size
+            if size not in raw:
+                raw[size] = [load_image(p, size) for p in dataset.train_good]
+            started = time.perf_counter()
+            if variant.int8:
+                float_name = name.removesuffix("-int8")
+                if not _path(float_name, category).exists():
+                    raise SystemExit(f"{name}: build {float_name} first (int8 quantizes its file)")
+                from compression.quantize import quantize_int8
+
+                prepared = prepare_images(raw[size], size)
+                _, calibration = split_holdout(len(prepared), 0.2, settings.seed)
+                quantize_int8(_path(float_name, category), out, prepared[calibration])
+            else:
+                build_model_files(
+                    raw[size],
+                    out,
+                    settings,
+                    f"front-{name}-{category}",
+                    progress=False,
+                    compact=_compact(variant),
+                    compact_note=variant.budget or "",
+                )
+            built = time.perf_counter() - started
+            figures = score(out, dataset, size)
+            figures["build_s"] = built
+            figures["file_mib"] = out.stat().st_size / 2**20
+            (out.with_suffix(".json")).write_text(json.dumps(figures, indent=2))
+            print(json.dumps({"variant": name, "category": category, **figures}), flush=True)
+
+
+def score(path: Path, dataset: Any, size: int) -> dict[str, Any]:
+    """Image AUROC and recall at <= 1 % false rejects of the file, from ONNX Runtime."""
+    from compression.onnx_bench import onnx_outputs
+    from vision import metrics
+    from vision.data.mvtec import load_image
+
+    items = list(dataset.test)
+    kinds = [item.defect_type for item in items]
+    # ELPV's strict defect class is "defective"; its uncertain ratings are not scored here.
+    keep = [i for i, k in enumerate(kinds) if "defective" not in kinds or k in ("good", "defective")]
+    images = np.stack([load_image(items[i].path, size) for i in keep])
+    labels = np.array([int(items[i].label) for i in keep])
+    _, scores = onnx_outputs(path, images, THREADS)
+    return {
+        "image_auroc": metrics.image_auroc(labels, scores),
+        "recall_at_1pct_fr": metrics.recall_at_false_reject_rate(labels, scores, MAX_FALSE_REJECTS),
+    }
+
+
+def measure(names: list[str]) -> None:
+    """Latency interleaved over every variant (first category's files), and RSS for 1, 4 and 8 copies."""
+    from compression.onnx_bench import interleaved_times, sessions_peak_mib
+    from compression.op_profile import profile_by_class
+
+    category = CATEGORIES[0]
+    present = [n for n in names if _path(n, category).exists()]
+    frame = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    load_before = os.getloadavg()[0]
+    times = interleaved_times([_path(n, category) for n in present], frame, THREADS, 10, LATENCY_RUNS)
+    result: dict[str, Any] = {
+        "when": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "load_average_1min_before": load_before,
+        "variants": {},
+    }
+    for name, samples in zip(present, times, strict=True):
+        size = int(VARIANTS[name].overrides.get("image_size", 256))
+        copies = {
+            str(n): sessions_peak_mib([_path(name, category)] * n, size, THREADS) for n in RECIPE_COUNTS
+        }
+        result["variants"][name] = {
+            "p50_ms": float(np.percentile(samples, 50)),
+            "p99_ms": float(np.percentile(samples, 99)),
+            "peak_rss_mib": copies,
+            "profile_ms": profile_by_class(_path(name, category), frame, THREADS, runs=50),
+        }
+        print(json.dumps({"variant": name, **result["variants"][name]}), flush=True)
+    (WORK / "measure.json").write_text(json.dumps(result, indent=2))
+
+
+def front(rows: list[dict[str, Any]], cost: str) -> set[str]:
+    """Names on the Pareto front of (mean AUROC up, `cost` down)."""
+    on = set()
+    for row in rows:
+        dominated = any(
+            o is not row
+            and o["mean_auroc"] >= row["mean_auroc"]
+            and o[cost] <= row[cost]
+            and (o["mean_auroc"] > row["mean_auroc"] or o[cost] < row[cost])
+            for o in rows
+        )
+        if not dominated:
+            on.add(row["name"])
+    return on
+
+
+def report() -> None:
+    measured = json.loads((WORK / "measure.json").read_text())
+    rows = []
+    for name, timing in measured["variants"].items():
+        per = {c: json.loads(_path(name, c).with_suffix(".json").read_text()) for c in CATEGORIES}
+        rows.append(
+            {
+                "name": name,
+                "kind": VARIANTS[name].kind,
+                "why": VARIANTS[name].why,
+                "per_category": per,
+                "mean_auroc": float(np.mean([per[c]["image_auroc"] for c in CATEGORIES])),
+                "worst_auroc": float(min(per[c]["image_auroc"] for c in CATEGORIES)),
+                "p50_ms": timing["p50_ms"],
+                "p99_ms": timing["p99_ms"],
+                "rss8_mib": timing["peak_rss_mib"]["8"],
+                "peak_rss_mib": timing["peak_rss_mib"],
+                "profile_ms": timing["profile_ms"],
+                "file_mib": per[CATEGORIES[0]]["file_mib"],
+                "build_s": sum(per[c]["build_s"] for c in CATEGORIES),
+            }
+        )
+    fast, small = front(rows, "p50_ms"), front(rows, "rss8_mib")
+    for row in rows:
+        row["front_latency"], row["front_memory"] = row["name"] in fast, row["name"] in small
+    rows.sort(key=lambda r: r["p50_ms"])
+    (HERE / "front.json").write_text(json.dumps({**measured, "rows": rows}, indent=2))
+    (HERE / "front.md").write_text(markdown(measured, rows))
+    plot(rows, HERE / "front.png")
+
+
+def markdown(measured: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    head = " | ".join(CATEGORIES)
+    lines = [
+        "# Dense vs compressed on real parts: accuracy, latency and memory",
+        "",
+        f"HOLDOUT only ({', '.join(CATEGORIES)}). Image AUROC / recall at <= 1 % false rejects from ONNX "
+        f"Runtime on the exported files. Latency: every file round-robin in one process, batch 1, {THREADS} "
+        f"threads, {LATENCY_RUNS} runs each ({measured['when']} UTC, {measured['machine']}, 1-min load "
+        f"{measured['load_average_1min_before']:.2f} before). RSS: peak resident memory a fresh process "
+        "gains loading and running 1 / 4 / 8 copies of the file in separate sessions (a station holding "
+        "that many recipes' models). Lt = on the AUROC-latency front, M = on the AUROC-memory (8 models) "
+        "front. Generated by `benchmarks/real/real_front.py`.",
+        "",
+        f"| front | variant | kind | {head} | mean AUROC | p50 ms | p99 ms | RSS 1 / 4 / 8 MiB | file MiB "
+        "| build s | why |",
+        "|---|---|---|" + "---|" * len(CATEGORIES) + "---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        mark = ("Lt " if row["front_latency"] else "") + ("M" if row["front_memory"] else "")
+        cells = " | ".join(
+            f"{row['per_category'][c]['image_auroc']:.3f} / {row['per_category'][c]['recall_at_1pct_fr']:.2f}"
+            for c in CATEGORIES
+        )
+        rss = " / ".join(f"{row['peak_rss_mib'][str(n)]:.0f}" for n in RECIPE_COUNTS)
+        lines.append(
+            f"| {mark.strip()} | `{row['name']}` | {row['kind']} | {cells} | {row['mean_auroc']:.3f} | "
+            f"{row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {rss} | {row['file_mib']:.1f} | "
+            f"{row['build_s']:.0f} | {row['why']} |"
+        )
+    classes = sorted({c for row in rows for c in row["profile_ms"]})
+    lines += [
+        "",
+        "## Reading",
+        "",
+        *NOTES,
+        "",
+        "![front](front.png)",
+        "",
+        "## Where the time goes (ORT's own node profile, median ms per run, by operator class)",
+        "",
+        "Fused nodes are traced back to the exported graph's Conv or MatMul (1x1, depthwise, kxk "
+        "convolutions; the head's and the blur's matrix products); an int8 model's quantized convolutions "
+        "show as kxk. "
+        "Profiling adds overhead: compare shares, not totals, with the p50 above.",
+        "",
+        "| variant | " + " | ".join(classes) + " | total |",
+        "|---|" + "---|" * (len(classes) + 1),
+    ]
+    for row in rows:
+        profile = row["profile_ms"]
+        cells = " | ".join(f"{profile.get(c, 0.0):.2f}" for c in classes)
+        lines.append(f"| `{row['name']}` | {cells} | {sum(profile.values()):.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"dense": "tab:blue", "compressed": "tab:orange", "int8": "tab:green"}
+    fig, axes = plt.subplots(1, 3, figsize=(19, 5.5))
+    for axis, cost, label, flag in (
+        (axes[0], "p50_ms", "p50 latency, ms (2 threads)", "front_latency"),
+        (axes[1], "rss8_mib", "peak RSS with 8 models loaded, MiB", "front_memory"),
+    ):
+        for row in rows:
+            axis.scatter(row[cost], row["mean_auroc"], color=colours[row["kind"]], s=60 if row[flag] else 25)
+            axis.annotate(
+                row["name"],
+                (row[cost], row["mean_auroc"]),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
+        on = sorted((r for r in rows if r[flag]), key=lambda r: r[cost])
+        axis.plot([r[cost] for r in on], [r["mean_auroc"] for r in on], color="black", linewidth=1)
+        axis.set_xlabel(label)
+        axis.set_ylabel("mean image AUROC, real HOLDOUT")
+    for kind, colour in colours.items():
+        axes[0].scatter([], [], color=colour, label=kind)
+    axes[0].legend(fontsize=8)
+    classes = sorted({c for row in rows for c in row["profile_ms"]})
+    bottom = np.zeros(len(rows))
+    for cls in classes:
+        values = np.array([row["profile_ms"].get(cls, 0.0) for row in rows])
+        axes[2].barh([row["name"] for row in rows], values, left=bottom, label=cls)
+        bottom += values
+    axes[2].set_xlabel("ms per run by operator class (ORT profile)")
+    axes[2].tick_params(axis="y", labelsize=7)
+    axes[2].legend(fontsize=7)
+    fig.suptitle("Real parts: accuracy against latency and memory (front in black)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("phase", choices=("build", "measure", "report"))
+    parser.add_argument("--data", type=Path, default=Path("/work/data_real"))
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"from: {', '.join(VARIANTS)}")
+    args = parser.parse_args()
+    names = [n for n in args.variants.split(",") if n]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variants {unknown}")
+    import torch
+
+    torch.set_num_threads(THREADS)
+    if args.phase == "build":
+        build(args.data, names)
+    elif args.phase == "measure":
+        measure(names)
+    else:
+        report()
+
+
+if __name__ == "__main__":
+    main()
