@@ -52,6 +52,7 @@ def ensure_model(settings: Settings, progress: bool = True) -> Path:
 def build_default_model(category: str, model: ModelSettings, out_path: Path, progress: bool = True) -> Path:
     from tqdm import tqdm
 
+    from compression.deploy_int8 import finisher
     from vision.data.synthetic import LineSimulator
     from vision.train import build_model_files
 
@@ -87,4 +88,5 @@ def build_default_model(category: str, model: ModelSettings, out_path: Path, pro
         progress=progress,
         compact=compact,
         compact_note=f"{model.compression_budget}, healed {model.heal_steps} steps" if compact else "",
+        finish=finisher(model),
     )

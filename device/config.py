@@ -494,6 +494,7 @@ PUBLIC_FIELDS: dict[str, tuple[str, ...]] = {
         "head",
         "gaussian_components",
         "gaussian_shift",
+        "int8",
     ),
     "inspection": ("threshold", "min_defect_area_px", "max_boxes", "enabled"),
     "reject": ("enabled", "gate_delay_ms", "encoder_counts_per_frame"),

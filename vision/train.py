@@ -254,8 +254,12 @@ def build_model_files(
     compact: Callable[[AnomalyModel, np.ndarray], nn.Module] | None = None,
     compact_note: str = "",
     head_choice: HeadChoice | None = None,
+    finish: Callable[[Path, np.ndarray], None] | None = None,
 ) -> Path:
     """Hold back good images, fit on the rest, calibrate on the held-back ones, write .onnx and .pt.
+
+    `finish(onnx_path, held_back_images)` rewrites the exported file last (e.g. int8 with its threshold
+    recalibrated on the same held-back good images: `compression.deploy_int8`).
 
     `model.head: auto` is decided here on the images, unless the caller decided it (`head_choice`).
 
@@ -298,6 +302,8 @@ def build_model_files(
         out_path.with_suffix(".pt"),
         extra={"threshold": dense_threshold, "deployed_threshold": threshold, "metadata": metadata},
     )
+    if finish is not None:
+        finish(out_path, prepared[calib_idx])
     return out_path
 
 
@@ -317,8 +323,10 @@ def train_model(
     settings: ModelSettings,
     progress: bool = True,
     holdout_fraction: float = 0.2,
+    finish: Callable[[Path, np.ndarray], None] | None = None,
 ) -> Path:
-    """Train on `<data_root>/<category>/train/good`; write `out_path` (ONNX) and its `.pt` checkpoint."""
+    """Train on `<data_root>/<category>/train/good`; write `out_path` (ONNX) and its `.pt` checkpoint
+    (`finish` as in `build_model_files`)."""
     from vision.data.mvtec import MvtecCategory, load_image
 
     root = Path(data_root)
@@ -338,4 +346,5 @@ def train_model(
         holdout_fraction=holdout_fraction,
         progress=progress,
         head_choice=choice,
+        finish=finish,
     )

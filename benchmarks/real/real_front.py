@@ -46,8 +46,8 @@ NOTES = (
     "- **Verdict**: the dense default (`lite0-256`) and its int8 backbone (`lite0-256-int8`) are the front. "
     "int8 is 1.32x faster (p50 5.9 vs 7.8 ms, p99 8.8 vs 13.4), 26 % less RSS with 8 models, and 0.2 points "
     "less mean AUROC (worst set -0.4). At the line-rate budget (30 fps; the dense p50 is 7.8 ms) the more "
-    "accurate dense model ships as the default; `edgeinspect compress --int8` makes the int8 file for lines "
-    "that need the time.",
+    "accurate dense model ships as the default; `model.int8: true` (or `edgeinspect train --int8`) builds "
+    "the int8 file, threshold recalibrated on its own scores, for lines that need the time.",
     "- Heavier is not more accurate on real parts: Lite2 scores below Lite0 on DEV (real/search.md, "
     "round 4) and here, so there is no heavy accurate parent for compression to make fast. Factorizing Lite0 "
     "to half its parameters (`lite0-256-p0.5`, label-free, 25 healing steps) loses 0.8 points for 1.12x: "
