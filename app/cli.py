@@ -8,6 +8,7 @@
     edgeinspect eval --data DIR --category NAME --model FILE.onnx --out DIR
     edgeinspect compress --model FILE.pt --data DIR --category NAME --budget params=0.2 --int8 --out DIR
     edgeinspect verify --model FILE.onnx [--model FILE2.onnx --ensemble any|mean] [--group G] [--config F]
+    edgeinspect cameras list [--json]
     edgeinspect release keygen | publish --model FILE --key KEY --base-url URL --canary st1 | serve --dir DIR
 
 Heavy imports (torch, onnxruntime, uvicorn) happen inside each command so `--help` stays instant and the
@@ -23,6 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from app.cameras_cli import add_camera_commands
 from app.release_cli import add_release_commands
 from app.settings import ConfigError, load_settings
 from device.data_dir_lock import DataDirLockedError
@@ -356,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.set_defaults(func=_cmd_verify)
     add_release_commands(sub)
+    add_camera_commands(sub)
     return parser
 
 

@@ -281,6 +281,8 @@ class CaptureWorker:
             self.finished = True
             return False
         image, truth = result if isinstance(result, tuple) else (result, {})
+        if "part_mono" in truth:  # the camera's own timestamp (GenICam): when the part was under the lens
+            captured_at, captured_mono = float(truth.pop("part_time")), float(truth.pop("part_mono"))
         try:
             frame = self._build_frame(image, dict(truth), captured_at, captured_mono)
         except CorruptFrame as exc:

@@ -90,6 +90,20 @@ class RollbackModel(_Command):
     command: Literal["rollback_model"] = "rollback_model"
 
 
+class TriggerCamera(_Command):
+    """Fire one software trigger on a GenICam camera in software-trigger mode (the panel's test button)."""
+
+    command: Literal["camera_trigger"] = "camera_trigger"
+
+
+class SetCameraSettings(_Command):
+    """Change a GenICam camera's exposure and/or gain while it runs; omitted fields stay as they are."""
+
+    command: Literal["camera_settings"] = "camera_settings"
+    exposure_us: float | None = Field(None, gt=0, le=10_000_000, allow_inf_nan=False)
+    gain_db: float | None = Field(None, ge=0, le=100, allow_inf_nan=False)
+
+
 Command = Annotated[
     StartLine
     | StopLine
@@ -102,7 +116,9 @@ Command = Annotated[
     | RequestLineSpeed
     | AcknowledgeReject
     | ActivateModel
-    | RollbackModel,
+    | RollbackModel
+    | TriggerCamera
+    | SetCameraSettings,
     Field(discriminator="command"),
 ]
 command_adapter: TypeAdapter[Command] = TypeAdapter(Command)

@@ -65,6 +65,15 @@ class CameraSettings(_Section):
     timeout_s: float = Field(
         5.0, gt=0, le=300, description="Network sources: connect/read timeout; silence = disconnect."
     )
+    genicam_pixel_format: str = Field("Mono8", description="GenICam: Mono8, Mono12, RGB8 or Bayer??8.")
+    genicam_exposure_us: float | None = Field(None, gt=0, description="GenICam: fixed exposure (us).")
+    genicam_gain_db: float | None = Field(None, ge=0, description="GenICam: fixed gain (dB).")
+    genicam_trigger: Literal["free_run", "software", "hardware"] = "free_run"
+    genicam_trigger_line: str = Field("Line1", description="GenICam hardware trigger input line.")
+    genicam_buffers: int = Field(8, ge=2, le=256, description="GenICam: bounded buffer pool size.")
+    genicam_watchdog_s: float | None = Field(
+        None, gt=0, le=86_400, description="GenICam trigger modes: health degrades after this long, no part."
+    )
 
 
 class InspectionSettings(_Section):
@@ -468,6 +477,13 @@ PUBLIC_FIELDS: dict[str, tuple[str, ...]] = {
         "reconnect_max_s",
         "loop",
         "timeout_s",
+        "genicam_pixel_format",
+        "genicam_exposure_us",
+        "genicam_gain_db",
+        "genicam_trigger",
+        "genicam_trigger_line",
+        "genicam_buffers",
+        "genicam_watchdog_s",
     ),
     "model": (
         "auto_build",

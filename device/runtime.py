@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel
 
+from device import camera_control
 from device import commands as cmd
 from device.alerts import AlertStore, build_alert, iso_utc
 from device.archive import ImageArchive
@@ -194,6 +195,8 @@ class EdgeRuntime:
                 _filed(cmd.AcknowledgeReject, self._cmd_reject_ack),
                 _filed(cmd.ActivateModel, self._cmd_activate_model),
                 _filed(cmd.RollbackModel, self._cmd_rollback_model),
+                _filed(cmd.TriggerCamera, self._cmd_camera_trigger),
+                _filed(cmd.SetCameraSettings, self._cmd_camera_settings),
             ]
         )
 
@@ -569,6 +572,15 @@ class EdgeRuntime:
             raise ValueError("no previous model to roll back to")
         return self._swap_model(previous, rollback=True)
 
+    def _cmd_camera_trigger(self, _: cmd.TriggerCamera) -> Change:
+        capture = self._capture
+        return camera_control.trigger(capture.source if capture else None)
+
+    def _cmd_camera_settings(self, command: cmd.SetCameraSettings) -> Change:
+        capture = self._capture
+        source = capture.source if capture else None
+        return camera_control.apply_settings(source, self.settings.camera, command)
+
     def _on_mqtt_command(self, command: cmd.Command) -> cmd.CommandResult:
         return self.execute(command, actor="mqtt")
 
@@ -748,6 +760,11 @@ class EdgeRuntime:
             ),
             "archive": self.archive.health(),
         }
+        watchdog = camera_control.trigger_watchdog(
+            capture.source if capture and running else None, self.settings.camera.genicam_watchdog_s
+        )
+        if watchdog is not None:
+            components["trigger"] = ComponentHealth(ok=watchdog[0], detail=watchdog[1])
         if self.escalation is not None:  # the line decides alone meanwhile: degraded, not down
             components["verifier"] = self._verifier_health(self.escalation)
         overall: HealthState

@@ -37,9 +37,9 @@ done
 
 # The one table of which extras each role installs (pyproject.toml defines the extras).
 case "$ROLE" in
-  station) extras="edge,opcua" ;;
+  station) extras="edge,opcua,genicam" ;;
   plant) extras="edge,train" ;;
-  all) extras="edge,opcua,train" ;;
+  all) extras="edge,opcua,genicam,train" ;;
   *) echo "setup.sh: --role must be station, plant or all (got '$ROLE')" >&2; exit 2 ;;
 esac
 if [ "$DEV" -eq 1 ]; then extras="$extras,dev"; fi
@@ -55,6 +55,16 @@ apt_needed=()
 command -v mosquitto_sub >/dev/null 2>&1 || apt_needed+=(mosquitto-clients)
 if [ "$DEV" -eq 1 ] && [ ! -x /usr/bin/chromium ]; then apt_needed+=(chromium); fi
 if ! python3 -c "import venv, ensurepip" >/dev/null 2>&1; then apt_needed+=(python3-venv); fi
+# GenICam cameras (station and all roles): Aravis's typelib and its GigE Vision simulator (aravis-tools, used
+# by the tests and benchmarks/camera), plus what the locked PyGObject sdist needs to build (genicam extra).
+if [ "$ROLE" != plant ]; then
+  for pkg in gir1.2-aravis-0.8 aravis-tools libgirepository1.0-dev libcairo2-dev pkg-config gcc; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || apt_needed+=("$pkg")
+  done
+  if ! python3 -c "import sysconfig, os, sys; sys.exit(not os.path.exists(sysconfig.get_paths()['include'] + '/Python.h'))"; then
+    apt_needed+=(python3-dev)
+  fi
+fi
 if [ "${#apt_needed[@]}" -gt 0 ]; then
   echo ">> installing Debian packages: ${apt_needed[*]}"
   $SUDO apt-get update -qq

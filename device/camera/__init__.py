@@ -36,6 +36,8 @@ def describe_source(source: str) -> str:
         return "v4l2"
     if text.startswith("gst:"):
         return "gstreamer"
+    if text.startswith("genicam:"):
+        return "genicam"
     if scheme in ("rtsp", "rtsps"):
         return "rtsp"
     if scheme in ("http", "https"):
@@ -65,6 +67,8 @@ def open_source(settings: CameraSettings) -> FrameSource:
         return _v4l2(text, settings)
     if kind == "gstreamer":
         return _gstreamer(text, settings)
+    if kind == "genicam":
+        return _genicam(text, settings)
     if kind == "rtsp":
         return _rtsp(text, settings)
     if kind == "mjpeg":
@@ -130,6 +134,24 @@ def _gstreamer(text: str, settings: CameraSettings) -> FrameSource:
             "install a GStreamer-enabled OpenCV or use rtsp:// instead"
         )
     return LiveCaptureSource(pipeline, cv2.CAP_GSTREAMER, name="gstreamer", timeout_s=settings.timeout_s)
+
+
+def _genicam(text: str, settings: CameraSettings) -> FrameSource:
+    from device.camera.genicam import GenicamOptions, GenicamSource
+
+    return GenicamSource(
+        GenicamOptions(
+            device=text[len("genicam:") :].strip(),
+            pixel_format=settings.genicam_pixel_format,
+            exposure_us=settings.genicam_exposure_us,
+            gain_db=settings.genicam_gain_db,
+            frame_rate=settings.fps,
+            trigger=settings.genicam_trigger,
+            trigger_line=settings.genicam_trigger_line,
+            buffers=settings.genicam_buffers,
+            timeout_s=settings.timeout_s,
+        )
+    )
 
 
 def _rtsp(text: str, settings: CameraSettings) -> FrameSource:
