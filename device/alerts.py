@@ -6,7 +6,8 @@ Payload contract (schema_version 1), published on `<prefix>/<line>/<station>/ale
 `station_id`, `image_size` [w, h], `latency_ms` (capture to decision), `schema_version`, `decided_by`
 (`edge`, `verifier` or `fallback`; with escalation also `edge_is_defect`, `fallback_reason` and `verifier`
 {verifier_id, model_version, score, threshold, is_defect, verifier_ms, round_trip_ms, summary}: see
-docs/ESCALATION.md). `score`/`threshold` are always the edge model's.
+docs/ESCALATION.md), `recipe` (the product the frame was captured under; null without recipes).
+`score`/`threshold` are always the edge model's.
 """
 
 from __future__ import annotations
@@ -73,8 +74,10 @@ def build_alert(
     frame_size: tuple[int, int],
     latency_ms: float,
     decision: dict[str, Any] | None = None,
+    recipe: str | None = None,
 ) -> dict[str, Any]:
-    """The alert payload; `decision` holds who decided (`Decision.alert_fields()`), `edge` when omitted."""
+    """The alert payload; `decision` holds who decided (`Decision.alert_fields()`), `edge` when omitted;
+    `recipe` the product the frame was captured under (None on a station without recipes)."""
     width, height = frame_size
     alert = {
         "schema_version": ALERT_SCHEMA_VERSION,
@@ -90,6 +93,7 @@ def build_alert(
         "boxes": [box.as_dict() for box in result.boxes],
         "image_size": [width, height],
         "model": model.as_dict(),
+        "recipe": recipe,
         "latency_ms": round(latency_ms, 3),
     }
     alert.update(decision or {"decided_by": "edge"})

@@ -162,6 +162,7 @@ class CaptureWorker:
         self._ids = itertools.count(first_frame_id)
         self._roi_lock = threading.Lock()
         self._roi = settings.roi
+        self._recipe: str | None = None
         self._raw_frames = raw_frames
         self._thread: threading.Thread | None = None
         self.frames = 0
@@ -213,6 +214,13 @@ class CaptureWorker:
     def set_roi(self, roi: RegionOfInterest | None) -> None:
         """Takes effect from the next frame captured."""
         with self._roi_lock:
+            self._roi = roi
+            self.roi_outside_frame = False
+
+    def set_recipe(self, recipe: str | None, roi: RegionOfInterest | None) -> None:
+        """Stamp frames with `recipe` and crop them with its ROI, both from the same next frame."""
+        with self._roi_lock:
+            self._recipe = recipe
             self._roi = roi
             self.roi_outside_frame = False
 
@@ -300,7 +308,8 @@ class CaptureWorker:
         image = to_bgr(raw)
         height, width = image.shape[:2]
         self.source_size = (width, height)
-        roi = self.roi
+        with self._roi_lock:
+            roi, recipe = self._roi, self._recipe
         box = None
         if roi is not None:
             box = clip_roi(roi, width, height)
@@ -319,6 +328,7 @@ class CaptureWorker:
             captured_mono=captured_mono,
             image=crop_and_resize(image, box, out_w, out_h),
             truth=truth,
+            recipe=recipe,
         )
 
     def _count_corrupt(self, exc: Exception) -> None:

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from device.config import ThresholdValue
+from device.recipes import RECIPE_NAME_PATTERN, Recipe
 
 
 class _Command(BaseModel):
@@ -104,6 +105,35 @@ class SetCameraSettings(_Command):
     gain_db: float | None = Field(None, ge=0, le=100, allow_inf_nan=False)
 
 
+class SaveRecipe(_Command):
+    """Create a recipe or replace one whole; saving the active recipe applies it from the next frame."""
+
+    command: Literal["save_recipe"] = "save_recipe"
+    recipe: Recipe
+
+
+class DeleteRecipe(_Command):
+    """Refused for the active recipe (select another first)."""
+
+    command: Literal["delete_recipe"] = "delete_recipe"
+    name: str = Field(..., pattern=RECIPE_NAME_PATTERN)
+
+
+class PrepareRecipe(_Command):
+    """Load a recipe's model ahead of the switch (OPC 40100 `PrepareRecipe`), so `select_recipe` is a swap."""
+
+    command: Literal["prepare_recipe"] = "prepare_recipe"
+    name: str = Field(..., pattern=RECIPE_NAME_PATTERN)
+
+
+class SelectRecipe(_Command):
+    """Switch product between two frames: every frame captured after the switch is cropped with the
+    recipe's ROI and judged by its model and threshold; frames already captured finish under the old one."""
+
+    command: Literal["select_recipe"] = "select_recipe"
+    name: str = Field(..., pattern=RECIPE_NAME_PATTERN)
+
+
 Command = Annotated[
     StartLine
     | StopLine
@@ -118,7 +148,11 @@ Command = Annotated[
     | ActivateModel
     | RollbackModel
     | TriggerCamera
-    | SetCameraSettings,
+    | SetCameraSettings
+    | SaveRecipe
+    | DeleteRecipe
+    | PrepareRecipe
+    | SelectRecipe,
     Field(discriminator="command"),
 ]
 command_adapter: TypeAdapter[Command] = TypeAdapter(Command)

@@ -31,30 +31,32 @@ class Judgement:
     seq: int
 
 
-@dataclass
+@dataclass(frozen=True)
 class DecisionKnobs:
-    """What the worker reads on every frame; the runtime replaces it whole on a change (no torn reads)."""
+    """What judges one frame: the model and the knobs of the recipe it was captured under. The runtime
+    replaces it whole on a change (no torn reads), and keeps the previous recipe's until its frames are
+    through, so a recipe switch lands between two frames."""
 
     threshold: float
     min_area: int
     max_boxes: int
     judging: bool
+    inspector: Inspector | None = None
+    recipe: str | None = None
 
 
 class InspectionWorker:
     def __init__(
         self,
         queue: FrameQueue,
-        inspector: Callable[[], Inspector],
-        knobs: Callable[[], DecisionKnobs],
+        knobs_for: Callable[[Frame], DecisionKnobs],
         on_defect: Callable[[Frame, InspectionResult, Decision], None],
         metrics: RuntimeMetrics,
         on_judged: Callable[[Frame, InspectionResult, Decision], None] | None = None,
         decide: Callable[[Frame, InspectionResult], tuple[InspectionResult, Decision]] | None = None,
     ) -> None:
         self._queue = queue
-        self._inspector = inspector
-        self._knobs = knobs
+        self._knobs_for = knobs_for
         self._on_defect = on_defect
         self._metrics = metrics
         self._on_judged = on_judged
@@ -91,13 +93,13 @@ class InspectionWorker:
                 self._metrics.record_corrupt()
 
     def _judge(self, frame: Frame) -> None:
-        knobs = self._knobs()
+        knobs = self._knobs_for(frame)
         self.seq += 1
-        if not knobs.judging:
+        if not knobs.judging or knobs.inspector is None:
             self.latest = Judgement(frame, None, 0.0, self.seq)
             return
         try:
-            result = self._inspector().inspect(
+            result = knobs.inspector.inspect(
                 frame.image, threshold=knobs.threshold, min_area=knobs.min_area, max_boxes=knobs.max_boxes
             )
         except ValueError as exc:  # corrupt / wrong-shaped frame

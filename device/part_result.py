@@ -27,6 +27,7 @@ class PartResult:
     is_defect: bool
     defect_class: str = ""  # empty for good parts; else linear | spot | area | anomaly
     decided_by: str = "edge"  # edge | verifier | fallback (device.escalation)
+    recipe: str | None = None  # the product the frame was captured under
 
     def __post_init__(self) -> None:
         if self.frame_id < 0:
@@ -51,6 +52,7 @@ class PartResult:
             is_defect=bool(result.is_defect),
             defect_class=defect_class,
             decided_by=decided_by,
+            recipe=frame.recipe,
         )
 
     def to_payload(self, line_id: str, station_id: str, encoder_position: int | None) -> dict[str, Any]:
@@ -66,6 +68,7 @@ class PartResult:
             "threshold": round(self.threshold, 6),
             "defect_class": self.defect_class or None,
             "decided_by": self.decided_by,
+            "recipe": self.recipe,
         }
         if encoder_position is not None:
             payload["encoder_position"] = encoder_position

@@ -4,8 +4,7 @@ A line changes product several times a shift; each recipe names everything a pro
 can switch with one name. This module only keeps and validates recipes and the choice of the active one;
 applying a recipe to the pipeline between two frames is the runtime's job (through `EdgeRuntime.execute`).
 
-Extension point: per-recipe camera settings (exposure, gain, ...) belong in `Recipe` as one more optional
-section once the GenICam source defines its settings model; `RecipeStore` persists whatever `Recipe`
+A recipe may also carry a GenICam camera's exposure and gain; `RecipeStore` persists whatever `Recipe`
 holds, so adding a field needs no change here beyond the field itself.
 """
 
@@ -47,6 +46,12 @@ class Recipe(BaseModel):
     roi: RegionOfInterest | None = None
     threshold: ThresholdValue | None = None
     gate_delay_ms: int = Field(0, ge=0, le=60_000, description="Reject gate delay for this product.")
+    exposure_us: float | None = Field(
+        None, gt=0, le=10_000_000, allow_inf_nan=False, description="GenICam exposure for this product."
+    )
+    gain_db: float | None = Field(
+        None, ge=0, le=100, allow_inf_nan=False, description="GenICam gain for this product."
+    )
 
 
 class _StoreFile(BaseModel):
@@ -198,3 +203,12 @@ class PreparedModels(Generic[S]):
                 return
             if candidate not in keep:
                 del self._sessions[candidate]
+
+
+class RecipesView(BaseModel):
+    """What the API and panel show: every recipe, the active one, and which models are loaded (a recipe
+    whose model is loaded switches without a load)."""
+
+    active: str | None
+    recipes: list[Recipe]
+    loaded_models: list[str] = Field(default_factory=list)

@@ -6,6 +6,7 @@ nothing outside this class touches a thread or a queue.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -41,6 +42,7 @@ from device.model_registry import ModelRegistry, sha256_of_file
 from device.mqtt_link import MqttLink
 from device.outbox import Outbox
 from device.part_result import PartResult
+from device.recipes import PreparedModels, Recipe, RecipeStore, RecipesView
 from device.reject import RejectScheduler, encoder_position
 from device.roi_preview import PREVIEW_FRAMES, RoiPreview, RoiWarning, preview_roi
 from device.rollout.view import RolloutView, build_rollout_view
@@ -78,6 +80,8 @@ LIVE_FIELDS = {
     "reject.gate_delay_ms",
 }
 STATUS_PERIOD_S = 5.0
+# Models kept loaded (the active one and recipes prepared for a switch), least recently used evicted first.
+LOADED_MODELS = 4
 
 # What a command changed: (old value, new value, message for the operator).
 Change = tuple[Any, Any, str]
@@ -115,6 +119,8 @@ class EdgeRuntime:
         self.outbox = Outbox(self.settings.outbox.path, self.settings.outbox.max_alerts)
         self.alert_store = AlertStore(self.settings.alerts.path, self.settings.alerts.keep_alerts)
         self.models = ModelRegistry(data_dir / "models" / "registry")
+        self.recipes = RecipeStore(data_dir / "recipes.json", self._model_known)
+        self._loaded_models: PreparedModels[Inspector] = PreparedModels(self._load_inspector, LOADED_MODELS)
         self.trends = TrendRecorder(self.settings.trends, data_dir / "trends.sqlite3")
         self.archive = ImageArchive(self.settings.archive, registry=self.metrics.registry)
         self.alert_store.register_metrics(self.metrics.registry)
@@ -138,6 +144,7 @@ class EdgeRuntime:
         self._state: RuntimeState = "starting"
         self._inspector: Inspector | None = None
         self._active_model_id: str | None = None
+        self._active_recipe: str | None = None
         self._threshold_override = self.settings.inspection.threshold
         self._line_speed_ppm: float | None = None
         self._started_mono = time.monotonic()
@@ -145,6 +152,7 @@ class EdgeRuntime:
         self._capture: CaptureWorker | None = None
         self._next_frame_id = 0
         self._knobs = DecisionKnobs(0.0, 0, 1, False)
+        self._retired_knobs: DecisionKnobs | None = None  # the previous recipe's, for its frames in flight
         self._jpeg_cache: tuple[int, bool, bytes] | None = None
         self.reject = RejectScheduler(self.settings.reject, self._emit_reject)
         self.escalation: EscalationClient | None = None  # plant verifiers (`escalation.enabled`)
@@ -159,8 +167,7 @@ class EdgeRuntime:
             )
         self.worker = InspectionWorker(
             self.queue,
-            self._current_inspector,
-            lambda: self._knobs,
+            self._knobs_for,
             self._on_defect,
             self.metrics,
             on_judged=self._on_judged,
@@ -197,6 +204,10 @@ class EdgeRuntime:
                 _filed(cmd.RollbackModel, self._cmd_rollback_model),
                 _filed(cmd.TriggerCamera, self._cmd_camera_trigger),
                 _filed(cmd.SetCameraSettings, self._cmd_camera_settings),
+                _filed(cmd.SaveRecipe, self._cmd_save_recipe),
+                _filed(cmd.DeleteRecipe, self._cmd_delete_recipe),
+                _filed(cmd.PrepareRecipe, self._cmd_prepare_recipe),
+                _filed(cmd.SelectRecipe, self._cmd_select_recipe),
             ]
         )
 
@@ -272,6 +283,7 @@ class EdgeRuntime:
                     first_frame_id=self._next_frame_id,
                     raw_frames=self._raw_frames,
                 )
+                self._capture.set_recipe(self._active_recipe, self.settings.camera.roi)
                 self._capture.start()
             self._state = "running"
             self._refresh_knobs()
@@ -299,19 +311,33 @@ class EdgeRuntime:
                 model_id = self.models.register_file(configured).id
                 self.models.mark_active(model_id)
         model_id = self.models.active_id or model_id
+        recipe = self.recipes.active()
+        if recipe is not None:  # the product the line ran before the restart
+            self._apply_recipe(recipe)
+            return
         if model_id is None:
             raise ModelFileError(
                 f"model file not found: {configured} (set model.path or enable model.auto_build)"
             )
         self._activate(model_id)
 
+    def _model_known(self, model_id: str) -> bool:
+        try:
+            self.models.get(model_id)
+        except KeyError:
+            return False
+        return True
+
+    def _load_inspector(self, model_id: str) -> Inspector:
+        entry = self.models.get(model_id)
+        return Inspector(self.models.path_of(model_id), threads=2, expected_sha256=entry.sha256)
+
     def _activate(self, model_id: str, *, rollback: bool = False) -> Inspector:
         """Load `model_id` (a broken file raises and leaves the current model running), then swap it in.
 
         `rollback` pops the current model off the registry's history instead of pushing `model_id`, so a
         restart loads the model rolled back to, not the one rolled back from."""
-        entry = self.models.get(model_id)
-        inspector = Inspector(self.models.path_of(model_id), threads=2, expected_sha256=entry.sha256)
+        inspector = self._loaded_models.get(model_id, pinned=self._active_model_id)
         with self._lock:
             if rollback:
                 self.models.mark_rolled_back()
@@ -336,11 +362,7 @@ class EdgeRuntime:
         message += f"; threshold is now the model's calibrated {self.threshold:.6g}"
         if dropped is not None:
             message += f" (the override {dropped:.6g} was set for the previous model and is dropped)"
-        return old_id, model_id, message
-
-    def _current_inspector(self) -> Inspector:
-        assert self._inspector is not None
-        return self._inspector
+        return old_id, model_id, message + self._remember_in_recipe(model_id=model_id, threshold=None)
 
     @property
     def threshold(self) -> float:
@@ -354,26 +376,39 @@ class EdgeRuntime:
             min_area=self.settings.inspection.min_defect_area_px,
             max_boxes=self.settings.inspection.max_boxes,
             judging=self._state == "running" and self._inspector is not None,
+            inspector=self._inspector,
+            recipe=self._active_recipe,
         )
         self.metrics.set_gauge("threshold", self._knobs.threshold)
+
+    def _knobs_for(self, frame: Frame) -> DecisionKnobs:
+        """The knobs of the recipe `frame` was captured under: the current ones, or for a frame captured
+        just before a switch the previous recipe's (judging on or off as the line is now)."""
+        knobs, retired = self._knobs, self._retired_knobs
+        if frame.recipe == knobs.recipe or retired is None or retired.recipe != frame.recipe:
+            return knobs
+        return dataclasses.replace(retired, judging=knobs.judging)
 
     # ---- the data path -------------------------------------------------------------------------
     def _decide(self, frame: Frame, result: InspectionResult) -> tuple[InspectionResult, Decision]:
         """Escalate an uncertain part to a plant verifier; held until the answer, the deadline, or the reject
         gate's due time minus the margin, whichever comes first."""
-        assert self.escalation is not None and self._inspector is not None
+        inspector = self._knobs_for(frame).inspector
+        assert self.escalation is not None and inspector is not None
         reject = self.settings.reject
         gate_due = frame.captured_mono + reject.gate_delay_ms / 1000.0 if reject.enabled else None
-        return self.escalation.decide(frame, result, self._inspector.info.version, gate_due)
+        return self.escalation.decide(frame, result, inspector.info.version, gate_due)
 
     def _on_defect(self, frame: Frame, result: InspectionResult, decision: Decision) -> None:
-        assert self._inspector is not None
+        inspector = self._knobs_for(frame).inspector
+        assert inspector is not None
         height, width = frame.image.shape[:2]
         alert = build_alert(
             frame_id=frame.frame_id,
             captured_at=frame.captured_at,
             result=result,
-            model=self._inspector.info,
+            model=inspector.info,
+            recipe=frame.recipe,
             line_id=self.settings.line.line_id,
             station_id=self.settings.line.station_id,
             frame_size=(width, height),
@@ -488,7 +523,7 @@ class EdgeRuntime:
             self._threshold_override = value
             self.settings.inspection.threshold = value
             self._refresh_knobs()
-        return old, self.threshold, "threshold changed"
+        return old, self.threshold, "threshold changed" + self._remember_in_recipe(threshold=value)
 
     def _cmd_set_threshold(self, command: cmd.SetThreshold) -> Change:
         return self._set_threshold_override(command.threshold)
@@ -505,7 +540,7 @@ class EdgeRuntime:
         return (
             old.model_dump() if old else None,
             roi.model_dump() if roi else None,
-            "region of interest changed",
+            "region of interest changed" + self._remember_in_recipe(roi=roi),
         )
 
     def _cmd_set_roi(self, command: cmd.SetRegionOfInterest) -> Change:
@@ -580,6 +615,101 @@ class EdgeRuntime:
         capture = self._capture
         source = capture.source if capture else None
         return camera_control.apply_settings(source, self.settings.camera, command)
+
+    # ---- recipes (products) ---------------------------------------------------------------------
+    def _cmd_save_recipe(self, command: cmd.SaveRecipe) -> Change:
+        recipe = command.recipe
+        try:
+            old: Recipe | None = self.recipes.get(recipe.name)
+        except KeyError:
+            old = None
+        if old is None:
+            self.recipes.create(recipe)
+            message = f"recipe {recipe.name!r} created"
+        else:
+            self.recipes.update(recipe)
+            message = f"recipe {recipe.name!r} replaced"
+        if recipe.name == self._active_recipe:
+            message += "; it is active and applies from the next frame" + self._apply_recipe(recipe)
+        return (old.model_dump(mode="json") if old else None), recipe.model_dump(mode="json"), message
+
+    def _cmd_delete_recipe(self, command: cmd.DeleteRecipe) -> Change:
+        old = self.recipes.get(command.name)
+        self.recipes.delete(command.name)
+        return old.model_dump(mode="json"), None, f"recipe {command.name!r} deleted"
+
+    def _cmd_prepare_recipe(self, command: cmd.PrepareRecipe) -> Change:
+        recipe = self.recipes.get(command.name)
+        started = time.monotonic()
+        self._loaded_models.get(recipe.model_id, pinned=self._active_model_id)
+        took_ms = (time.monotonic() - started) * 1000.0
+        message = f"recipe {recipe.name!r} ready (model {recipe.model_id} loaded, {took_ms:.0f} ms)"
+        return None, recipe.name, message
+
+    def _cmd_select_recipe(self, command: cmd.SelectRecipe) -> Change:
+        recipe = self.recipes.get(command.name)
+        old = self._active_recipe
+        loaded = self._loaded_models.is_loaded(recipe.model_id)
+        note = self._apply_recipe(recipe)
+        self.recipes.select(recipe.name)
+        if not loaded:
+            note = f" (model {recipe.model_id} was not prepared: loaded first)" + note
+        return old, recipe.name, f"recipe {recipe.name!r} active from the next frame{note}"
+
+    def _apply_recipe(self, recipe: Recipe) -> str:
+        """Load the recipe's model (outside the lock; a broken file raises and changes nothing), then swap
+        model, threshold, ROI and reject timing together: frames captured from now on carry the recipe's
+        name and are judged under it; those already captured keep the previous recipe's knobs."""
+        inspector = self._loaded_models.get(recipe.model_id, pinned=self._active_model_id)
+        with self._lock:
+            if self._knobs.recipe != recipe.name:
+                self._retired_knobs = self._knobs
+            self._inspector = inspector
+            self._active_model_id = recipe.model_id
+            self._active_recipe = recipe.name
+            self._threshold_override = recipe.threshold
+            self.settings.inspection.threshold = recipe.threshold
+            self.settings.camera.roi = recipe.roi
+            self.settings.reject.gate_delay_ms = recipe.gate_delay_ms
+            self._refresh_knobs()  # before the capture stamps a frame with the new name
+            capture = self._capture
+            if capture is not None:
+                capture.set_recipe(recipe.name, recipe.roi)
+        return self._apply_recipe_camera(recipe, capture)
+
+    def _apply_recipe_camera(self, recipe: Recipe, capture: CaptureWorker | None) -> str:
+        """The recipe's exposure and gain: kept in the camera settings (a GenICam camera opened later
+        starts with them) and set on the running camera; a note for the operator when that fails."""
+        if recipe.exposure_us is None and recipe.gain_db is None:
+            return ""
+        if recipe.exposure_us is not None:
+            self.settings.camera.genicam_exposure_us = recipe.exposure_us
+        if recipe.gain_db is not None:
+            self.settings.camera.genicam_gain_db = recipe.gain_db
+        if capture is None:
+            return ""
+        change = cmd.SetCameraSettings(exposure_us=recipe.exposure_us, gain_db=recipe.gain_db)
+        try:
+            camera_control.apply_settings(capture.source, self.settings.camera, change)
+        except ValueError as exc:
+            log.warning("recipe %s: camera settings not applied: %s", recipe.name, exc)
+            return f"; camera settings not applied: {exc}"
+        return "; camera settings applied"
+
+    def recipes_view(self) -> RecipesView:
+        return RecipesView(
+            active=self._active_recipe, recipes=self.recipes.list(), loaded_models=self._loaded_models.ids()
+        )
+
+    def _remember_in_recipe(self, **changes: Any) -> str:
+        """An operator's change to the running product is kept in its recipe, so switching back to it
+        restores it; the note for the command's message ('' without an active recipe)."""
+        name = self._active_recipe
+        if name is None:
+            return ""
+        recipe = self.recipes.get(name)
+        self.recipes.update(recipe.model_copy(update=changes))
+        return f"; saved in recipe {name!r}"
 
     def _on_mqtt_command(self, command: cmd.Command) -> cmd.CommandResult:
         return self.execute(command, actor="mqtt")
@@ -723,6 +853,7 @@ class EdgeRuntime:
             spool_depth=self.outbox.depth(),
             latency=LatencyStatus(**self.metrics.latency_percentiles()),
             roi=roi.model_dump() if roi else None,
+            recipe=self._active_recipe,
             source_size=list(capture.source_size) if capture and capture.source_size else None,
             line_speed_request_ppm=self._line_speed_ppm,
             uptime_s=round(time.monotonic() - self._started_mono, 1),

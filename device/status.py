@@ -66,6 +66,7 @@ class RuntimeStatus(BaseModel):
     spool_depth: int
     latency: LatencyStatus
     roi: dict[str, int] | None = None
+    recipe: str | None = Field(None, description="The active recipe (product); None without recipes.")
     source_size: list[int] | None = Field(
         None, description="[width, height] of the camera's raw frames: the pixel space of `roi`."
     )

@@ -18,6 +18,7 @@ from device.archive import ArchivedImage, ArchiveStats, MvtecExport, UnreviewedP
 from device.commands import Command, CommandResult
 from device.config import RegionOfInterest
 from device.model_registry import ModelEntry
+from device.recipes import RecipesView
 from device.roi_preview import RoiPreview
 from device.rollout.view import RolloutView
 from device.status import FrameVerdict, HealthReport, RuntimeStatus
@@ -208,6 +209,10 @@ class RuntimePort(Protocol):
     def latest_verdict(self) -> FrameVerdict | None:
         """The frame `latest_frame_jpeg` shows (its seq, id, capture time) and its verdict, score and
         threshold (None when it was not judged); None before the first frame."""
+        ...
+
+    def recipes_view(self) -> RecipesView:
+        """Every recipe (product) on the station, the active one and the models loaded."""
         ...
 
     def metrics_text(self) -> bytes:

@@ -31,13 +31,16 @@ class SourceConfigError(ValueError):
 class Frame:
     """One captured image. `image` is BGR uint8 (OpenCV order). `truth` is set only by the simulator
     (is_defect, defect_type, part_index, mask) so tests can check the alerts against what was on the belt;
-    the mask has been through the same ROI crop and resize as the image."""
+    the mask has been through the same ROI crop and resize as the image. `recipe` is the product the
+    station was set to when the frame was captured: the frame is judged under that recipe even when a
+    switch lands while it waits in the queue."""
 
     frame_id: int
     captured_at: float  # time.time() at capture
     captured_mono: float  # time.monotonic() at capture, for latency
     image: np.ndarray
     truth: dict[str, Any] = field(default_factory=dict)
+    recipe: str | None = None
 
 
 SourceRead = Union[np.ndarray, tuple[np.ndarray, dict[str, Any]], None]  # noqa: UP007 (runtime alias, py3.10)

@@ -33,11 +33,15 @@ from device.commands import (
     ClearRegionOfInterest,
     Command,
     CommandResult,
+    DeleteRecipe,
     PauseInspection,
+    PrepareRecipe,
     RequestLineSpeed,
     ResetThreshold,
     ResumeInspection,
     RollbackModel,
+    SaveRecipe,
+    SelectRecipe,
     SetRegionOfInterest,
     SetThreshold,
     StartLine,
@@ -45,6 +49,7 @@ from device.commands import (
 )
 from device.config import ArchiveSettings, RegionOfInterest, TrendSettings
 from device.model_registry import ModelEntry
+from device.recipes import RecipeError, RecipeStore, RecipesView
 from device.roi_preview import REBUILD_HINT, REBUILD_ON_STATION, RoiPreview, RoiWarning, judge_verdict
 from device.rollout.view import PublicKeyBytes, RolloutView, build_rollout_view
 from device.rollout.wire import StationReport
@@ -155,6 +160,10 @@ class FakeRuntime:
         self.size = size
         self.alert_store = AlertStore(":memory:")  # the real history, in memory
         self.models = FakeModelRegistry()
+        recipe_dir = tempfile.mkdtemp(prefix="edgeinspect-fake-recipes-")
+        weakref.finalize(self, shutil.rmtree, recipe_dir, True)
+        self.recipes = RecipeStore(f"{recipe_dir}/recipes.json", lambda m: self.models.get(m) is not None)
+        self.prepared: set[str] = set()
         self.trends = TrendRecorder(TrendSettings())  # the real recorder, in memory
         self.archive = _temporary_archive(self)  # the real archive, every part, in a temporary folder
         self.learner = learner = FakeLearner(
@@ -321,6 +330,7 @@ class FakeRuntime:
             spool_depth=0,
             latency=LatencyStatus(p50_ms=12.5, p99_ms=30.0, inference_p50_ms=9.0),
             roi=self.roi,
+            recipe=self.recipes.active_name,
             source_size=[self.size, self.size],
             line_speed_request_ppm=self.line_speed,
             uptime_s=time.monotonic() - self._started,
@@ -410,6 +420,11 @@ class FakeRuntime:
                 return self._refuse(command, "no previous model to roll back to")
             old = self.models.history.pop()
             new = self.models.active_id = self.models.history[-1]
+        elif isinstance(command, SaveRecipe | DeleteRecipe | PrepareRecipe | SelectRecipe):
+            try:
+                old, new = self._recipe_command(command)
+            except (RecipeError, KeyError) as exc:
+                return self._refuse(command, str(exc))
         else:
             return self._refuse(command, f"{name} is not supported here")
         return CommandResult(
@@ -443,6 +458,32 @@ class FakeRuntime:
             reasons=reasons,
             rebuild_available=REBUILD_ON_STATION,
             rebuild_hint=REBUILD_HINT,
+        )
+
+    def _recipe_command(
+        self, command: SaveRecipe | DeleteRecipe | PrepareRecipe | SelectRecipe
+    ) -> tuple[Any, Any]:
+        """The real `RecipeStore` behind the commands; selecting applies the recipe's ROI and threshold."""
+        if isinstance(command, SaveRecipe):
+            exists = command.recipe.name in {r.name for r in self.recipes.list()}
+            (self.recipes.update if exists else self.recipes.create)(command.recipe)
+            return None, command.recipe.name
+        if isinstance(command, DeleteRecipe):
+            self.recipes.delete(command.name)
+            return command.name, None
+        recipe = self.recipes.get(command.name)
+        self.prepared.add(recipe.model_id)
+        if isinstance(command, PrepareRecipe):
+            return None, recipe.name
+        old = self.recipes.active_name
+        self.recipes.select(recipe.name)
+        self.roi = recipe.roi.model_dump() if recipe.roi else None
+        self.threshold_override = recipe.threshold
+        return old, recipe.name
+
+    def recipes_view(self) -> RecipesView:
+        return RecipesView(
+            active=self.recipes.active_name, recipes=self.recipes.list(), loaded_models=sorted(self.prepared)
         )
 
     @staticmethod
