@@ -213,6 +213,21 @@ SECTIONS = [
         "trigger figure is one exposure and 1.3 MB readout plus one inference, also under that load.\n"
         "Command: `.venv/bin/python benchmarks/camera/genicam_bench.py --model FILE.onnx`.",
     ),
+    (
+        "recipes/results.md",
+        "Recipe switch on a running line (issue 23)",
+        "A real EdgeRuntime (simulated camera, ONNX Runtime 2 threads, a local Mosquitto) with two recipes
+"
+        "whose models differ; `select_recipe` alternates through the command door while a listener on the
+"
+        "per-part `result` topic times what a PLC sees: from the last result of the old recipe to the first
+"
+        "of the new (target 200 ms), and the frame-id step across the switch (1 = no frame lost). The first
+"
+        "switch loads its model; the others were prepared. The tail grows with other work on the 2 cores
+"
+        "(load average recorded). Command: `.venv/bin/python benchmarks/recipes/switch_bench.py`.",
+    ),
 ]
 
 

@@ -134,6 +134,27 @@ class SelectRecipe(_Command):
     name: str = Field(..., pattern=RECIPE_NAME_PATTERN)
 
 
+class CaptureProduct(_Command):
+    """Learn a new product: keep every `every_n`-th frame the camera delivers until `count` good parts
+    are saved, in the MVTec layout under `<data_dir>/datasets/<product>/train/good`."""
+
+    command: Literal["capture_product"] = "capture_product"
+    product: str = Field(..., pattern=RECIPE_NAME_PATTERN)
+    count: int = Field(100, ge=2, le=5000)
+    every_n: int = Field(1, ge=1, le=1000, description="Keep one frame in this many (parts spaced out).")
+
+
+class CancelCapture(_Command):
+    command: Literal["cancel_capture"] = "cancel_capture"
+
+
+class StrikeCapture(_Command):
+    """Delete one captured image (the contact sheet's strike-out); a running capture keeps one more."""
+
+    command: Literal["strike_capture"] = "strike_capture"
+    image: str = Field(..., pattern=r"^[0-9]{4,6}\.png$")
+
+
 Command = Annotated[
     StartLine
     | StopLine
@@ -152,7 +173,10 @@ Command = Annotated[
     | SaveRecipe
     | DeleteRecipe
     | PrepareRecipe
-    | SelectRecipe,
+    | SelectRecipe
+    | CaptureProduct
+    | CancelCapture
+    | StrikeCapture,
     Field(discriminator="command"),
 ]
 command_adapter: TypeAdapter[Command] = TypeAdapter(Command)

@@ -74,6 +74,26 @@ class CameraSettings(_Section):
     genicam_watchdog_s: float | None = Field(
         None, gt=0, le=86_400, description="GenICam trigger modes: health degrades after this long, no part."
     )
+    genicam_trigger_activation: Literal["RisingEdge", "FallingEdge"] = Field(
+        "RisingEdge", description="GenICam hardware trigger: which edge on the trigger line starts a frame."
+    )
+    genicam_packet_size: int | None = Field(
+        None,
+        ge=576,
+        le=65_535,
+        description="GigE Vision: stream packet size in bytes (GevSCPSPacketSize); null = negotiate.",
+    )
+    genicam_packet_delay: int | None = Field(
+        None,
+        ge=0,
+        le=2**32 - 1,
+        description="GigE Vision: inter-packet delay in timestamp ticks (GevSCPD); null = camera default.",
+    )
+    genicam_sensor_roi: RegionOfInterest | None = Field(
+        None,
+        description="GenICam: region read out on the sensor (x, y, width, height); null = full sensor. "
+        "`roi` then crops within this region.",
+    )
 
 
 class InspectionSettings(_Section):
@@ -484,6 +504,10 @@ PUBLIC_FIELDS: dict[str, tuple[str, ...]] = {
         "genicam_trigger_line",
         "genicam_buffers",
         "genicam_watchdog_s",
+        "genicam_trigger_activation",
+        "genicam_packet_size",
+        "genicam_packet_delay",
+        "genicam_sensor_roi",
     ),
     "model": (
         "auto_build",

@@ -54,13 +54,17 @@ class InspectionWorker:
         metrics: RuntimeMetrics,
         on_judged: Callable[[Frame, InspectionResult, Decision], None] | None = None,
         decide: Callable[[Frame, InspectionResult], tuple[InspectionResult, Decision]] | None = None,
+        on_frame: Callable[[Frame], None] | None = None,
     ) -> None:
+        """`on_frame` sees every frame taken from the queue, judged or not (a product capture); it must
+        not block."""
         self._queue = queue
         self._knobs_for = knobs_for
         self._on_defect = on_defect
         self._metrics = metrics
         self._on_judged = on_judged
         self._decide = decide
+        self._on_frame = on_frame
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="inspection", daemon=True)
         self.latest: Judgement | None = None
@@ -93,6 +97,8 @@ class InspectionWorker:
                 self._metrics.record_corrupt()
 
     def _judge(self, frame: Frame) -> None:
+        if self._on_frame is not None:
+            self._on_frame(frame)
         knobs = self._knobs_for(frame)
         self.seq += 1
         if not knobs.judging or knobs.inspector is None:

@@ -42,6 +42,7 @@ from device.model_registry import ModelRegistry, sha256_of_file
 from device.mqtt_link import MqttLink
 from device.outbox import Outbox
 from device.part_result import PartResult
+from device.product_capture import CaptureStatus, ProductCapture
 from device.recipes import PreparedModels, Recipe, RecipeStore, RecipesView
 from device.reject import RejectScheduler, encoder_position
 from device.roi_preview import PREVIEW_FRAMES, RoiPreview, RoiWarning, preview_roi
@@ -153,6 +154,7 @@ class EdgeRuntime:
         self._next_frame_id = 0
         self._knobs = DecisionKnobs(0.0, 0, 1, False)
         self._retired_knobs: DecisionKnobs | None = None  # the previous recipe's, for its frames in flight
+        self._product_capture: ProductCapture | None = None  # learning a new product from the camera
         self._jpeg_cache: tuple[int, bool, bytes] | None = None
         self.reject = RejectScheduler(self.settings.reject, self._emit_reject)
         self.escalation: EscalationClient | None = None  # plant verifiers (`escalation.enabled`)
@@ -172,6 +174,7 @@ class EdgeRuntime:
             self.metrics,
             on_judged=self._on_judged,
             decide=self._decide if self.escalation is not None else None,
+            on_frame=self._offer_to_capture,
         )
         self.link = MqttLink(
             self.settings.mqtt, self.topics, self.outbox, self._on_mqtt_command, self._status_payload
@@ -208,6 +211,9 @@ class EdgeRuntime:
                 _filed(cmd.DeleteRecipe, self._cmd_delete_recipe),
                 _filed(cmd.PrepareRecipe, self._cmd_prepare_recipe),
                 _filed(cmd.SelectRecipe, self._cmd_select_recipe),
+                _filed(cmd.CaptureProduct, self._cmd_capture_product),
+                _filed(cmd.CancelCapture, self._cmd_cancel_capture),
+                _filed(cmd.StrikeCapture, self._cmd_strike_capture),
             ]
         )
 
@@ -246,6 +252,8 @@ class EdgeRuntime:
 
     def stop(self) -> None:
         self._stop_event.set()
+        if self._product_capture is not None:
+            self._product_capture.cancel()
         if self.rollout is not None:
             self.rollout.stop()
         self._stop_line()
@@ -695,6 +703,48 @@ class EdgeRuntime:
             log.warning("recipe %s: camera settings not applied: %s", recipe.name, exc)
             return f"; camera settings not applied: {exc}"
         return "; camera settings applied"
+
+    # ---- learning a new product from the camera -----------------------------------------------
+    def _offer_to_capture(self, frame: Frame) -> None:
+        job = self._product_capture
+        if job is not None:
+            job.offer(frame)
+
+    def _cmd_capture_product(self, command: cmd.CaptureProduct) -> Change:
+        with self._lock:
+            current = self._product_capture
+            if current is not None and current.running:
+                raise ValueError(f"a capture for {current.product!r} is running; cancel it first")
+            datasets = Path(self.settings.data_dir) / "datasets"
+            self._product_capture = ProductCapture(datasets, command.product, command.count, command.every_n)
+        note = "" if self._state == "running" else f"; the line is {self._state}: start it to capture"
+        folder = self._product_capture.folder
+        return None, command.product, f"capturing {command.count} good parts into {folder}{note}"
+
+    def _cmd_cancel_capture(self, _: cmd.CancelCapture) -> Change:
+        job = self._product_capture
+        if job is None or not job.running:
+            raise ValueError("no capture is running")
+        job.cancel()
+        return job.product, None, f"capture for {job.product!r} cancelled; {job.status().kept} images kept"
+
+    def _cmd_strike_capture(self, command: cmd.StrikeCapture) -> Change:
+        job = self._product_capture
+        if job is None:
+            raise ValueError("no capture to strike images from")
+        job.strike(command.image)
+        return command.image, None, f"{command.image} struck from {job.product!r}"
+
+    def capture_status(self) -> CaptureStatus | None:
+        job = self._product_capture
+        return job.status() if job is not None else None
+
+    def capture_image(self, image: str) -> Path:
+        """The file of one captured image (KeyError when there is none of that name)."""
+        job = self._product_capture
+        if job is None:
+            raise KeyError("no capture")
+        return job.image_path(image)
 
     def recipes_view(self) -> RecipesView:
         return RecipesView(

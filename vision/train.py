@@ -330,7 +330,7 @@ def train_model(
     from vision.data.mvtec import MvtecCategory, load_image
 
     root = Path(data_root)
-    dataset = MvtecCategory.load(root, category)
+    dataset = MvtecCategory.load(root, category, require_test=False)
     paths = list(dataset.train_good)
     images = [
         load_image(path, settings.image_size)

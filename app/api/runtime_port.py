@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from device.alerts import ReviewFilter, ReviewState
@@ -18,6 +19,7 @@ from device.archive import ArchivedImage, ArchiveStats, MvtecExport, UnreviewedP
 from device.commands import Command, CommandResult
 from device.config import RegionOfInterest
 from device.model_registry import ModelEntry
+from device.product_capture import CaptureStatus
 from device.recipes import RecipesView
 from device.roi_preview import RoiPreview
 from device.rollout.view import RolloutView
@@ -213,6 +215,14 @@ class RuntimePort(Protocol):
 
     def recipes_view(self) -> RecipesView:
         """Every recipe (product) on the station, the active one and the models loaded."""
+        ...
+
+    def capture_status(self) -> CaptureStatus | None:
+        """The product capture's progress and images (None before the first capture)."""
+        ...
+
+    def capture_image(self, image: str) -> Path:
+        """The file of one captured image; KeyError when the capture has none of that name."""
         ...
 
     def metrics_text(self) -> bytes:

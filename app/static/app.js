@@ -212,6 +212,7 @@ async function refreshStatus() {
     $("threshold-current").textContent = fmtThreshold(s.threshold);
     $("threshold-model").textContent = s.model ? `(model: ${fmtThreshold(s.model.calibrated_threshold)})` : "";
     $("model-name").textContent = s.model ? `${s.model.name} ${s.model.version} · ${s.model.sha256.slice(0, 12)}` : "none";
+    $("recipe-name").textContent = s.recipe || "none";
     setDot("broker", s.broker_connected, "connected", "disconnected");
     setDot("camera", s.camera_connected, "connected", "disconnected");
     $("uptime").textContent = formatDuration(s.uptime_s);

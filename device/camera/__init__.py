@@ -139,19 +139,7 @@ def _gstreamer(text: str, settings: CameraSettings) -> FrameSource:
 def _genicam(text: str, settings: CameraSettings) -> FrameSource:
     from device.camera.genicam import GenicamOptions, GenicamSource
 
-    return GenicamSource(
-        GenicamOptions(
-            device=text[len("genicam:") :].strip(),
-            pixel_format=settings.genicam_pixel_format,
-            exposure_us=settings.genicam_exposure_us,
-            gain_db=settings.genicam_gain_db,
-            frame_rate=settings.fps,
-            trigger=settings.genicam_trigger,
-            trigger_line=settings.genicam_trigger_line,
-            buffers=settings.genicam_buffers,
-            timeout_s=settings.timeout_s,
-        )
-    )
+    return GenicamSource(GenicamOptions.from_settings(text[len("genicam:") :].strip(), settings))
 
 
 def _rtsp(text: str, settings: CameraSettings) -> FrameSource:

@@ -3,21 +3,32 @@
 `camera.source: genicam:<id|serial|ip>` (empty after the colon: the first camera found). Needs Aravis's
 GObject bindings (`gi` + typelib Aravis-0.8); without them `open_source` says why instead of retrying.
 The camera's own timestamp (ns) goes into the frame's `truth["camera_timestamp_ns"]`.
+
+Transport and sensor settings (packet size and delay, trigger edge, sensor ROI) are written at every
+(re)connect and read back; a camera that lacks the feature, or will not take the value, refuses to open
+with a CameraError naming the `camera.genicam_*` setting, instead of streaming with something else.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from device.camera.base import CameraError, CorruptFrame, SourceConfigError, SourceRead
 from device.camera.genicam_clock import CameraClock
 from device.camera.genicam_pixels import SUPPORTED_PIXEL_FORMATS, to_bgr
 
+if TYPE_CHECKING:
+    from device.config import CameraSettings
+
+log = logging.getLogger(__name__)
+
 TRIGGER_MODES = ("free_run", "software", "hardware")
+TRIGGER_ACTIVATIONS = ("RisingEdge", "FallingEdge")
 _POP_SLICE_US = 200_000  # pop in short slices so interrupt() and close() are seen promptly
 
 
@@ -47,9 +58,32 @@ class GenicamOptions:
     frame_rate: float | None = None
     trigger: str = "free_run"
     trigger_line: str = "Line1"
+    trigger_activation: str = "RisingEdge"  # hardware trigger edge
     buffers: int = 8
     sensor_roi: tuple[int, int, int, int] | None = None  # x, y, width, height read out on the sensor
+    packet_size: int | None = None  # GigE GevSCPSPacketSize (bytes); None: Aravis negotiates
+    packet_delay: int | None = None  # GigE GevSCPD (timestamp ticks); None: the camera's own
     timeout_s: float = 5.0
+
+    @classmethod
+    def from_settings(cls, device: str, settings: CameraSettings) -> GenicamOptions:
+        """The options `camera.genicam_*` (and fps, timeout_s) describe, for the camera `device`."""
+        roi = settings.genicam_sensor_roi
+        return cls(
+            device=device,
+            pixel_format=settings.genicam_pixel_format,
+            exposure_us=settings.genicam_exposure_us,
+            gain_db=settings.genicam_gain_db,
+            frame_rate=settings.fps,
+            trigger=settings.genicam_trigger,
+            trigger_line=settings.genicam_trigger_line,
+            trigger_activation=settings.genicam_trigger_activation,
+            buffers=settings.genicam_buffers,
+            sensor_roi=None if roi is None else (roi.x, roi.y, roi.width, roi.height),
+            packet_size=settings.genicam_packet_size,
+            packet_delay=settings.genicam_packet_delay,
+            timeout_s=settings.timeout_s,
+        )
 
 
 def list_cameras() -> list[dict[str, str]]:
@@ -92,6 +126,19 @@ class GenicamSource:
             raise SourceConfigError(
                 f"camera.genicam_trigger: {options.trigger!r} not one of {', '.join(TRIGGER_MODES)}"
             )
+        if options.trigger_activation not in TRIGGER_ACTIVATIONS:
+            raise SourceConfigError(
+                f"camera.genicam_trigger_activation: {options.trigger_activation!r} not one of "
+                f"{', '.join(TRIGGER_ACTIVATIONS)}"
+            )
+        roi = options.sensor_roi
+        if roi is not None and (len(roi) != 4 or min(roi[:2]) < 0 or min(roi[2:]) <= 0):
+            raise SourceConfigError(
+                f"camera.genicam_sensor_roi: {roi!r} is not x >= 0, y >= 0, width > 0, height > 0"
+            )
+        for setting, value in (("packet_size", options.packet_size), ("packet_delay", options.packet_delay)):
+            if value is not None and value < 0:
+                raise SourceConfigError(f"camera.genicam_{setting}: {value} is negative")
         self._aravis = load_aravis()
         self.options = options
         self.name = f"genicam:{options.device or 'first'}"
@@ -99,6 +146,8 @@ class GenicamSource:
         self._stream: Any = None
         self._lock = threading.Lock()
         self._interrupted = threading.Event()
+        self._control_lost = threading.Event()  # Aravis's heartbeat gave up: the camera is gone
+        self._lost_handler: tuple[Any, int] | None = None
         self.incomplete_frames = 0
         self.triggers_fired = 0
         self.clock = CameraClock()
@@ -107,15 +156,20 @@ class GenicamSource:
     def open(self) -> None:
         """Connect, apply settings, start acquisition; any failure is a CameraError so capture backs off."""
         self._interrupted.clear()
+        self._control_lost.clear()
         self.clock.reset()  # a rebooted camera restarts its timestamp counter
         self.last_part_mono = time.monotonic()
         opts = self.options
+        device: Any = None
+        handler = 0
         try:
             device_id = resolve_device_id(opts.device, list_cameras())
             camera = self._aravis.Camera.new(device_id)
+            device = camera.get_device()
+            handler = device.connect("control-lost", self._on_control_lost)
             camera.set_pixel_format_from_string(opts.pixel_format)
             if opts.sensor_roi is not None:
-                camera.set_region(*opts.sensor_roi)
+                _set_sensor_roi(camera, opts.sensor_roi)
             if opts.exposure_us is not None:
                 camera.set_exposure_time(float(opts.exposure_us))
             if opts.gain_db is not None:
@@ -125,19 +179,46 @@ class GenicamSource:
             if opts.trigger == "software":
                 camera.set_trigger("Software")
             elif opts.trigger == "hardware":
-                camera.set_trigger(opts.trigger_line)
+                camera.set_trigger(opts.trigger_line)  # Aravis sets RisingEdge here; the setting follows
+                _set_trigger_activation(camera, opts.trigger_activation)
             else:
                 camera.clear_triggers()
+            if opts.packet_size is not None:
+                self._set_packet_size(camera, opts.packet_size)
+            if opts.packet_delay is not None:
+                _require_gige(camera, "genicam_packet_delay")
+                _set_integer_feature(camera, "GevSCPD", opts.packet_delay, "genicam_packet_delay")
             camera.set_acquisition_mode(self._aravis.AcquisitionMode.CONTINUOUS)
             stream = camera.create_stream(None, None)
             payload = camera.get_payload()
             for _ in range(opts.buffers):
                 stream.push_buffer(self._aravis.Buffer.new_allocate(payload))
             camera.start_acquisition()
-        except Exception as exc:  # GLib.Error and friends: the camera is not reachable now
+        except Exception as exc:  # GLib.Error and friends, or a setting the camera refuses
+            if handler:
+                with contextlib.suppress(Exception):
+                    device.disconnect(handler)
             raise CameraError(f"{self.name}: cannot open: {exc}") from exc
         with self._lock:
             self._camera, self._stream = camera, stream
+            self._lost_handler = (device, handler)
+
+    def _on_control_lost(self, *_: Any) -> None:  # called on Aravis's heartbeat thread
+        self._control_lost.set()
+
+    def _set_packet_size(self, camera: Any, size: int) -> None:
+        """A fixed packet size: Aravis must not renegotiate it away when the stream starts."""
+        setting = "genicam_packet_size"
+        _require_gige(camera, setting)
+        if _feature_available(camera, "GevSCPSPacketSize"):
+            _check_integer(camera, "GevSCPSPacketSize", size, setting)
+        camera.gv_set_packet_size_adjustment(self._aravis.GvPacketSizeAdjustment.NEVER)
+        camera.gv_set_packet_size(size)
+        got = int(camera.gv_get_packet_size())
+        if got != size:
+            raise CameraError(
+                f"camera.{setting}: the camera took {got} instead of {size} (GevSCPSPacketSize)"
+            )
 
     def _connected(self) -> Any:
         with self._lock:
@@ -187,6 +268,8 @@ class GenicamSource:
         while True:
             if self._interrupted.is_set():
                 raise CameraError(f"{self.name}: interrupted")
+            if self._control_lost.is_set():  # in a trigger mode silence alone never says the camera is gone
+                raise CameraError(f"{self.name}: control lost (camera gone?)")
             buffer = stream.timeout_pop_buffer(_POP_SLICE_US)
             if buffer is not None:
                 break
@@ -224,6 +307,95 @@ class GenicamSource:
     def close(self) -> None:
         with self._lock:
             camera, self._camera, self._stream = self._camera, None, None
-        if camera is not None:
+            lost_handler, self._lost_handler = self._lost_handler, None
+        if lost_handler is not None:
+            with contextlib.suppress(Exception):
+                lost_handler[0].disconnect(lost_handler[1])
+        if camera is not None and not self._control_lost.is_set():  # a lost camera would only time out
             with contextlib.suppress(Exception):  # the camera may already be gone; closing must not raise
                 camera.stop_acquisition()
+
+
+def _feature_available(camera: Any, feature: str) -> bool:
+    try:
+        return bool(camera.is_feature_available(feature))
+    except Exception:  # some cameras answer an unknown name with an error instead of False
+        return False
+
+
+def _require_gige(camera: Any, setting: str) -> None:
+    if not camera.is_gv_device():
+        raise CameraError(
+            f"camera.{setting}: only GigE Vision cameras have it; leave it null for this camera"
+        )
+
+
+def _check_integer(camera: Any, feature: str, value: int, setting: str) -> None:
+    """Refuse a value outside the camera's bounds or off its increment, before writing it."""
+    low, high = (int(v) for v in camera.get_integer_bounds(feature))
+    if not low <= value <= high:
+        raise CameraError(f"camera.{setting}: {value} is outside this camera's {low}..{high} ({feature})")
+    step = int(camera.get_integer_increment(feature))
+    if step > 1 and (value - low) % step:
+        raise CameraError(f"camera.{setting}: {value} is not {low} + a multiple of {step} ({feature})")
+
+
+def _set_integer_feature(camera: Any, feature: str, value: int, setting: str) -> None:
+    if not _feature_available(camera, feature):
+        raise CameraError(f"camera.{setting}: this camera has no {feature}; leave it null")
+    _check_integer(camera, feature, value, setting)
+    camera.set_integer(feature, value)
+    got = int(camera.get_integer(feature))
+    if got != value:
+        raise CameraError(f"camera.{setting}: the camera took {got} instead of {value} ({feature})")
+
+
+def _set_trigger_activation(camera: Any, edge: str) -> None:
+    setting = "genicam_trigger_activation"
+    if not _feature_available(camera, "TriggerActivation"):
+        if edge == "RisingEdge":  # the GenICam default edge; such cameras have no other
+            log.warning("camera has no TriggerActivation; assuming it triggers on the rising edge")
+            return
+        raise CameraError(f"camera.{setting}: this camera has no TriggerActivation, so no {edge}")
+    offered = [str(e) for e in camera.dup_available_enumerations_as_strings("TriggerActivation")]
+    if edge not in offered:
+        raise CameraError(
+            f"camera.{setting}: {edge!r} not offered by this camera (TriggerActivation: {', '.join(offered)})"
+        )
+    camera.set_string("TriggerActivation", edge)
+    got = str(camera.get_string("TriggerActivation"))
+    if got != edge:
+        raise CameraError(f"camera.{setting}: the camera kept {got!r} instead of {edge!r}")
+
+
+def _set_sensor_roi(camera: Any, roi: tuple[int, int, int, int]) -> None:
+    """Read out only `roi` of the sensor; refused if it does not fit or the camera would round it."""
+    setting = "genicam_sensor_roi"
+    x, y, width, height = roi
+    sensor_w, sensor_h = (int(v) for v in camera.get_sensor_size())
+    if sensor_w > 0 and sensor_h > 0 and (x + width > sensor_w or y + height > sensor_h):
+        raise CameraError(
+            f"camera.{setting}: {width}x{height} at ({x}, {y}) does not fit the {sensor_w}x{sensor_h} sensor"
+        )
+    if (x or y) and not camera.is_region_offset_available():
+        raise CameraError(f"camera.{setting}: this camera has no OffsetX/OffsetY; use x = y = 0")
+    checks = (
+        ("width", width, camera.get_width_bounds(), camera.get_width_increment()),
+        ("height", height, camera.get_height_bounds(), camera.get_height_increment()),
+    )
+    for name, value, (low, high), step in checks:
+        if not int(low) <= value <= int(high):
+            raise CameraError(f"camera.{setting}: {name} {value} is outside this camera's {low}..{high}")
+        if int(step) > 1 and (value - int(low)) % int(step):
+            raise CameraError(f"camera.{setting}: {name} {value} is not {low} + a multiple of {step}")
+    if x or y:
+        for name, value, step in (
+            ("x", x, camera.get_x_offset_increment()),
+            ("y", y, camera.get_y_offset_increment()),
+        ):
+            if int(step) > 1 and value % int(step):
+                raise CameraError(f"camera.{setting}: {name} {value} is not a multiple of {step}")
+    camera.set_region(x, y, width, height)
+    got = tuple(int(v) for v in camera.get_region())
+    if got != roi:
+        raise CameraError(f"camera.{setting}: the camera made {got} of {roi} (x, y, width, height)")

@@ -2,11 +2,13 @@
 
 asyncua knows only Admin/User/Anonymous and checks write access with static access-level bits. The
 station needs more: a viewer and an anonymous session may read but never write, an operator may write the
-threshold, and that write must go through the runtime's command door. So every session user carries a
-station role, and writes to guarded nodes are answered by a guard (status code per item) instead of
-landing in the address space. Each session is a `StationSession`, which refuses a session on a
-SecurityPolicy None channel unless allowed (and a login on one unless allowed), logs a refused login as one
-WARNING, and answers `UserAccessLevel` per session: read-only to anyone but a writer.
+threshold and call the recipe methods, and both must go through the runtime's command door. So every
+session user carries a station role, writes to guarded nodes are answered by a guard (status code per item)
+instead of landing in the address space, and calls of guarded methods by a method guard that is told the
+session's user (asyncua's own method service tells a method nobody's). Each session is a `StationSession`,
+which refuses a session on a SecurityPolicy None channel unless allowed (and a login on one unless
+allowed), logs a refused login as one WARNING, and answers `UserAccessLevel` (and a guarded method's
+`UserExecutable`) per session: read-only, and not executable, to anyone but a writer.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from asyncua import ua
 from asyncua.common.utils import ServiceError
 from asyncua.crypto.permission_rules import USER_TYPES, SimpleRoleRuleset, User, UserRole
 from asyncua.crypto.security_policies import SecurityPolicyFactory, SecurityPolicyNone
-from asyncua.server.address_space import AddressSpace, AttributeService
+from asyncua.server.address_space import AddressSpace, AttributeService, MethodService
 from asyncua.server.internal_server import InternalServer
 from asyncua.server.internal_session import InternalSession
 from asyncua.server.user_managers import UserManager
@@ -35,8 +37,9 @@ from device.config import OpcUaSettings, OpcUaUser
 log = logging.getLogger(__name__)
 
 StationRole = Literal["anonymous", "viewer", "operator"]
-WRITER_ROLES: frozenset[StationRole] = frozenset({"operator"})  # see a writable node as writable
+WRITER_ROLES: frozenset[StationRole] = frozenset({"operator"})  # see writable nodes, executable methods
 WriteGuard = Callable[[ua.WriteValue, User], Awaitable[ua.StatusCode]]
+MethodGuard = Callable[[ua.CallMethodRequest, User], Awaitable[ua.CallMethodResult]]
 _SERVER_SIDE = User(role=UserRole.Admin)  # asyncua's own default for writes made inside the server
 _NOBODY = User(role=UserRole.Anonymous)  # asyncua's user of a session not activated yet
 _READ_ONLY_MASK = ~(  # UserAccessLevel without any of the write bits
@@ -57,6 +60,15 @@ class StationUser(User):
 def status(code: int) -> ua.StatusCode:
     """A status code for a write result (asyncua wants its own UInt32 type)."""
     return ua.StatusCode(ua.UInt32(code))
+
+
+def call_result(
+    code: int, inputs: list[ua.StatusCode] | None = None, outputs: list[ua.Variant] | None = None
+) -> ua.CallMethodResult:
+    """A method call's result: its status, per-input-argument statuses (where one is to blame) and outputs."""
+    return ua.CallMethodResult(
+        StatusCode=status(code), InputArgumentResults=inputs or [], OutputArguments=outputs or []
+    )
 
 
 def station_role(user: User) -> StationRole | None:
@@ -139,6 +151,39 @@ class GuardedAttributeService(AttributeService):
         return results
 
 
+class GuardedMethodService(MethodService):
+    """asyncua's method service, except that calls of guarded methods are answered by a guard, with the
+    calling session's user (asyncua calls a method with its object's NodeId and the arguments only).
+
+    A guarded method is called on its own object only (BadMethodInvalid otherwise); a call without a
+    session user (the server's own) is the guard's to refuse. Unguarded methods (the standard Server
+    object's) run as asyncua runs them."""
+
+    def __init__(self, aspace: AddressSpace) -> None:
+        super().__init__(aspace)
+        self._guards: dict[ua.NodeId, tuple[ua.NodeId, MethodGuard]] = {}
+
+    def add_guard(self, object_id: ua.NodeId, method_id: ua.NodeId, guard: MethodGuard) -> None:
+        self._guards[method_id] = (object_id, guard)
+
+    def guarded(self, method_id: ua.NodeId) -> bool:
+        return method_id in self._guards
+
+    async def call(
+        self, methods: list[ua.CallMethodRequest], user: User = _SERVER_SIDE
+    ) -> list[ua.CallMethodResult]:
+        results: list[ua.CallMethodResult] = []
+        for method in methods:
+            guarded = self._guards.get(method.MethodId)
+            if guarded is None:
+                results.extend(await super().call([method]))
+            elif method.ObjectId != guarded[0]:
+                results.append(call_result(StatusCodes.BadMethodInvalid))
+            else:
+                results.append(await guarded[1](method, user))
+        return results
+
+
 # ---- sessions ------------------------------------------------------------------------------------------
 class StationSession(InternalSession):
     """asyncua's session, plus the station's rules for activating one and its per-user access levels."""
@@ -211,11 +256,25 @@ class StationSession(InternalSession):
 
     async def read(self, params: ua.ReadParameters) -> list[ua.DataValue]:
         """`UserAccessLevel` (and `UserWriteMask`) as this session's user may use them: a session that may
-        not write sees every node read-only; the write itself is still checked by the guard."""
+        not write sees every node read-only and every guarded method not `UserExecutable`; the write and the
+        call themselves are still checked by their guards."""
         results = await super().read(params)
         if station_role(self.user) in WRITER_ROLES:
             return results
-        return [_read_only(item, result) for item, result in zip(params.NodesToRead, results, strict=False)]
+        methods = self.iserver.method_service
+        return [
+            _read_only(
+                item, result, isinstance(methods, GuardedMethodService) and methods.guarded(item.NodeId)
+            )
+            for item, result in zip(params.NodesToRead, results, strict=False)
+        ]
+
+    async def call(self, params: list[ua.CallMethodRequest]) -> list[ua.CallMethodResult]:
+        """Guarded methods are told who calls (`GuardedMethodService`)."""
+        methods = self.iserver.method_service
+        if isinstance(methods, GuardedMethodService):
+            return await methods.call(params, self.user)
+        return await super().call(params)
 
 
 class PlainChannels(SecurityPolicyFactory):
@@ -231,11 +290,15 @@ class PlainChannels(SecurityPolicyFactory):
 
 
 class StationInternalServer(InternalServer):
-    """asyncua's internal server, except that network sessions are `StationSession`s."""
+    """asyncua's internal server, except that network sessions are `StationSession`s and methods may be
+    guarded (`GuardedMethodService`)."""
 
     def __init__(self, settings: OpcUaSettings) -> None:
         super().__init__(user_manager=StationUserManager(settings))
         self._settings = settings
+        self.method_service.stop()  # asyncua's own, unused (its thread pool has started no thread)
+        self.methods = GuardedMethodService(self.aspace)
+        self.method_service = self.methods
 
     def create_session(self, name: str, user: User = _NOBODY, external: bool = False) -> InternalSession:
         return StationSession(self, name, self._settings, user=user, external=external)
@@ -247,10 +310,12 @@ _REFUSAL_REASONS = {
 }
 
 
-def _read_only(item: ua.ReadValueId, result: ua.DataValue) -> ua.DataValue:
+def _read_only(item: ua.ReadValueId, result: ua.DataValue, guarded_method: bool = False) -> ua.DataValue:
     variant = result.Value
-    if variant is None or not isinstance(variant.Value, int):
+    if variant is None or not isinstance(variant.Value, int):  # bool is an int too
         return result
+    if item.AttributeId == AttributeIds.UserExecutable and guarded_method:
+        return dataclasses.replace(result, Value=ua.Variant(False, ua.VariantType.Boolean))
     if item.AttributeId == AttributeIds.UserAccessLevel:
         level = ua.Byte(variant.Value & _READ_ONLY_MASK & 0xFF)
         return dataclasses.replace(result, Value=ua.Variant(level, ua.VariantType.Byte))

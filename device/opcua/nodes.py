@@ -4,6 +4,12 @@
 `ConfigurationManagement`, `ResultManagement/Results`) with plain objects in our own namespace: the
 40100 nodeset and its structured data types are not loaded, so PLCs read plain scalars. NodeIds are
 strings (`ns=<ns>;s=VisionSystem.ResultManagement.Results.LastResult.Score`) and never change.
+
+Recipes: `ConfigurationManagement.SelectRecipe(RecipeId: String) -> (Ok: Boolean, Message: String)` and
+`PrepareRecipe` likewise (40100's `RecipeManagement` methods by name, with a plain String id instead of its
+structured `RecipeIdExternalDataType`), their `InputArguments`/`OutputArguments` properties under string
+NodeIds too (`...SelectRecipe.InputArguments`); `ConfigurationManagement.ActiveRecipe` is the active
+recipe's name, "" when none is. Who may call them, and what a call does, is `server.py`'s.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from asyncua.server.event_generator import EventGenerator
 from asyncua.server.server import Server
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIds
+from asyncua.ua.status_codes import StatusCodes
 
 from device.opcua.contract import PartResult
 from device.status import RuntimeStatus
@@ -25,6 +32,14 @@ from device.status import RuntimeStatus
 ROOT = "VisionSystem"
 THRESHOLD = "ConfigurationManagement.Threshold"
 LAST_RESULT = "ResultManagement.Results.LastResult"
+CONFIGURATION = "ConfigurationManagement"
+ACTIVE_RECIPE = "ConfigurationManagement.ActiveRecipe"
+SELECT_RECIPE = "ConfigurationManagement.SelectRecipe"
+PREPARE_RECIPE = "ConfigurationManagement.PrepareRecipe"
+RECIPE_METHODS = {  # method path -> its Description
+    SELECT_RECIPE: "Switch product: frames captured from now on are judged under the named recipe.",
+    PREPARE_RECIPE: "Load the named recipe's model ahead of SelectRecipe, so the switch is a swap.",
+}
 
 # OPC 40100 VisionStateMachine top-level states for the runtime's states (Error is not used yet).
 VISION_STATES = {
@@ -48,6 +63,7 @@ VARIABLES: tuple[tuple[str, ua.VariantType, Any], ...] = (
     ("ConfigurationManagement.ModelName", _V.String, ""),
     ("ConfigurationManagement.ModelVersion", _V.String, ""),
     ("ConfigurationManagement.ModelSha256", _V.String, ""),
+    (ACTIVE_RECIPE, _V.String, ""),
     (f"{LAST_RESULT}.ResultId", _V.String, ""),
     (f"{LAST_RESULT}.FrameId", _V.UInt64, 0),
     (f"{LAST_RESULT}.CreationTime", _V.DateTime, datetime.fromtimestamp(0, tz=timezone.utc)),
@@ -108,6 +124,7 @@ class StationNodes:
         await self.set("Statistics.DroppedFrames", status.dropped_frames)
         await self.set("Statistics.Fps", float(status.fps))
         await self.set(THRESHOLD, float(status.threshold))
+        await self.set(ACTIVE_RECIPE, status.recipe or "")
         if status.model is not None:
             await self.set("ConfigurationManagement.CalibratedThreshold", status.model.calibrated_threshold)
             await self.set("ConfigurationManagement.ModelName", status.model.name)
@@ -171,11 +188,57 @@ async def build_address_space(
         await parent.add_variable(node_id(ns, path), ua.QualifiedName(name, ns), initial, vtype)
     threshold = server.get_node(node_id(ns, THRESHOLD))
     await threshold.set_writable()  # who may write is decided by the guard, per session
+    for path, description in RECIPE_METHODS.items():
+        await _add_recipe_method(objects[CONFIGURATION], ns, path, description)
     event_type = await server.create_custom_event_type(
         ns, "ResultReadyEventType", ObjectIds.BaseEventType, list(EVENT_FIELDS)
     )
     events = await server.get_event_generator(event_type, root.nodeid)
     return StationNodes(server, ns, root, events, f"{line_id}/{station_id}")
+
+
+async def _add_recipe_method(parent: Node, ns: int, path: str, description: str) -> Node:
+    """`<path>(RecipeId: String) -> (Ok: Boolean, Message: String)`; calls are answered by the server's
+    guard, never by the node's own callback (which refuses, should the guard be missing)."""
+    method = await parent.add_method(
+        node_id(ns, path), ua.QualifiedName(path.rpartition(".")[2], ns), _unguarded
+    )
+    await method.write_attribute(
+        AttributeIds.Description, ua.DataValue(ua.Variant(ua.LocalizedText(description)))
+    )
+    arguments = (
+        ("InputArguments", [_argument("RecipeId", _V.String, "The recipe's name.")]),
+        (
+            "OutputArguments",
+            [
+                _argument("Ok", _V.Boolean, "The station did it; false: refused, Message says why."),
+                _argument("Message", _V.String, "The station's answer, as its command door words it."),
+            ],
+        ),
+    )
+    for name, values in arguments:
+        await method.add_property(
+            node_id(ns, f"{path}.{name}"),
+            ua.QualifiedName(name, 0),  # the standard browse names (namespace 0), as Part 3 has them
+            values,
+            varianttype=_V.ExtensionObject,
+            datatype=ObjectIds.Argument,
+        )
+    return method
+
+
+def _argument(name: str, vtype: ua.VariantType, description: str) -> ua.Argument:
+    return ua.Argument(
+        Name=name,
+        DataType=ua.NodeId(ua.Int32(vtype.value)),
+        ValueRank=-1,  # a scalar
+        ArrayDimensions=[],
+        Description=ua.LocalizedText(description),
+    )
+
+
+async def _unguarded(parent: ua.NodeId, *args: ua.Variant) -> ua.StatusCode:
+    return ua.StatusCode(ua.UInt32(StatusCodes.BadUserAccessDenied))
 
 
 async def _ensure_objects(objects: dict[str, Node], ns: int, path: str) -> Node:

@@ -5,6 +5,15 @@ thread at line rate (it only queues and wakes the loop), state and counters are 
 provider every `status_interval_s`, and an operator's threshold write is turned into
 `SetThreshold` through the runtime's `execute` (run in a worker thread, never on the loop).
 
+The recipe methods (`ConfigurationManagement.SelectRecipe` / `PrepareRecipe`, `nodes.py`) go through the
+same door as `SelectRecipe` / `PrepareRecipe` commands, operator only. The call's status code says whether
+the request itself was acceptable: BadUserAccessDenied for any other session, BadArgumentsMissing /
+BadTooManyArguments, BadInvalidArgument for a RecipeId that is not a String (its input result
+BadTypeMismatch) or not a valid recipe name (nothing is executed then), BadInternalError if `execute`
+raised. Once the runtime has been asked, the call is Good and its outputs carry the answer: `Ok` false with
+the runtime's `Message` when it refused (an unknown recipe, a model that will not load), so a PLC tells a
+refusal from a broken request without decoding status codes.
+
 Endpoints: Basic256Sha256 in each of `security_modes`, with the configured certificate or the station's own
 (`certificate.py`); a SecurityPolicy None endpoint only with `allow_unencrypted`, offering a login only with
 `allow_unencrypted_login` (`StationServer`, and `access.StationSession` enforces both per session).
@@ -29,7 +38,7 @@ from asyncua.server.server import Server
 from asyncua.ua.status_codes import StatusCodes
 from pydantic import ValidationError
 
-from device.commands import SetThreshold
+from device.commands import PrepareRecipe, SelectRecipe, SetThreshold
 from device.config import LineSettings, OpcUaSettings
 from device.opcua import certificate as certificates
 from device.opcua.access import (
@@ -37,12 +46,22 @@ from device.opcua.access import (
     PlainChannels,
     StationInternalServer,
     StationRuleset,
+    call_result,
     quiet_logged_refusals,
     station_role,
     status,
 )
 from device.opcua.contract import CommandExecutor, PartResult, StatusProvider
-from device.opcua.nodes import THRESHOLD, StationNodes, build_address_space, node_id
+from device.opcua.nodes import (
+    ACTIVE_RECIPE,
+    CONFIGURATION,
+    PREPARE_RECIPE,
+    SELECT_RECIPE,
+    THRESHOLD,
+    StationNodes,
+    build_address_space,
+    node_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +283,8 @@ class OpcUaServer:
 
     async def _create_server(self) -> Server:
         settings = self.settings
-        server = StationServer(iserver=StationInternalServer(settings))
+        iserver = StationInternalServer(settings)
+        server = StationServer(iserver=iserver)
         attributes = GuardedAttributeService(server.iserver.aspace)
         server.iserver.attribute_service = attributes
         await server.init()
@@ -278,6 +298,10 @@ class OpcUaServer:
         self.namespace_index = ns
         self._nodes = await build_address_space(server, ns, f"EdgeInspect {line}/{station}", line, station)
         attributes.add_guard(node_id(ns, THRESHOLD), self._write_threshold)
+        iserver.methods.add_guard(node_id(ns, CONFIGURATION), node_id(ns, SELECT_RECIPE), self._select_recipe)
+        iserver.methods.add_guard(
+            node_id(ns, CONFIGURATION), node_id(ns, PREPARE_RECIPE), self._prepare_recipe
+        )
         await self._refresh_status()
         return server
 
@@ -381,6 +405,60 @@ class OpcUaServer:
         assert self._nodes is not None
         await self._nodes.set(THRESHOLD, float(applied))
         return status(StatusCodes.Good)
+
+    # ---- the recipe methods --------------------------------------------------------------------
+    async def _select_recipe(self, request: ua.CallMethodRequest, user: User) -> ua.CallMethodResult:
+        return await self._call_recipe_command(SelectRecipe, request, user)
+
+    async def _prepare_recipe(self, request: ua.CallMethodRequest, user: User) -> ua.CallMethodResult:
+        return await self._call_recipe_command(PrepareRecipe, request, user)
+
+    async def _call_recipe_command(
+        self, kind: type[SelectRecipe] | type[PrepareRecipe], request: ua.CallMethodRequest, user: User
+    ) -> ua.CallMethodResult:
+        """Operator only; `RecipeId` is validated as the command and the command applied by the runtime's
+        door; the runtime's answer is the outputs (Ok, Message), see the module docstring."""
+        method = kind.__name__
+        role = station_role(user)
+        if role != "operator":
+            log.warning("OPC UA %s refused: %s (%s) may not call it", method, user.name, role)
+            return call_result(StatusCodes.BadUserAccessDenied)
+        arguments = request.InputArguments or []
+        if len(arguments) != 1:
+            too_many = len(arguments) > 1
+            return call_result(
+                StatusCodes.BadTooManyArguments if too_many else StatusCodes.BadArgumentsMissing
+            )
+        name = _scalar_string(arguments[0])
+        if name is None:
+            return call_result(StatusCodes.BadInvalidArgument, [status(StatusCodes.BadTypeMismatch)])
+        try:
+            command = kind(name=name, request_id=None)
+        except ValidationError:
+            log.warning("OPC UA %s by %s refused: %r is not a recipe name", method, user.name, name[:80])
+            return call_result(StatusCodes.BadInvalidArgument, [status(StatusCodes.BadInvalidArgument)])
+        try:
+            result = await asyncio.to_thread(self._execute, command, f"opcua:{user.name}")
+        except Exception:
+            log.exception("OPC UA %s by %s failed in the runtime", method, user.name)
+            return call_result(StatusCodes.BadInternalError)
+        if not result.ok:
+            log.warning("OPC UA %s by %s refused by the runtime: %s", method, user.name, result.message)
+        elif isinstance(command, SelectRecipe):  # shown now, not at the next status refresh
+            assert self._nodes is not None
+            await self._nodes.set(ACTIVE_RECIPE, command.name)
+        outputs = [
+            ua.Variant(result.ok, ua.VariantType.Boolean),
+            ua.Variant(result.message, ua.VariantType.String),
+        ]
+        return call_result(StatusCodes.Good, [status(StatusCodes.Good)], outputs)
+
+
+def _scalar_string(variant: ua.Variant) -> str | None:
+    """A call's argument if it is a scalar String (a null String counts as ""); None otherwise."""
+    if variant.is_array or variant.VariantType != ua.VariantType.String:
+        return None
+    return variant.Value if isinstance(variant.Value, str) else ""
 
 
 def _scalar_double(data: ua.DataValue) -> float | None:

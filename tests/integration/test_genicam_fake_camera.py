@@ -6,6 +6,7 @@ piece must fail here loudly.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import subprocess
 import time
@@ -15,7 +16,7 @@ from functools import partial
 import pytest
 from fake_gige_camera import start_fake_camera, stop_fake_camera, wait_for
 
-from device.camera import open_source
+from device.camera import CameraError, open_source
 from device.camera.genicam import GenicamOptions, GenicamSource, list_cameras, load_aravis
 from device.capture import CaptureWorker, FrameQueue
 from device.config import CameraSettings
@@ -91,6 +92,101 @@ def test_capture_reconnects_after_camera_restart(fake_camera: subprocess.Popen[b
         before = worker.frames
         assert _wait_for(lambda: worker.connected and worker.frames > before + 5), worker.last_error
         assert worker.reconnects >= 1
+    finally:
+        worker.stop()
+        if restarted is not None:
+            _stop_camera(restarted)
+
+
+def _frame_size(source: GenicamSource) -> tuple[int, int]:
+    result = source.read()
+    assert isinstance(result, tuple)
+    height, width = result[0].shape[:2]
+    return width, height
+
+
+def test_sensor_roi_and_packet_settings_are_applied(fake_camera: subprocess.Popen[bytes]) -> None:
+    settings = CameraSettings.model_validate(
+        {
+            "source": f"genicam:{SERIAL}",
+            "fps": 30,
+            "genicam_sensor_roi": {"x": 16, "y": 8, "width": 320, "height": 240},
+            "genicam_packet_size": 1000,  # not the fake's default (1400), and a valid step from its 220
+            "genicam_packet_delay": 10,
+        }
+    )
+    source = GenicamSource(GenicamOptions.from_settings(SERIAL, settings))
+    source.open()
+    try:
+        assert [_frame_size(source) for _ in range(3)] == [(320, 240)] * 3
+        camera = source._camera
+        assert camera.get_integer("GevSCPSPacketSize") == 1000  # read back from the camera itself
+        assert camera.gv_get_packet_size() == 1000  # and Aravis did not renegotiate it away
+        assert camera.get_integer("GevSCPD") == 10
+        assert tuple(camera.get_region()) == (16, 8, 320, 240)
+    finally:
+        source.close()
+
+
+def test_settings_the_camera_refuses_name_the_setting(fake_camera: subprocess.Popen[bytes]) -> None:
+    refused = {
+        "genicam_trigger_activation": GenicamOptions(  # the fake camera offers RisingEdge only
+            device=SERIAL, trigger="hardware", trigger_line="Line0", trigger_activation="FallingEdge"
+        ),
+        "genicam_packet_size": GenicamOptions(device=SERIAL, packet_size=20_000),  # fake: 220..16404
+        "genicam_sensor_roi": GenicamOptions(device=SERIAL, sensor_roi=(0, 0, 4096, 64)),  # 2048 sensor
+    }
+    for setting, options in refused.items():
+        source = GenicamSource(options)
+        with pytest.raises(CameraError, match=f"camera.{setting}"):
+            source.open()
+        source.close()
+    # A refusal leaves nothing behind: the same camera opens with good settings right after.
+    source = GenicamSource(
+        GenicamOptions(
+            device=SERIAL, trigger="hardware", trigger_line="Line0", trigger_activation="RisingEdge"
+        )
+    )
+    source.open()
+    try:
+        assert source._camera.get_string("TriggerActivation") == "RisingEdge"
+        assert source._camera.get_string("TriggerSource") == "Line0"
+    finally:
+        source.close()
+
+
+def test_trigger_mode_capture_notices_a_killed_camera_and_comes_back(
+    fake_camera: subprocess.Popen[bytes],
+) -> None:
+    """In a trigger mode silence is normal: only Aravis's lost control connection says the camera is gone."""
+    settings = CameraSettings(
+        source=f"genicam:{SERIAL}",
+        genicam_trigger="software",
+        timeout_s=1.0,
+        reconnect_initial_s=0.2,
+        reconnect_max_s=1.0,
+    )
+    source = GenicamSource(GenicamOptions.from_settings(SERIAL, settings))
+    worker = CaptureWorker(source, settings, FrameQueue(4))
+    worker.start()
+    restarted: subprocess.Popen[bytes] | None = None
+
+    def triggered_frames_flow(target: int) -> bool:
+        if worker.connected:
+            with contextlib.suppress(CameraError):
+                source.software_trigger()
+        return worker.frames >= target
+
+    try:
+        assert _wait_for(lambda: triggered_frames_flow(2)), worker.last_error
+        fake_camera.kill()  # no goodbye: the heartbeat has to find out
+        fake_camera.wait(timeout=10)
+        assert _wait_for(lambda: not worker.connected, 60), "capture never noticed the camera was gone"
+        assert worker.last_error
+        restarted = _start_camera()
+        before = worker.frames
+        assert _wait_for(lambda: triggered_frames_flow(before + 3), 60), worker.last_error
+        assert worker.connected and worker.reconnects >= 1
     finally:
         worker.stop()
         if restarted is not None:

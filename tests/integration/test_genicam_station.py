@@ -1,9 +1,11 @@
 """The whole station on a fake GigE camera in software-trigger mode: real `edgeinspect run`, real HTTP,
-a real MQTT broker. Every trigger (API or MQTT) gives exactly one judged part; settings are audited."""
+a real MQTT broker. Every trigger (API or MQTT) gives exactly one judged part; settings are audited; a
+camera killed mid-run degrades health and the station picks it up again when it is back."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,9 +19,36 @@ from fixtures_mqtt import MessageCollector
 SERIAL = "GVSTATION"
 
 
+class FakeCamera:
+    """The station's fake GigE camera process, which a test may kill and start again."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[bytes] = start_fake_camera(SERIAL)
+
+    def kill(self) -> None:
+        self.process.kill()  # no goodbye to the station: like a pulled cable or a power cut
+        self.process.wait(timeout=10)
+
+    def restart(self) -> None:
+        self.process = start_fake_camera(SERIAL)
+
+    def stop(self) -> None:
+        stop_fake_camera(self.process)
+
+
 @pytest.fixture
-def genicam_stack(tmp_path: Path, trained_model: Path, mosquitto: Any) -> Iterator[EdgeStack]:
-    camera = start_fake_camera(SERIAL)
+def fake_camera() -> Iterator[FakeCamera]:
+    camera = FakeCamera()
+    try:
+        yield camera
+    finally:
+        camera.stop()
+
+
+@pytest.fixture
+def genicam_stack(
+    tmp_path: Path, trained_model: Path, mosquitto: Any, fake_camera: FakeCamera
+) -> Iterator[EdgeStack]:
     overrides = {
         "camera": {
             "source": f"genicam:{SERIAL}",
@@ -28,13 +57,12 @@ def genicam_stack(tmp_path: Path, trained_model: Path, mosquitto: Any) -> Iterat
             "genicam_watchdog_s": 1.0,
             "width": 128,
             "height": 128,
+            "reconnect_initial_s": 0.2,
+            "reconnect_max_s": 2.0,
         }
     }
-    try:
-        with launch_edge_stack(tmp_path / "data", trained_model, mosquitto.url, overrides=overrides) as stack:
-            yield stack
-    finally:
-        stop_fake_camera(camera)
+    with launch_edge_stack(tmp_path / "data", trained_model, mosquitto.url, overrides=overrides) as stack:
+        yield stack
 
 
 def _status(client: httpx.Client, stack: EdgeStack) -> dict[str, Any]:
@@ -92,3 +120,40 @@ def test_each_trigger_gives_one_part_and_settings_are_audited(genicam_stack: Edg
         assert any(e["action"] == "camera_trigger" and "mqtt" in e["actor"] for e in audit), audit
         settings = next(e for e in audit if e["action"] == "camera_settings")
         assert settings["ok"] and settings["new_value"]["gain_db"] == pytest.approx(3.0)
+
+
+def test_a_killed_camera_degrades_health_and_the_station_picks_it_up_again(
+    genicam_stack: EdgeStack, fake_camera: FakeCamera
+) -> None:
+    stack = genicam_stack
+    with httpx.Client(base_url=stack.base_url, timeout=30) as client:
+
+        def health() -> dict[str, Any]:
+            report: dict[str, Any] = client.get("/health").json()
+            return report
+
+        def camera_ok() -> bool:
+            return bool(health()["components"]["camera"]["ok"])
+
+        def trigger_until(frames: int) -> bool:
+            """Fire a trigger (refused while the camera is away) and say whether `frames` parts came."""
+            client.post("/camera/trigger", headers=stack.headers("operator"))
+            return int(_status(client, stack)["frames"]) >= frames
+
+        assert wait_for(lambda: _status(client, stack)["camera_connected"], 60), "camera never connected"
+        assert wait_for(lambda: trigger_until(2), 60), _status(client, stack)
+        assert camera_ok()
+
+        fake_camera.kill()
+        # Trigger mode: silence is normal, so only the lost control connection can tell the station.
+        assert wait_for(lambda: not camera_ok(), 60), health()
+        report = health()
+        assert report["status"] == "degraded", report
+        assert report["components"]["camera"]["detail"], report  # says why, not just "down"
+        assert _status(client, stack)["camera_connected"] is False
+
+        fake_camera.restart()
+        assert wait_for(camera_ok, 60), health()
+        before = int(_status(client, stack)["frames"])
+        assert wait_for(lambda: trigger_until(before + 2), 60), _status(client, stack)
+        assert health()["components"]["camera"]["ok"] is True

@@ -45,6 +45,7 @@ def _concrete_paths(client: httpx.Client, schema: dict) -> list[str]:
         "alert_id": alert_id,
         "item_id": client.get("/archive").json()["items"][0]["id"],
         "job_id": "no-such-job",  # a 404 body is read like any other
+        "image": "0000.png",  # no capture yet: a 404
     }
     paths = []
     for path, operations in schema["paths"].items():

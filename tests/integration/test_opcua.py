@@ -34,9 +34,11 @@ from fixtures_mqtt import wait_until
 from app.audit import AuditLog
 from app.fleet_audit import audit_every_door
 from app.settings import load_settings
-from device.commands import Command, CommandResult, SetThreshold
+from device.commands import Command, CommandResult, PrepareRecipe, SaveRecipe, SelectRecipe, SetThreshold
 from device.config import LineSettings, OpcUaSettings
 from device.opcua import LAST_RESULT, THRESHOLD, OpcUaError, OpcUaServer, PartResult, node_id
+from device.opcua.nodes import ACTIVE_RECIPE, CONFIGURATION, PREPARE_RECIPE, SELECT_RECIPE
+from device.recipes import Recipe
 from device.runtime import EdgeRuntime
 from device.status import LatencyStatus, ModelStatus, RuntimeStatus
 
@@ -88,6 +90,7 @@ def runtime_status(**changes: Any) -> RuntimeStatus:
         camera_connected=True,
         spool_depth=0,
         latency=LatencyStatus(),
+        recipe="bracket",
         uptime_s=12.0,
     )
     return status.model_copy(update=changes)
@@ -100,6 +103,7 @@ class FakeStation:
     status: RuntimeStatus = field(default_factory=runtime_status)
     commands: list[tuple[Command, str]] = field(default_factory=list)
     refuse: bool = False
+    recipes: tuple[str, ...] = ("bracket", "housing")
 
     def snapshot(self) -> RuntimeStatus:
         return self.status
@@ -108,6 +112,18 @@ class FakeStation:
         self.commands.append((command, actor))
         if self.refuse:
             return CommandResult(ok=False, command=command.command, message="line is locked")
+        if isinstance(command, SelectRecipe | PrepareRecipe):
+            if command.name not in self.recipes:
+                return CommandResult(ok=False, command=command.command, message=f"no recipe {command.name!r}")
+            if isinstance(command, PrepareRecipe):
+                return CommandResult(
+                    ok=True, command=command.command, message=f"recipe {command.name!r} ready"
+                )
+            old, self.status = self.status.recipe, self.status.model_copy(update={"recipe": command.name})
+            message = f"recipe {command.name!r} active from the next frame"
+            return CommandResult(
+                ok=True, command=command.command, old_value=old, new_value=command.name, message=message
+            )
         assert isinstance(command, SetThreshold)
         old, self.status = (
             self.status.threshold,
@@ -175,6 +191,32 @@ def write(
             return (await client.uaclient.write(params))[0]
 
     return asyncio.run(go())
+
+
+def call(
+    server: OpcUaServer,
+    method: str,
+    *arguments: ua.Variant,
+    login: tuple[str, str] | None = None,
+    object_path: str = CONFIGURATION,
+) -> ua.CallMethodResult:
+    """Call one method on `object_path` and return the server's whole answer (status, outputs)."""
+
+    async def go() -> ua.CallMethodResult:
+        async with connect(server, login) as client:
+            ns = await client.get_namespace_index(NAMESPACE)
+            request = ua.CallMethodRequest(
+                ObjectId=node_id(ns, object_path),
+                MethodId=node_id(ns, method),
+                InputArguments=list(arguments),
+            )
+            return (await client.uaclient.call([request]))[0]
+
+    return asyncio.run(go())
+
+
+def string(value: str) -> ua.Variant:
+    return ua.Variant(value, ua.VariantType.String)
 
 
 def double(value: float) -> ua.Variant:
@@ -282,7 +324,9 @@ def opcua(served: tuple[OpcUaServer, FakeStation]) -> Iterator[tuple[OpcUaServer
     """The shared server with a fresh station behind it (state restored after each test)."""
     server, station = served
     station.status, station.commands, station.refuse = runtime_status(), [], False
-    wait_until(lambda: read(server, THRESHOLD) == [2.0], 10, "threshold back to 2.0")
+    wait_until(
+        lambda: read(server, THRESHOLD, ACTIVE_RECIPE) == [2.0, "bracket"], 10, "threshold, recipe back"
+    )
     yield server, station
 
 
@@ -420,6 +464,158 @@ def test_a_refusal_by_the_runtime_is_a_bad_status(opcua: tuple[OpcUaServer, Fake
     assert write(server, THRESHOLD, double(2.5), login=OPERATOR).value == ua.StatusCodes.BadRequestNotAllowed
     assert len(station.commands) == 1
     assert read(server, THRESHOLD) == [2.0]
+
+
+# ---- recipes -------------------------------------------------------------------------------------
+def test_operator_selects_and_prepares_recipes_through_the_command_door(
+    opcua: tuple[OpcUaServer, FakeStation],
+) -> None:
+    server, station = opcua
+
+    async def go() -> tuple[list[Any], list[Any], str]:
+        async with connect(server, OPERATOR) as client:  # as a PLC calls a method: outputs, or an exception
+            ns = await client.get_namespace_index(NAMESPACE)
+            configuration = client.get_node(node_id(ns, CONFIGURATION))
+            prepared = await configuration.call_method(node_id(ns, PREPARE_RECIPE), string("housing"))
+            selected = await configuration.call_method(node_id(ns, SELECT_RECIPE), string("housing"))
+            shown = await client.get_node(node_id(ns, ACTIVE_RECIPE)).read_value()
+            return prepared, selected, shown
+
+    prepared, selected, shown = asyncio.run(go())
+    assert prepared == [True, "recipe 'housing' ready"]
+    assert selected == [True, "recipe 'housing' active from the next frame"]
+    assert shown == "housing"  # at once, not only at the next status refresh
+    assert [(type(c), c.name, actor) for c, actor in station.commands] == [  # type: ignore[union-attr]
+        (PrepareRecipe, "housing", "opcua:op"),
+        (SelectRecipe, "housing", "opcua:op"),
+    ]
+    time.sleep(0.5)  # a few status refreshes: the runtime's status says the same
+    assert read(server, ACTIVE_RECIPE, login=VIEWER) == ["housing"]
+
+
+def test_active_recipe_follows_the_status(opcua: tuple[OpcUaServer, FakeStation]) -> None:
+    server, station = opcua
+    assert read(server, ACTIVE_RECIPE) == ["bracket"]
+    station.status = runtime_status(recipe=None)  # a station without recipes
+    wait_until(lambda: read(server, ACTIVE_RECIPE) == [""], 10, "no active recipe")
+    station.status = runtime_status(recipe="housing")  # switched through another door (the API, MQTT)
+    wait_until(lambda: read(server, ACTIVE_RECIPE) == ["housing"], 10, "housing active")
+
+
+@pytest.mark.parametrize("login", [None, VIEWER], ids=["anonymous", "viewer"])
+@pytest.mark.parametrize("method", [SELECT_RECIPE, PREPARE_RECIPE], ids=["select", "prepare"])
+def test_viewer_and_anonymous_may_not_call_recipe_methods(
+    opcua: tuple[OpcUaServer, FakeStation], login: Any, method: str
+) -> None:
+    server, station = opcua
+    result = call(server, method, string("housing"), login=login)
+    assert result.StatusCode.value == ua.StatusCodes.BadUserAccessDenied and result.OutputArguments == []
+    assert station.commands == []
+    assert read(server, ACTIVE_RECIPE) == ["bracket"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected", "argument_result"),
+    [
+        ([string("")], ua.StatusCodes.BadInvalidArgument, ua.StatusCodes.BadInvalidArgument),
+        ([string("two words")], ua.StatusCodes.BadInvalidArgument, ua.StatusCodes.BadInvalidArgument),
+        ([string("../etc/passwd")], ua.StatusCodes.BadInvalidArgument, ua.StatusCodes.BadInvalidArgument),
+        ([string("x" * 65)], ua.StatusCodes.BadInvalidArgument, ua.StatusCodes.BadInvalidArgument),
+        ([ua.Variant(None, ua.VariantType.String)], ua.StatusCodes.BadInvalidArgument, None),
+        (
+            [ua.Variant(7, ua.VariantType.Int32)],
+            ua.StatusCodes.BadInvalidArgument,
+            ua.StatusCodes.BadTypeMismatch,
+        ),
+        (
+            [ua.Variant(["housing"], ua.VariantType.String)],
+            ua.StatusCodes.BadInvalidArgument,
+            ua.StatusCodes.BadTypeMismatch,
+        ),
+        ([], ua.StatusCodes.BadArgumentsMissing, None),
+        ([string("housing"), string("bracket")], ua.StatusCodes.BadTooManyArguments, None),
+    ],
+    ids=["empty", "space", "path", "too-long", "null", "int32", "array", "missing", "too-many"],
+)
+def test_bad_recipe_ids_are_refused_and_execute_nothing(
+    opcua: tuple[OpcUaServer, FakeStation], arguments: list[ua.Variant], expected: int, argument_result: Any
+) -> None:
+    server, station = opcua
+    for method in (SELECT_RECIPE, PREPARE_RECIPE):
+        result = call(server, method, *arguments, login=OPERATOR)
+        assert result.StatusCode.value == expected and result.OutputArguments == []
+        if argument_result is not None:
+            assert [r.value for r in result.InputArgumentResults] == [argument_result]
+    assert station.commands == []
+    assert read(server, ACTIVE_RECIPE) == ["bracket"]
+
+
+def test_a_refusal_by_the_runtime_is_ok_false_with_its_message(
+    opcua: tuple[OpcUaServer, FakeStation],
+) -> None:
+    server, station = opcua
+    result = call(server, SELECT_RECIPE, string("gearbox"), login=OPERATOR)  # valid name, no such recipe
+    assert result.StatusCode.is_good()
+    assert [v.Value for v in result.OutputArguments] == [False, "no recipe 'gearbox'"]
+    assert [v.VariantType for v in result.OutputArguments] == [ua.VariantType.Boolean, ua.VariantType.String]
+    station.refuse = True
+    result = call(server, PREPARE_RECIPE, string("housing"), login=OPERATOR)
+    assert [v.Value for v in result.OutputArguments] == [False, "line is locked"]
+    assert [(c.name, actor) for c, actor in station.commands] == [  # type: ignore[union-attr]
+        ("gearbox", "opcua:op"),
+        ("housing", "opcua:op"),
+    ]
+    assert read(server, ACTIVE_RECIPE) == ["bracket"]
+
+
+def test_recipe_methods_only_on_their_object(opcua: tuple[OpcUaServer, FakeStation]) -> None:
+    server, station = opcua
+    result = call(server, SELECT_RECIPE, string("housing"), login=OPERATOR, object_path="Statistics")
+    assert result.StatusCode.value == ua.StatusCodes.BadMethodInvalid
+    assert station.commands == []
+
+
+@pytest.mark.parametrize(
+    ("login", "may_call"),
+    [(None, False), (VIEWER, False), (OPERATOR, True)],
+    ids=["anonymous", "viewer", "operator"],
+)
+def test_recipe_methods_as_a_client_browses_them(
+    opcua: tuple[OpcUaServer, FakeStation], login: tuple[str, str] | None, may_call: bool
+) -> None:
+    server, _ = opcua
+
+    async def go() -> tuple[list[Any], list[Any], list[Any]]:
+        async with connect(server, login) as client:
+            ns = await client.get_namespace_index(NAMESPACE)
+            configuration = client.get_node(node_id(ns, CONFIGURATION))
+            methods = await configuration.get_methods()
+            executable = [
+                (
+                    (await method.read_attribute(ua.AttributeIds.Executable)).Value.Value,
+                    (await method.read_attribute(ua.AttributeIds.UserExecutable)).Value.Value,
+                )
+                for method in methods
+            ]
+            arguments = []
+            for path in (SELECT_RECIPE, PREPARE_RECIPE):
+                for kind in ("InputArguments", "OutputArguments"):
+                    node = client.get_node(node_id(ns, f"{path}.{kind}"))
+                    name = (await node.read_browse_name()).to_string()
+                    values = await node.read_value()
+                    arguments.append((name, [(a.Name, a.DataType.Identifier, a.ValueRank) for a in values]))
+            return [m.nodeid for m in methods], executable, arguments
+
+    method_ids, executable, arguments = asyncio.run(go())
+    ns = server.namespace_index
+    assert ns is not None
+    assert sorted(method_ids, key=str) == sorted(
+        [node_id(ns, PREPARE_RECIPE), node_id(ns, SELECT_RECIPE)], key=str
+    )
+    assert executable == [(True, may_call)] * 2  # the server may run them; this session may call them, or not
+    inputs = ("0:InputArguments", [("RecipeId", ua.ObjectIds.String, -1)])
+    outputs = ("0:OutputArguments", [("Ok", ua.ObjectIds.Boolean, -1), ("Message", ua.ObjectIds.String, -1)])
+    assert arguments == [inputs, outputs] * 2
 
 
 # ---- logins -------------------------------------------------------------------------------------
@@ -698,3 +894,25 @@ def test_the_real_runtime_through_opcua(runtime: EdgeRuntime, tmp_path: Path) ->
     first = read(server, f"{LAST_RESULT}.FrameId")[0]
     wait_until(lambda: read(server, f"{LAST_RESULT}.FrameId")[0] >= first + 3, 20, "new parts shown")
     assert runtime.worker.latest is not None and runtime.worker.latest.frame.frame_id >= first + 3
+
+    # Recipes: the PLC switches product over OPC UA, through the same door.
+    model_id = runtime.models.list()[0].id
+    for name, threshold in (("bracket", calibrated), ("housing", calibrated * 1.5)):
+        saved = runtime.execute(SaveRecipe(recipe=Recipe(name=name, model_id=model_id, threshold=threshold)))
+        assert saved.ok, saved.message
+    assert runtime.status().recipe is None and read(server, ACTIVE_RECIPE) == [""]
+    assert call(server, SELECT_RECIPE, string("housing"), login=VIEWER).StatusCode.value == (
+        ua.StatusCodes.BadUserAccessDenied
+    )
+    prepared = call(server, PREPARE_RECIPE, string("housing"), login=OPERATOR)
+    assert prepared.StatusCode.is_good() and prepared.OutputArguments[0].Value, prepared
+    selected = call(server, SELECT_RECIPE, string("housing"), login=OPERATOR)
+    assert selected.StatusCode.is_good() and selected.OutputArguments[0].Value, selected
+    assert "housing" in selected.OutputArguments[1].Value
+    wait_until(lambda: runtime.status().recipe == "housing", 30, "housing active in the runtime")
+    wait_until(lambda: read(server, ACTIVE_RECIPE) == ["housing"], 30, "housing shown")
+    wait_until(lambda: read(server, THRESHOLD)[0] == pytest.approx(calibrated * 1.5), 30, "its threshold")
+    unknown = call(server, SELECT_RECIPE, string("gearbox"), login=OPERATOR)  # refused by the runtime
+    assert unknown.StatusCode.is_good() and unknown.OutputArguments[0].Value is False
+    assert "gearbox" in unknown.OutputArguments[1].Value
+    assert runtime.status().recipe == "housing"

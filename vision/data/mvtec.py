@@ -80,7 +80,9 @@ class MvtecCategory:
         return sorted({s.defect_type for s in self.test if s.label == 1})
 
     @classmethod
-    def load(cls, root: str | os.PathLike[str], category: str) -> MvtecCategory:
+    def load(cls, root: str | os.PathLike[str], category: str, require_test: bool = True) -> MvtecCategory:
+        """`require_test=False` (training) accepts a category with good training images only, e.g. one
+        just captured from the camera, with no test folder yet."""
         base = Path(root)
         if not base.is_dir():
             raise DatasetError(f"dataset root not found or not a folder: {base}")
@@ -98,6 +100,8 @@ class MvtecCategory:
         if not train_good:
             raise DatasetError(f"no images in {train_dir} (accepted: {', '.join(IMAGE_SUFFIXES)})")
         test_dir = folder / "test"
+        if not require_test and not test_dir.exists():
+            return cls(name=category, root=folder, train_good=train_good, test=[])
         if not test_dir.is_dir():
             raise DatasetError(
                 f"missing test folder {test_dir} (expected test/good/ and test/<defect_type>/)"

@@ -19,6 +19,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -28,8 +29,11 @@ from unit.app.fake_teacher import FakeLearner
 
 from device.alerts import AlertStore
 from device.archive import ArchiveRecord, ImageArchive
+from device.camera.base import Frame
 from device.commands import (
     ActivateModel,
+    CancelCapture,
+    CaptureProduct,
     ClearRegionOfInterest,
     Command,
     CommandResult,
@@ -46,9 +50,11 @@ from device.commands import (
     SetThreshold,
     StartLine,
     StopLine,
+    StrikeCapture,
 )
 from device.config import ArchiveSettings, RegionOfInterest, TrendSettings
 from device.model_registry import ModelEntry
+from device.product_capture import CaptureStatus, ProductCapture
 from device.recipes import RecipeError, RecipeStore, RecipesView
 from device.roi_preview import REBUILD_HINT, REBUILD_ON_STATION, RoiPreview, RoiWarning, judge_verdict
 from device.rollout.view import PublicKeyBytes, RolloutView, build_rollout_view
@@ -164,6 +170,8 @@ class FakeRuntime:
         weakref.finalize(self, shutil.rmtree, recipe_dir, True)
         self.recipes = RecipeStore(f"{recipe_dir}/recipes.json", lambda m: self.models.get(m) is not None)
         self.prepared: set[str] = set()
+        self.datasets = Path(recipe_dir) / "datasets"
+        self.product_capture: ProductCapture | None = None  # the real capture, fed by `advance()`
         self.trends = TrendRecorder(TrendSettings())  # the real recorder, in memory
         self.archive = _temporary_archive(self)  # the real archive, every part, in a temporary folder
         self.learner = learner = FakeLearner(
@@ -228,6 +236,8 @@ class FakeRuntime:
             if is_defect:
                 cv2.rectangle(overlay, (60, 80), (100, 92), (0, 0, 255), 2)
             self._frame_jpeg = {False: _jpeg(image), True: _jpeg(overlay)}
+            if self.product_capture is not None:
+                self.product_capture.offer(Frame(frame_id, time.time(), time.monotonic(), image))
             self._verdict = FrameVerdict(
                 seq=frame_id,
                 frame_id=frame_id,
@@ -420,6 +430,11 @@ class FakeRuntime:
                 return self._refuse(command, "no previous model to roll back to")
             old = self.models.history.pop()
             new = self.models.active_id = self.models.history[-1]
+        elif isinstance(command, CaptureProduct | CancelCapture | StrikeCapture):
+            try:
+                old, new = self._capture_command(command)
+            except ValueError as exc:
+                return self._refuse(command, str(exc))
         elif isinstance(command, SaveRecipe | DeleteRecipe | PrepareRecipe | SelectRecipe):
             try:
                 old, new = self._recipe_command(command)
@@ -480,6 +495,31 @@ class FakeRuntime:
         self.roi = recipe.roi.model_dump() if recipe.roi else None
         self.threshold_override = recipe.threshold
         return old, recipe.name
+
+    def _capture_command(self, command: CaptureProduct | CancelCapture | StrikeCapture) -> tuple[Any, Any]:
+        job = self.product_capture
+        if isinstance(command, CaptureProduct):
+            if job is not None and job.running:
+                raise ValueError(f"a capture for {job.product!r} is running; cancel it first")
+            self.product_capture = ProductCapture(
+                self.datasets, command.product, command.count, command.every_n
+            )
+            return None, command.product
+        if job is None:
+            raise ValueError("no capture")
+        if isinstance(command, CancelCapture):
+            job.cancel()
+            return job.product, None
+        job.strike(command.image)
+        return command.image, None
+
+    def capture_status(self) -> CaptureStatus | None:
+        return self.product_capture.status() if self.product_capture is not None else None
+
+    def capture_image(self, image: str) -> Path:
+        if self.product_capture is None:
+            raise KeyError("no capture")
+        return self.product_capture.image_path(image)
 
     def recipes_view(self) -> RecipesView:
         return RecipesView(
