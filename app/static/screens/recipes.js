@@ -2,10 +2,16 @@
 // (load its model ahead of a product change) and switch to it; admins save and delete recipes. The runtime
 // refuses (409, reason in `message`) what it cannot do, e.g. deleting the active recipe; the reason is shown
 // in the card. The same commands also arrive from the PLC (MQTT / OPC UA), so the list is polled while shown.
+// The "Learn a new product" card captures good parts of a new product from the camera (POST /capture), shows
+// its progress and a contact sheet of the images (GET /capture, polled every CAPTURE_POLL_MS while the screen
+// is shown) where an operator strikes bad ones (DELETE /capture/images/{image}), and when done, the folder
+// and the `edgeinspect train` command for the engineer.
 "use strict";
 
 (() => {
   const POLL_MS = 3000;
+  const CAPTURE_POLL_MS = 1500;
+  const NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
   let view = { active: null, recipes: [], loaded_models: [] };
   let models = [];
   let shownJson = "";
@@ -167,7 +173,7 @@
   async function save(event) {
     event.preventDefault();
     const name = $("recipe-name-input").value.trim();
-    if (!/^[A-Za-z0-9_-]{1,64}$/.test(name)) {
+    if (!NAME_RE.test(name)) {
       message("A recipe name is 1 to 64 letters, digits, _ or -.", "bad");
       return;
     }
@@ -201,6 +207,178 @@
     }
   }
 
+
+  // ---- learn a new product (capture) -----------------------------------------------------------------
+  let capture = null;  // GET /capture: null before the first capture on this station
+  let captureJson = "";
+  let captureTimer = null;
+  let captureBusy = false;  // a capture command in flight: its own reload follows, the poll waits
+  let thumbKey = "";  // which capture the cached thumbnails belong to (names restart at 0000 for a new one)
+  const thumbs = new Map();  // image name -> object URL
+  const sheetItems = new Map();  // image name -> its <figure> on the contact sheet
+
+  function captureMessage(text, kind) {
+    $("capture-message").textContent = text;
+    $("capture-message").className = "message " + (kind || "");
+  }
+
+  // The --data argument of `edgeinspect train`: the folder less `/<product>/train/good`.
+  function trainCommand(status) {
+    const folder = status.folder.replace(/[\\/]+$/, "");
+    const suffix = `/${status.product}/train/good`;
+    const data = folder.endsWith(suffix) ? folder.slice(0, -suffix.length) : folder.replace(/\/[^/]*\/train\/good$/, "");
+    const quote = (arg) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, "'\\''")}'`);
+    return `edgeinspect train --data ${quote(data)} --category ${quote(status.product)}`;
+  }
+
+  function forgetThumbs() {
+    for (const url of thumbs.values()) URL.revokeObjectURL(url);
+    thumbs.clear();
+    sheetItems.clear();
+    $("capture-sheet").replaceChildren();
+  }
+
+  async function loadCapture(force = false) {
+    const next = await (await api("/capture")).json();
+    const json = JSON.stringify(next);
+    capture = next;
+    if (force || json !== captureJson) {
+      captureJson = json;
+      renderCapture();
+    }
+  }
+
+  function renderCapture() {
+    const status = capture;
+    const running = !!status && status.state === "running";
+    const cancel = $("capture-cancel");
+    cancel.disabled = !running || !hasRole("operator");
+    cancel.title = hasRole("operator") ? "" : "Needs the operator role";
+    const pill = $("capture-state");
+    pill.hidden = !status;
+    $("capture-job").hidden = !status;
+    if (!status) { forgetThumbs(); return; }
+    pill.textContent = status.state;
+    pill.className = "pill pill-small " + ({ running: "pill-running", done: "pill-ok", cancelled: "pill-paused",
+      failed: "pill-stopped" }[status.state] || "pill-unknown");
+    $("capture-job").dataset.state = status.state;
+    $("capture-title").textContent = `Product ${status.product}`;
+    $("capture-progress").max = status.target;
+    $("capture-progress").value = Math.min(status.kept, status.target);
+    $("capture-progress-text").textContent = `${status.kept} of ${status.target} kept · ${status.state}`;
+    $("capture-figures").textContent = `${status.captured} captured · ${status.struck} struck` +
+      (status.skipped_frames ? ` · ${status.skipped_frames} frames skipped (the writer could not keep up)` : "");
+    $("capture-error").hidden = !status.error;
+    $("capture-error").textContent = status.error ? `Capture failed: ${status.error}` : "";
+    const finished = status.state === "done";
+    $("capture-done").hidden = !finished;
+    if (finished) {
+      $("capture-done-text").textContent =
+        `Done: ${status.kept} good parts of ${status.product} in ${status.folder}. Train a model on them with:`;
+      $("capture-train-command").textContent = trainCommand(status);
+    }
+    renderSheet(status);
+  }
+
+  // The contact sheet: one figure per image, kept across polls (its thumbnail is fetched once, with the key).
+  function renderSheet(status) {
+    const key = `${status.folder}|${status.product}`;
+    if (key !== thumbKey) { forgetThumbs(); thumbKey = key; }
+    const wanted = new Set(status.images);
+    for (const [name, item] of Array.from(sheetItems)) {
+      if (wanted.has(name)) continue;
+      sheetItems.delete(name);
+      item.remove();
+      if (thumbs.has(name)) { URL.revokeObjectURL(thumbs.get(name)); thumbs.delete(name); }
+    }
+    $("capture-sheet").replaceChildren(...status.images.map((name) => sheetItems.get(name) || sheetItem(name)));
+    $("capture-sheet-empty").hidden = status.images.length > 0 || status.state !== "running";
+  }
+
+  function sheetItem(name) {
+    const img = el("img", { alt: `Captured image ${name}`, testid: "capture-thumb", loading: "lazy" });
+    api(`/capture/images/${encodeURIComponent(name)}`)
+      .then((response) => response.blob())
+      .then((blob) => {
+        if (sheetItems.get(name) !== item) return;  // struck or a new capture meanwhile
+        const url = URL.createObjectURL(blob);
+        thumbs.set(name, url);
+        img.src = url;
+      })
+      .catch(() => { img.alt = `${name}: no image`; });
+    const item = el("figure", { className: "capture-image", testid: "capture-image", dataset: { image: name } },
+      img, el("figcaption", {}, name));
+    if (hasRole("operator")) {
+      item.append(button("Strike", "capture-strike", "btn-stop", () => strike(name, item)));
+    }
+    sheetItems.set(name, item);
+    return item;
+  }
+
+  // POST/DELETE a capture command; the reason of a refusal goes in the card, then a fresh status.
+  async function captureCommand(path, options, done) {
+    captureBusy = true;
+    try {
+      const result = await (await api(path, options)).json();
+      captureMessage(result.message || done, "ok");
+      return true;
+    } catch (err) {
+      if (err.status !== 401) captureMessage(`Refused: ${err.message}`, "bad");
+      return false;
+    } finally {
+      captureBusy = false;
+      await loadCapture(true).catch(() => {});
+    }
+  }
+
+  async function startCapture(event) {
+    event.preventDefault();
+    const product = $("capture-product").value.trim();
+    const count = Number($("capture-count").value);
+    const everyN = Number($("capture-every-n").value);
+    if (!NAME_RE.test(product)) {
+      captureMessage("A product name is 1 to 64 letters, digits, _ or -.", "bad");
+      return;
+    }
+    if (!Number.isInteger(count) || count < 2 || count > 5000) {
+      captureMessage("Keep a whole number of parts from 2 to 5000.", "bad");
+      return;
+    }
+    if (!Number.isInteger(everyN) || everyN < 1 || everyN > 1000) {
+      captureMessage("Keep one frame in a whole number from 1 to 1000.", "bad");
+      return;
+    }
+    $("capture-start").disabled = true;
+    try {
+      await captureCommand("/capture", { method: "POST", json: { product, count, every_n: everyN } },
+        `Capturing ${count} parts of ${product}: run good parts past the camera`);
+    } finally {
+      $("capture-start").disabled = !hasRole("operator");
+    }
+  }
+
+  async function cancelCapture() {
+    if (!capture) return;
+    const ok = await confirmAction("Cancel capture",
+      `Stop capturing ${capture.product}? The ${capture.kept} images kept so far stay in ${capture.folder}.`);
+    if (!ok) return;
+    await captureCommand("/capture/cancel", { method: "POST" }, `Capture of ${capture.product} cancelled`);
+  }
+
+  async function strike(name, item) {
+    item.querySelectorAll("button").forEach((b) => { b.disabled = true; });
+    const running = capture && capture.state === "running";
+    const ok = await captureCommand(`/capture/images/${encodeURIComponent(name)}`, { method: "DELETE" },
+      `Image ${name} struck${running ? ": the capture keeps one more part instead" : ""}`);
+    if (!ok) item.querySelectorAll("button").forEach((b) => { b.disabled = !hasRole("operator"); });
+  }
+
+  function pollCapture() {
+    if (!captureBusy) {
+      loadCapture().catch((err) => { if (err.status !== 401) captureMessage(`Cannot read the capture: ${err.message}`, "bad"); });
+    }
+  }
+
   function poll() {
     if (!busy) load().catch((err) => { if (err.status !== 401) message(`Cannot list recipes: ${err.message}`, "bad"); });
   }
@@ -208,6 +386,8 @@
   document.addEventListener("DOMContentLoaded", () => {
     $("recipe-form").addEventListener("submit", save);
     $("recipe-name-input").addEventListener("input", fillRoiChoices);
+    $("capture-form").addEventListener("submit", startCapture);
+    $("capture-cancel").addEventListener("click", cancelCapture);
   });
 
   registerScreen("recipes", {
@@ -219,7 +399,16 @@
         .then(() => load(true))
         .catch((err) => message(`Cannot list recipes: ${err.message}`, "bad"));
       timer = timer || setInterval(poll, POLL_MS);
+      captureMessage("", "");
+      captureJson = "";
+      loadCapture(true).catch((err) => captureMessage(`Cannot read the capture: ${err.message}`, "bad"));
+      captureTimer = captureTimer || setInterval(pollCapture, CAPTURE_POLL_MS);
     },
-    hide() { clearInterval(timer); timer = null; },
+    hide() {
+      clearInterval(timer);
+      timer = null;
+      clearInterval(captureTimer);
+      captureTimer = null;
+    },
   });
 })();
