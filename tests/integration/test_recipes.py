@@ -163,3 +163,44 @@ def test_a_new_product_is_captured_from_the_camera_built_and_switched_to(
         assert model is not None and model.id == entry.id and model.name.endswith("-housing")
     finally:
         runtime.stop()
+
+
+def test_a_candidate_model_judges_in_the_shadow_and_decides_nothing(
+    tmp_path: Path, trained_model: Path, gaussian_trained_model: Path, mosquitto: Any
+) -> None:
+    """Before a new model judges parts it runs beside the active one; the panel sees where they differ."""
+    from device import commands as cmd
+
+    runtime = EdgeRuntime(_settings(tmp_path, trained_model, mosquitto.url))
+    runtime.start()
+    try:
+        active = runtime.status().model
+        assert active is not None and active.id is not None
+        refused = runtime.execute(cmd.StartShadow(model_id=active.id), actor="test")
+        assert not refused.ok and "active one" in refused.message
+        assert not runtime.execute(cmd.StartShadow(model_id="no-such-model"), actor="test").ok
+        candidate = runtime.models.register_file(gaussian_trained_model)
+        started = runtime.execute(cmd.StartShadow(model_id=candidate.id, parts=12), actor="test")
+        assert started.ok, started.message
+        again = runtime.execute(cmd.StartShadow(model_id=candidate.id), actor="test")
+        assert not again.ok and "stop it first" in again.message
+
+        def done() -> bool:
+            status = runtime.shadow_status()
+            return status is not None and status.state == "done"
+
+        wait_until(done, 90)
+        status = runtime.shadow_status()
+        assert status is not None and status.compared == 12 and status.error is None
+        assert status.agreed + status.candidate_ng_active_ok + status.candidate_ok_active_ng == 12
+        assert status.candidate_threshold == pytest.approx(Inspector(gaussian_trained_model).info.threshold)
+        for disagreement in status.disagreements:
+            assert (disagreement.candidate_verdict == "NG") == (
+                disagreement.candidate_score > disagreement.candidate_threshold
+            )
+            assert disagreement.active_verdict != disagreement.candidate_verdict
+            assert runtime.shadow_thumbnail(disagreement.frame_id)[:2] == b"\xff\xd8"  # a JPEG
+        assert runtime.status().model.id == active.id  # type: ignore[union-attr]  # it decided nothing
+        assert runtime.queue.dropped == 0
+    finally:
+        runtime.stop()

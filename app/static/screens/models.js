@@ -1,5 +1,9 @@
 // Models screen: the models on the box, their figures side by side, upload (sha256 computed in the
 // browser), activate and roll back. Changing models needs the admin role; the server enforces it too.
+// The Shadow card: an admin runs an inactive model in the shadow of the active one (POST /shadow) for a
+// number of parts; the card (GET /shadow, polled every SHADOW_POLL_MS while the screen is shown) shows the
+// progress, the agreement, each kind of disagreement and the parts they disagreed on with the candidate's
+// view; Stop ends it early (POST /shadow/stop) and Promote is the ordinary activation of the candidate.
 "use strict";
 
 (() => {
@@ -8,6 +12,14 @@
   const selected = new Set();
   let models = [];
   let candidateId = null;  // the model a teach job just built (Teach card's "Show the candidate model")
+  const SHADOW_POLL_MS = 1500;
+  let shadow = null;  // GET /shadow: null before the first shadow run on this station
+  let shadowJson = "";
+  let shadowTimer = null;
+  let shadowBusy = false;  // a shadow command in flight: its own reload follows, the poll waits
+  const shadowThumbs = new Map();  // frame id -> object URL of the candidate's view
+  const shadowItems = new Map();  // frame id -> its <figure> in the disagreement list
+  let shadowKey = "";  // which run the cached items belong to
 
   // A {before, after} pair (e.g. teach.false_reject_rate_taught) is one figure, shown as "before → after".
   const isBeforeAfter = (value) => value && typeof value === "object" && !Array.isArray(value) &&
@@ -73,6 +85,7 @@
     $("models-rollback-note").textContent = target
       ? `to ${target.name} ${target.version}` : "Nothing to roll back to";
     if (!$("compare-card").hidden) renderCompare();
+    renderShadow();
   }
 
   function renderRow(model) {
@@ -91,7 +104,11 @@
     } else if (hasRole("admin")) {
       const button = el("button", { className: "btn btn-small btn-primary", testid: "model-activate" }, "Activate");
       button.addEventListener("click", () => activate(model));
-      actions.append(button);
+      const inShadow = el("button", { className: "btn btn-small", testid: "model-shadow",
+        title: "Judge the next parts with this model beside the active one, without deciding anything" },
+      "Run in shadow");
+      inShadow.addEventListener("click", () => startShadow(model, inShadow));
+      actions.append(button, inShadow);
     }
     const className = [model.active ? "active" : "", model.id === candidateId ? "candidate" : ""].join(" ").trim();
     return el("tr", { dataset: { modelId: model.id }, testid: "model-row", className },
@@ -164,6 +181,186 @@
     refreshStatus().catch(() => {});
   }
 
+  // ---- shadow mode ------------------------------------------------------------------------------------
+  function shadowMessage(text, kind) {
+    $("shadow-message").textContent = text;
+    $("shadow-message").className = "message " + (kind || "");
+  }
+
+  const modelName = (id) => {
+    const model = models.find((m) => m.id === id);
+    return model ? `${model.name} ${model.version}` : id;
+  };
+
+  async function loadShadow(force = false) {
+    const next = await (await api("/shadow")).json();
+    const json = JSON.stringify(next);
+    shadow = next;
+    if (force || json !== shadowJson) {
+      shadowJson = json;
+      renderShadow();
+    }
+  }
+
+  function renderShadow() {
+    const status = shadow;
+    const pill = $("shadow-state");
+    pill.hidden = !status;
+    $("shadow-job").hidden = !status;
+    $("shadow-empty").hidden = !!status;
+    if (!status) { forgetShadowThumbs(); return; }
+    const running = status.state === "running";
+    pill.textContent = status.state;
+    pill.className = "pill pill-small " + ({ running: "pill-running", done: "pill-ok", stopped: "pill-paused",
+      failed: "pill-stopped" }[status.state] || "pill-unknown");
+    const candidate = models.find((m) => m.id === status.model_id);
+    const job = $("shadow-job");
+    job.dataset.state = status.state;
+    job.dataset.modelId = status.model_id;
+    const threshold = status.candidate_threshold === null || status.candidate_threshold === undefined
+      ? "" : ` · threshold ${fmtThreshold(status.candidate_threshold)}`;
+    $("shadow-title").textContent = `Candidate ${modelName(status.model_id)} (${status.model_id})${threshold}` +
+      (candidate && candidate.active ? " · now active" : "");
+    $("shadow-progress").max = status.target;
+    $("shadow-progress").value = Math.min(status.compared, status.target);
+    $("shadow-progress-text").textContent = `${status.compared} of ${status.target} compared · ${status.state}`;
+    $("shadow-agreement").textContent = status.compared
+      ? `${(100 * status.agreed / status.compared).toFixed(1)} % (${status.agreed} of ${status.compared})` : "—";
+    $("shadow-candidate-ng").textContent = String(status.candidate_ng_active_ok);
+    $("shadow-candidate-ok").textContent = String(status.candidate_ok_active_ng);
+    $("shadow-skipped").textContent = String(status.skipped);
+    $("shadow-error").hidden = !status.error;
+    $("shadow-error").textContent = status.error ? `Shadow failed: ${status.error}` : "";
+    $("shadow-stop").hidden = !running || !hasRole("admin");
+    $("shadow-promote").hidden = !hasRole("admin") || !candidate || candidate.active ||
+      !["done", "stopped"].includes(status.state);
+    renderDisagreements(status);
+  }
+
+  function forgetShadowThumbs() {
+    for (const url of shadowThumbs.values()) URL.revokeObjectURL(url);
+    shadowThumbs.clear();
+    shadowItems.clear();
+    $("shadow-list").replaceChildren();
+  }
+
+  // The most recent disagreements first; each figure is kept across polls (its view fetched once, with the key).
+  function renderDisagreements(status) {
+    const key = `${status.model_id}|${status.target}`;
+    if (key !== shadowKey) { forgetShadowThumbs(); shadowKey = key; }
+    const wanted = new Set(status.disagreements.map((d) => d.frame_id));
+    for (const [frameId, item] of Array.from(shadowItems)) {
+      if (wanted.has(frameId)) continue;
+      shadowItems.delete(frameId);
+      item.remove();
+      if (shadowThumbs.has(frameId)) { URL.revokeObjectURL(shadowThumbs.get(frameId)); shadowThumbs.delete(frameId); }
+    }
+    $("shadow-list").replaceChildren(...status.disagreements.map((d) => shadowItems.get(d.frame_id) || disagreementItem(d)));
+    const total = status.candidate_ng_active_ok + status.candidate_ok_active_ng;
+    $("shadow-disagreement-count").textContent = total > status.disagreements.length
+      ? `(the ${status.disagreements.length} most recent of ${total})` : `(${total})`;
+    $("shadow-list-empty").hidden = status.disagreements.length > 0;
+  }
+
+  function verdictLine(who, verdict, score, threshold) {
+    return el("span", {}, `${who}: `,
+      el("span", { className: "shadow-verdict", dataset: { verdict } }, verdict),
+      ` ${fmtScore(score)} (threshold ${fmtThreshold(threshold)})`);
+  }
+
+  function disagreementItem(d) {
+    const img = el("img", { alt: `The candidate's view of frame ${d.frame_id}`, testid: "shadow-thumb", loading: "lazy" });
+    const item = el("figure", { className: "shadow-disagreement", testid: "shadow-disagreement",
+      dataset: { frameId: String(d.frame_id), active: d.active_verdict, candidate: d.candidate_verdict } },
+    img,
+    el("figcaption", {},
+      el("strong", { testid: "shadow-frame" }, `Frame ${d.frame_id}`),
+      el("span", { className: "muted" }, new Date(d.captured_at * 1000).toLocaleTimeString()),
+      el("span", { testid: "shadow-active" },
+        verdictLine("Line", d.active_verdict, d.active_score, d.active_threshold)),
+      el("span", { testid: "shadow-candidate" },
+        verdictLine("Candidate", d.candidate_verdict, d.candidate_score, d.candidate_threshold))));
+    api(`/shadow/disagreements/${encodeURIComponent(d.frame_id)}.jpg`)
+      .then((response) => response.blob())
+      .then((blob) => {
+        if (shadowItems.get(d.frame_id) !== item) return;  // dropped from the list meanwhile
+        const url = URL.createObjectURL(blob);
+        shadowThumbs.set(d.frame_id, url);
+        img.src = url;
+      })
+      .catch(() => { img.alt = `Frame ${d.frame_id}: no view kept`; });
+    shadowItems.set(d.frame_id, item);
+    return item;
+  }
+
+  // A shadow command (or the promotion); the reason of a refusal goes in the card, then a fresh status.
+  async function shadowCommand(path, options, done) {
+    shadowBusy = true;
+    try {
+      const result = await (await api(path, options)).json();
+      shadowMessage(result.message || done, "ok");
+      return true;
+    } catch (err) {
+      if (err.status !== 401) shadowMessage(`Refused: ${err.message}`, "bad");
+      return false;
+    } finally {
+      shadowBusy = false;
+      await loadShadow(true).catch(() => {});
+    }
+  }
+
+  async function startShadow(model, button) {
+    const parts = Number($("shadow-parts").value);
+    if (!Number.isInteger(parts) || parts < 1 || parts > 100000) {
+      shadowMessage("Compare a whole number of parts from 1 to 100000.", "bad");
+      return;
+    }
+    button.disabled = true;
+    try {
+      await shadowCommand("/shadow", { method: "POST", json: { model_id: model.id, parts } },
+        `${model.name} ${model.version} judges the next ${parts} parts in the shadow`);
+    } finally {
+      button.disabled = false;
+    }
+    document.querySelector("[data-testid=shadow-card]").scrollIntoView({ behavior: "smooth", block: "nearest" });
+  }
+
+  async function stopShadow() {
+    if (!shadow) return;
+    $("shadow-stop").disabled = true;
+    try {
+      await shadowCommand("/shadow/stop", { method: "POST" }, `Shadow of ${modelName(shadow.model_id)} stopped`);
+    } finally {
+      $("shadow-stop").disabled = false;
+    }
+  }
+
+  async function promote() {
+    if (!shadow) return;
+    const model = models.find((m) => m.id === shadow.model_id);
+    if (!model) return;
+    const agreement = shadow.compared
+      ? ` In the shadow it agreed with the line on ${shadow.agreed} of ${shadow.compared} parts ` +
+        `(it would have rejected ${shadow.candidate_ng_active_ok} the line passed, and passed ` +
+        `${shadow.candidate_ok_active_ng} the line rejected).` : "";
+    const ok = await confirmAction("Promote model",
+      `Activate ${model.name} ${model.version} (${model.id})?${agreement} The line swaps to it without stopping, ` +
+      "and the threshold goes back to the new model's calibrated one.");
+    if (!ok) return;
+    const done = await shadowCommand(`/models/${encodeURIComponent(model.id)}/activate`, { method: "POST" },
+      `Promoted ${model.name} ${model.version}`);
+    if (done) {
+      await load().catch(() => {});
+      refreshStatus().catch(() => {});
+    }
+  }
+
+  function pollShadow() {
+    if (!shadowBusy) {
+      loadShadow().catch((err) => { if (err.status !== 401) shadowMessage(`Cannot read the shadow: ${err.message}`, "bad"); });
+    }
+  }
+
   // crypto.subtle exists only in a secure context (HTTPS, or localhost); elsewhere the user pastes it.
   const canHash = () => window.isSecureContext && window.crypto && window.crypto.subtle;
 
@@ -215,6 +412,8 @@
       $("compare-card").scrollIntoView({ behavior: "smooth", block: "nearest" });
     });
     $("models-rollback").addEventListener("click", rollback);
+    $("shadow-stop").addEventListener("click", () => stopShadow().catch((err) => shadowMessage(err.message, "bad")));
+    $("shadow-promote").addEventListener("click", () => promote().catch((err) => shadowMessage(err.message, "bad")));
     $("upload-file").addEventListener("change", () => fileChosen().catch((err) => message(err.message, "bad")));
     $("upload-form").addEventListener("submit", upload);
     uploadHint();
@@ -224,12 +423,21 @@
     show() {
       message("", "");
       load().catch((err) => message(`Cannot list models: ${err.message}`, "bad"));
+      shadowMessage("", "");
+      shadowJson = "";
+      loadShadow(true).catch((err) => shadowMessage(`Cannot read the shadow: ${err.message}`, "bad"));
+      shadowTimer = shadowTimer || setInterval(pollShadow, SHADOW_POLL_MS);
       RolloutCard.start(() => load().catch(() => {}));  // a fleet release swapped the model
       TeachCard.start({
         modelsChanged: () => load().catch(() => {}),
         showModel: (id) => showModel(id).catch((err) => message(err.message, "bad")),
       });
     },
-    hide() { RolloutCard.stop(); TeachCard.stop(); },
+    hide() {
+      RolloutCard.stop();
+      TeachCard.stop();
+      clearInterval(shadowTimer);
+      shadowTimer = null;
+    },
   });
 })();

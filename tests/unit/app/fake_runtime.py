@@ -20,7 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -49,7 +50,9 @@ from device.commands import (
     SetRegionOfInterest,
     SetThreshold,
     StartLine,
+    StartShadow,
     StopLine,
+    StopShadow,
     StrikeCapture,
 )
 from device.config import ArchiveSettings, RegionOfInterest, TrendSettings
@@ -59,6 +62,7 @@ from device.recipes import RecipeError, RecipeStore, RecipesView
 from device.roi_preview import REBUILD_HINT, REBUILD_ON_STATION, RoiPreview, RoiWarning, judge_verdict
 from device.rollout.view import PublicKeyBytes, RolloutView, build_rollout_view
 from device.rollout.wire import StationReport
+from device.shadow import ShadowRun, ShadowStatus
 from device.status import (
     ComponentHealth,
     FrameVerdict,
@@ -70,13 +74,15 @@ from device.status import (
 )
 from device.teaching import TeachJobs
 from device.trends import TrendRecorder, TrendReport
-from vision.inspector import ModelFileError
+from vision.inspector import Inspector, ModelFileError
 from vision.teach import TeachReport
 from vision.teach_defects import DefectTeachReport
-from vision.types import Box
+from vision.types import Box, InspectionResult
 
 FAKE_MODEL_MAGIC = b"FAKE-ONNX"
 CALIBRATED_THRESHOLD = 0.5
+SHADOW_THRESHOLD = 0.6  # the stand-in candidate's calibrated threshold
+SHADOW_NG_EVERY = 3  # the stand-in candidate calls every third frame NG (the line: every `defect_every`th)
 LIVE_FIELDS = {
     "inspection": {"threshold", "min_defect_area_px", "max_boxes"},
     "reject": {"enabled", "gate_delay_ms"},
@@ -172,6 +178,8 @@ class FakeRuntime:
         self.prepared: set[str] = set()
         self.datasets = Path(recipe_dir) / "datasets"
         self.product_capture: ProductCapture | None = None  # the real capture, fed by `advance()`
+        self.shadow: ShadowRun | None = None  # the real shadow, a stand-in candidate, fed by `advance()`
+        self._shadow_frames: dict[int, tuple[np.ndarray, int]] = {}  # id(image) -> (image, frame id)
         self.trends = TrendRecorder(TrendSettings())  # the real recorder, in memory
         self.archive = _temporary_archive(self)  # the real archive, every part, in a temporary folder
         self.learner = learner = FakeLearner(
@@ -238,6 +246,8 @@ class FakeRuntime:
             self._frame_jpeg = {False: _jpeg(image), True: _jpeg(overlay)}
             if self.product_capture is not None:
                 self.product_capture.offer(Frame(frame_id, time.time(), time.monotonic(), image))
+            if self.shadow is not None and self.shadow.running:
+                self._offer_shadow(self.shadow, frame_id, image, score, is_defect)
             self._verdict = FrameVerdict(
                 seq=frame_id,
                 frame_id=frame_id,
@@ -294,12 +304,40 @@ class FakeRuntime:
             mask=mask if is_defect else None,
         )
 
+    def _offer_shadow(
+        self, shadow: ShadowRun, frame_id: int, image: np.ndarray, score: float, is_defect: bool
+    ) -> None:
+        """The part and the line's verdict, as the real inspection thread hands them to the shadow."""
+        self._shadow_frames[id(image)] = (image, frame_id)  # held, so the id stays this image's
+        while len(self._shadow_frames) > 32:  # far more than the shadow's queue holds
+            del self._shadow_frames[next(iter(self._shadow_frames))]
+        anomaly_map = np.full(image.shape[:2], 0.1 * score, np.float32)
+        if is_defect:
+            anomaly_map[80:92, 60:100] = score
+        active = InspectionResult(
+            score=score,
+            threshold=self.threshold,
+            is_defect=is_defect,
+            boxes=[Box(60, 80, 40, 12, score)] if is_defect else [],
+            anomaly_map=anomaly_map,
+            inference_ms=9.0,
+        )
+        shadow.offer(Frame(frame_id, time.time(), time.monotonic(), image), active)
+
+    def _shadow_frame_id(self, image: np.ndarray) -> int:
+        held = self._shadow_frames.get(id(image))
+        if held is None or held[0] is not image:
+            raise ValueError("not a frame this fake produced")
+        return held[1]
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._produce, name="fake-runtime", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+        if self.shadow is not None:
+            self.shadow.stop()
         if self._thread is not None:
             self._thread.join(timeout=5)
 
@@ -435,6 +473,11 @@ class FakeRuntime:
                 old, new = self._capture_command(command)
             except ValueError as exc:
                 return self._refuse(command, str(exc))
+        elif isinstance(command, StartShadow | StopShadow):
+            try:
+                old, new = self._shadow_command(command)
+            except ValueError as exc:
+                return self._refuse(command, str(exc))
         elif isinstance(command, SaveRecipe | DeleteRecipe | PrepareRecipe | SelectRecipe):
             try:
                 old, new = self._recipe_command(command)
@@ -521,6 +564,33 @@ class FakeRuntime:
             raise KeyError("no capture")
         return self.product_capture.image_path(image)
 
+    def _shadow_command(self, command: StartShadow | StopShadow) -> tuple[Any, Any]:
+        """The real `ShadowRun` behind the commands (refusals as `EdgeRuntime._cmd_*_shadow` words them),
+        judging with `FakeCandidate` instead of an ONNX model."""
+        current = self.shadow
+        if isinstance(command, StopShadow):
+            if current is None or not current.running:
+                raise ValueError("no model is in the shadow")
+            current.stop()
+            return current.model_id, None
+        if self.models.get(command.model_id) is None:
+            raise ValueError(f"unknown model id {command.model_id!r}")
+        if command.model_id == self.models.active_id:
+            raise ValueError(f"model {command.model_id} is the active one; shadow another model")
+        if current is not None and current.running:
+            raise ValueError(f"model {current.model_id} is in the shadow; stop it first")
+        candidate = FakeCandidate(self._shadow_frame_id)
+        self.shadow = ShadowRun(command.model_id, lambda: cast(Inspector, candidate), command.parts)
+        return None, command.model_id
+
+    def shadow_status(self) -> ShadowStatus | None:
+        return self.shadow.status() if self.shadow is not None else None
+
+    def shadow_thumbnail(self, frame_id: int) -> bytes:
+        if self.shadow is None:
+            raise KeyError(frame_id)
+        return self.shadow.thumbnail(frame_id)
+
     def recipes_view(self) -> RecipesView:
         return RecipesView(
             active=self.recipes.active_name, recipes=self.recipes.list(), loaded_models=sorted(self.prepared)
@@ -552,6 +622,30 @@ class FakeRuntime:
                 self.settings[section][field] = value
                 changes.append({"field": f"{section}.{field}", "old": old, "new": value})
         return changes
+
+
+class FakeCandidate:
+    """Stands in for the candidate's `Inspector` in the shadow: every `SHADOW_NG_EVERY`th frame is NG (a hot
+    box at the top left), the rest OK, at `SHADOW_THRESHOLD`. `frame_of` gives an image's frame number."""
+
+    def __init__(self, frame_of: Callable[[np.ndarray], int]) -> None:
+        self.frame_of = frame_of
+        self.info = SimpleNamespace(threshold=SHADOW_THRESHOLD)
+
+    def inspect(self, image: np.ndarray, **_: Any) -> InspectionResult:
+        is_defect = self.frame_of(image) % SHADOW_NG_EVERY == 0
+        score = 0.8 if is_defect else 0.2
+        anomaly_map = np.full(image.shape[:2], 0.1, np.float32)
+        if is_defect:
+            anomaly_map[24:44, 24:64] = score
+        return InspectionResult(
+            score=score,
+            threshold=SHADOW_THRESHOLD,
+            is_defect=is_defect,
+            boxes=[Box(24, 24, 40, 20, score)] if is_defect else [],
+            anomaly_map=anomaly_map,
+            inference_ms=11.0,
+        )
 
 
 def _temporary_archive(owner: object) -> ImageArchive:
