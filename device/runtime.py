@@ -15,7 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import cv2
 import numpy as np
 from pydantic import BaseModel
 
@@ -62,7 +61,7 @@ from device.teaching import ArchiveLearner, TeachJobs
 from device.topics import Topics
 from device.trends import TrendRecorder, TrendReport
 from vision.inspector import Inspector, ModelFileError
-from vision.overlay import encode_overlay_jpeg, render_overlay
+from vision.overlay import encode_overlay_jpeg, overlay_thumbnail, render_overlay
 from vision.types import InspectionResult
 
 if TYPE_CHECKING:
@@ -455,11 +454,7 @@ class EdgeRuntime:
             self.link.publish_live(self.topics.result, json.dumps(payload).encode())
 
     def _thumbnail(self, image: np.ndarray, result: InspectionResult) -> bytes | None:
-        overlay = render_overlay(image, result.anomaly_map, result.threshold, result.boxes)
-        size = self.settings.alerts.thumbnail_size
-        scale = size / max(overlay.shape[:2])
-        small = cv2.resize(overlay, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        return encode_overlay_jpeg(small, 80)
+        return overlay_thumbnail(image, result, self.settings.alerts.thumbnail_size)
 
     def _emit_reject(self, command: dict[str, Any]) -> None:
         command["ts"] = iso_utc(time.time())

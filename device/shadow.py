@@ -21,13 +21,11 @@ import threading
 from collections.abc import Callable
 from typing import Literal
 
-import cv2
-import numpy as np
 from pydantic import BaseModel, Field
 
 from device.camera.base import Frame
 from vision.inspector import Inspector
-from vision.overlay import encode_overlay_jpeg, render_overlay
+from vision.overlay import overlay_thumbnail
 from vision.types import InspectionResult
 
 log = logging.getLogger(__name__)
@@ -175,7 +173,7 @@ class ShadowRun:
 
     def _record(self, frame: Frame, active: InspectionResult, candidate: InspectionResult) -> None:
         agreed = active.is_defect == candidate.is_defect
-        jpeg = b"" if agreed else _thumbnail(frame.image, candidate)
+        jpeg = b"" if agreed else overlay_thumbnail(frame.image, candidate, THUMBNAIL_PX)
         with self._lock:
             self._compared += 1
             if agreed:
@@ -196,10 +194,3 @@ class ShadowRun:
                 self._disagreements = [*self._disagreements, (disagreement, jpeg)][-KEEP_DISAGREEMENTS:]
             if self._compared >= self._target and self._state == "running":
                 self._state = "done"
-
-
-def _thumbnail(image: np.ndarray, result: InspectionResult) -> bytes:
-    overlay = render_overlay(image, result.anomaly_map, result.threshold, result.boxes)
-    scale = THUMBNAIL_PX / max(overlay.shape[:2])
-    small = cv2.resize(overlay, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    return encode_overlay_jpeg(small, 80)

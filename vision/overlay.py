@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from vision.types import Box
+from vision.types import Box, InspectionResult
 
 BOX_COLOR_BGR = (0, 0, 255)
 
@@ -70,3 +70,12 @@ def encode_overlay_jpeg(overlay_bgr: np.ndarray, quality: int) -> bytes:
     if not ok:
         raise ValueError(f"could not encode a {overlay_bgr.dtype} {overlay_bgr.shape} overlay as JPEG")
     return bytes(buf.tobytes())
+
+
+def overlay_thumbnail(image_bgr: np.ndarray, result: InspectionResult, size: int, quality: int = 80) -> bytes:
+    """A JPEG of the overlay (heatmap and boxes) with its longer side `size` px: what alert lists and the
+    shadow's disagreements show."""
+    overlay = render_overlay(image_bgr, result.anomaly_map, result.threshold, result.boxes)
+    scale = size / max(overlay.shape[:2])
+    small = cv2.resize(overlay, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    return encode_overlay_jpeg(small, quality)
