@@ -49,6 +49,30 @@ def ensure_model(settings: Settings, progress: bool = True) -> Path:
     return built
 
 
+def ensure_build_template(settings: Settings) -> Path | None:
+    """Write the station's build template (`model.build_template`) where models are built on first run
+    (`model.auto_build`, torch installed) and none is there yet, so captured products build on this box;
+    None when it is not written here (a station without torch gets it from the plant)."""
+    path = Path(settings.model.build_template)
+    if any(path.glob("*.onnx")) or not settings.model.auto_build:
+        return path if any(path.glob("*.onnx")) else None
+    try:
+        from vision.build_template import check_template_settings, export_build_template
+    except ImportError:
+        log.info("no build template at %s: export one on the plant (`edgeinspect template`)", path)
+        return None
+    # What the station builds: either head (auto: decided per product), float.
+    model = settings.model.model_copy(update={"head": "auto", "int8": False, "compression_budget": None})
+    try:
+        check_template_settings(model)
+    except ValueError as exc:
+        log.info("no build template: %s", exc)
+        return None
+    export_build_template(model, path)
+    log.info("build template written to %s (captured products build on this box)", path)
+    return path
+
+
 def build_default_model(category: str, model: ModelSettings, out_path: Path, progress: bool = True) -> Path:
     from tqdm import tqdm
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
-from app.bootstrap import ensure_model
+from app.bootstrap import ensure_build_template, ensure_model
 from app.fleet_audit import audit_every_door
 from app.settings import ApiSettings, ConfigError, Settings
 from device.environment import environment_record
@@ -37,6 +37,7 @@ def run_line(settings: Settings, max_frames: int | None = None) -> int:
     for line in environment_record().lines():
         log.info("environment: %s", line)
     ensure_model(settings)
+    ensure_build_template(settings)
     # First, so a second instance on this data directory stops here (DataDirLockedError) before it touches
     # the broker, the spool or the port.
     runtime = EdgeRuntime(settings)

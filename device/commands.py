@@ -155,6 +155,14 @@ class StrikeCapture(_Command):
     image: str = Field(..., pattern=r"^[0-9]{4,6}\.png$")
 
 
+class BuildProduct(_Command):
+    """Build a model from a product's captured good parts on the station (ONNX Runtime and numpy, at low
+    priority while the line keeps judging); the model is registered, ready to shadow or put in a recipe."""
+
+    command: Literal["build_product"] = "build_product"
+    product: str = Field(..., pattern=RECIPE_NAME_PATTERN)
+
+
 class StartShadow(_Command):
     """Run a registered model in the shadow of the active one for `parts` judged parts: it judges the
     same parts and the differences are shown, but it decides nothing."""
@@ -190,6 +198,7 @@ Command = Annotated[
     | CaptureProduct
     | CancelCapture
     | StrikeCapture
+    | BuildProduct
     | StartShadow
     | StopShadow,
     Field(discriminator="command"),

@@ -467,6 +467,7 @@ class RuntimeSettings(_Section):
         root = Path(self.data_dir).resolve()
         self.data_dir = str(root)
         self.model.path = _under(root, self.model.path)
+        self.model.build_template = _under(root, self.model.build_template)
         self.outbox.path = _under(root, self.outbox.path)
         self.alerts.path = _under(root, self.alerts.path)
         self.archive.path = _under(root, self.archive.path)
@@ -603,7 +604,7 @@ PUBLIC_FIELDS: dict[str, tuple[str, ...]] = {
     ),
 }
 PRIVATE_FIELDS: dict[str, tuple[str, ...]] = {
-    "model": ("path",),
+    "model": ("path", "build_template"),
     "mqtt": ("password", "tls_ca_file", "tls_cert_file", "tls_key_file"),
     "outbox": ("path",),
     "alerts": ("path",),

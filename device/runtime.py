@@ -41,6 +41,7 @@ from device.model_registry import ModelRegistry, sha256_of_file
 from device.mqtt_link import MqttLink
 from device.outbox import Outbox
 from device.part_result import PartResult
+from device.product_build import BuildStatus, ProductBuild
 from device.product_capture import CaptureStatus, ProductCapture
 from device.recipes import PreparedModels, Recipe, RecipeStore, RecipesView
 from device.reject import RejectScheduler, encoder_position
@@ -155,6 +156,7 @@ class EdgeRuntime:
         self._knobs = DecisionKnobs(0.0, 0, 1, False)
         self._retired_knobs: DecisionKnobs | None = None  # the previous recipe's, for its frames in flight
         self._product_capture: ProductCapture | None = None  # learning a new product from the camera
+        self._product_build: ProductBuild | None = None  # building a captured product's model
         self._shadow: ShadowRun | None = None  # a candidate model judging beside the active one
         self._jpeg_cache: tuple[int, bool, bytes] | None = None
         self.reject = RejectScheduler(self.settings.reject, self._emit_reject)
@@ -215,6 +217,7 @@ class EdgeRuntime:
                 _filed(cmd.CaptureProduct, self._cmd_capture_product),
                 _filed(cmd.CancelCapture, self._cmd_cancel_capture),
                 _filed(cmd.StrikeCapture, self._cmd_strike_capture),
+                _filed(cmd.BuildProduct, self._cmd_build_product),
                 _filed(cmd.StartShadow, self._cmd_start_shadow),
                 _filed(cmd.StopShadow, self._cmd_stop_shadow),
             ]
@@ -749,6 +752,28 @@ class EdgeRuntime:
         if job is None:
             raise KeyError("no capture")
         return job.image_path(image)
+
+    # ---- building a captured product's model on the station ------------------------------------
+    def _cmd_build_product(self, command: cmd.BuildProduct) -> Change:
+        data_dir = Path(self.settings.data_dir)
+        with self._lock:
+            current, capture = self._product_build, self._product_capture
+            if current is not None and current.running:
+                raise ValueError(f"the model of {current.product!r} is being built; wait for it")
+            if capture is not None and capture.running and capture.product == command.product:
+                raise ValueError(f"{command.product!r} is still being captured; build when it is done")
+            self._product_build = ProductBuild(
+                Path(self.settings.model.build_template),
+                data_dir / "datasets",
+                command.product,
+                data_dir / "models" / "builds",
+                lambda path: self.models.register_file(path).id,
+            )
+        return None, command.product, f"building the model of {command.product!r} at low priority"
+
+    def build_status(self) -> BuildStatus | None:
+        job = self._product_build
+        return job.status() if job is not None else None
 
     # ---- shadow mode -----------------------------------------------------------------------------
     def _cmd_start_shadow(self, command: cmd.StartShadow) -> Change:

@@ -19,6 +19,11 @@ class ModelSettings(BaseModel):
 
     path: str = Field("models/default.onnx", description="ONNX model; relative to data_dir.")
     auto_build: bool = Field(True, description="Train and export a model on first run if `path` is missing.")
+    build_template: str = Field(
+        "models/build-template",
+        description="Build template folder for building captured products on the station without torch "
+        "(`edgeinspect template`; written on first run where torch is installed); relative to data_dir.",
+    )
     backbone: Literal["efficientnet_lite0", "efficientnet_lite2"] = "efficientnet_lite0"
     image_size: int = Field(256, ge=64, le=1024, description="Square input size the model sees.")
     memory_bank_size: int = Field(2048, ge=16, le=100_000, description="Coreset patches kept.")

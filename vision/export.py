@@ -26,6 +26,10 @@ META_MODEL_NAME = "edgeinspect.model_name"
 META_MODEL_VERSION = "edgeinspect.model_version"
 META_TRAIN_DATA_SHA256 = "edgeinspect.train_data_sha256"
 META_INPUT_FORMAT = "edgeinspect.input_format"
+# A build template (`vision.build_template`): an unfitted Gaussian-head model a station fits without torch.
+META_BUILD_TEMPLATE = "edgeinspect.build_template"
+META_BUILD_SETTINGS = "edgeinspect.build_settings"  # the ModelSettings (JSON) the template was exported for
+META_FEATURE_GROUPS = "edgeinspect.feature_groups"  # channels per tapped backbone block, comma-separated
 REQUIRED_METADATA = (
     META_THRESHOLD,
     META_INPUT_SIZE,

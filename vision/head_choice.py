@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from vision.config import ModelSettings
 
@@ -23,6 +22,8 @@ from vision.config import ModelSettings
 ALIGNED_BELOW = 0.75
 # The ratio settles within a few dozen images; more only costs backbone time.
 CHOICE_IMAGES = 64
+# The method family a model file's name announces, by head.
+HEAD_FAMILY = {"bank": "patchcore", "gaussian": "padim"}
 
 
 @dataclass(frozen=True)
@@ -39,26 +40,39 @@ class HeadChoice:
         return f"auto: alignment {self.alignment:.3f} {side} {ALIGNED_BELOW} ({what})"
 
 
-@torch.inference_mode()
-def choose_head(prepared: np.ndarray, settings: ModelSettings) -> HeadChoice:
-    """Measure how aligned the good images [N, size, size, 3] (already at the model's size) are."""
-    from vision.models import AnomalyModel
-    from vision.models.position_norm import alignment_ratio
-    from vision.train import extract_patches, model_config
-
+def choice_sample(prepared: np.ndarray) -> np.ndarray:
+    """The good images [N, size, size, 3] whose raw patch embeddings the choice measures."""
     if len(prepared) < 2:
         raise ValueError(f"choosing a head needs at least 2 good images, got {len(prepared)}")
-    probe = AnomalyModel(
-        model_config(settings.model_copy(update={"head": "gaussian"})), pretrained=True
-    ).eval()
-    if probe.feature_scaler is not None:
-        probe.feature_scaler.reset()  # raw embeddings: the ratio was measured on them
-    sample = prepared[
-        np.linspace(0, len(prepared) - 1, min(CHOICE_IMAGES, len(prepared))).round().astype(int)
-    ]
-    patches = extract_patches(probe, sample, progress=False)
-    ratio = alignment_ratio(patches.reshape(len(sample), -1, patches.shape[-1]))
+    count = min(CHOICE_IMAGES, len(prepared))
+    return np.asarray(prepared[np.linspace(0, len(prepared) - 1, count).round().astype(int)])
+
+
+def decide_head(raw_patches: np.ndarray) -> HeadChoice:
+    """The head for raw (unscaled) patch embeddings [images, positions, C] of `choice_sample`'s images;
+    the plant's build and the station's decide with this one function."""
+    from vision.head_fit import alignment_ratio
+
+    ratio = alignment_ratio(raw_patches)
     return HeadChoice("gaussian" if ratio < ALIGNED_BELOW else "bank", ratio)
+
+
+def choose_head(prepared: np.ndarray, settings: ModelSettings) -> HeadChoice:
+    """Measure how aligned the good images [N, size, size, 3] (already at the model's size) are."""
+    import torch
+
+    from vision.models import AnomalyModel
+    from vision.train import extract_patches, model_config
+
+    sample = choice_sample(prepared)
+    with torch.inference_mode():
+        probe = AnomalyModel(
+            model_config(settings.model_copy(update={"head": "gaussian"})), pretrained=True
+        ).eval()
+        if probe.feature_scaler is not None:
+            probe.feature_scaler.reset()  # raw embeddings: the ratio was measured on them
+        patches = extract_patches(probe, sample, progress=False)
+    return decide_head(patches.reshape(len(sample), -1, patches.shape[-1]).numpy())
 
 
 def resolve_head(
@@ -68,7 +82,7 @@ def resolve_head(
     kept as it is (no choice made)."""
     if settings.head != "auto":
         return settings, None
-    from vision.train import prepare_images
+    from vision.build_inputs import prepare_images
 
     choice = choose_head(prepare_images(list(images), settings.image_size), settings)
     return settings.model_copy(update={"head": choice.head}), choice

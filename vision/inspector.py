@@ -17,6 +17,7 @@ import onnxruntime as ort
 from vision.export import (
     INPUT_FORMAT,
     INPUT_NAME,
+    META_BUILD_TEMPLATE,
     META_INPUT_FORMAT,
     META_INPUT_SIZE,
     META_MODEL_NAME,
@@ -113,6 +114,11 @@ class Inspector:
 
     def _check_contract(self) -> int:
         """Check metadata, input and outputs against `vision.export`; return the input size."""
+        if META_BUILD_TEMPLATE in self._metadata:
+            raise ModelFileError(
+                f"{self.path} is a build template (unfitted, it judges nothing): build a model from it with "
+                "`edgeinspect build`"
+            )
         missing = [key for key in REQUIRED_METADATA if key not in self._metadata]
         if missing:
             raise ModelFileError(

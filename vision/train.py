@@ -7,7 +7,6 @@ carries the same metadata.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,6 +16,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from vision.bank_fit import fit_bank_head
+from vision.build_inputs import (  # noqa: F401 (dataset_sha256: re-exported for callers)
+    dataset_sha256,
+    images_sha256,
+    load_good_images,
+    prepare_images,
+    split_holdout,
+)
 from vision.calibration import threshold_from_good_scores
 from vision.config import ModelSettings
 from vision.export import (
@@ -26,22 +33,16 @@ from vision.export import (
     META_TRAIN_DATA_SHA256,
     export_onnx,
 )
-from vision.head_choice import HeadChoice, resolve_head
-from vision.inspector import resize_to_input, validate_frame
-from vision.models import AnomalyModel, AnomalyModelConfig, MemoryBank, greedy_coreset, save_checkpoint
-from vision.models.position_norm import alignment_strength
+from vision.head_choice import HEAD_FAMILY, HeadChoice, resolve_head
+from vision.models import AnomalyModel, AnomalyModelConfig, MemoryBank, save_checkpoint
 
 BATCH_SIZE = 8
-# Below this many good images per-position spreads are guesses; the map is then left unnormalised.
-MIN_POSITION_STAT_IMAGES = 8
 
 
 # Backbone stride: feature maps pool evenly onto the patch grid only at multiples of it (ONNX needs that).
 SIZE_MULTIPLE = 32
 
 
-# The method family a model file's name announces, by head.
-HEAD_FAMILY = {"bank": "patchcore", "gaussian": "padim"}
 
 
 def model_config(settings: ModelSettings) -> AnomalyModelConfig:
@@ -73,27 +74,6 @@ def model_config(settings: ModelSettings) -> AnomalyModelConfig:
     )
 
 
-def prepare_images(images: Sequence[np.ndarray], size: int) -> np.ndarray:
-    """Validate RGB uint8 images and stack them resized to [N, size, size, 3]."""
-    if len(images) == 0:
-        raise ValueError("no images given")
-    prepared = []
-    for index, image in enumerate(images):
-        try:
-            validate_frame(image)
-        except ValueError as exc:
-            raise ValueError(f"image {index}: {exc}") from exc
-        prepared.append(resize_to_input(image, size))
-    return np.stack(prepared)
-
-
-def images_sha256(images: np.ndarray) -> str:
-    """Identity of in-memory training data (shape and pixels)."""
-    digest = hashlib.sha256(str(images.shape).encode())
-    digest.update(np.ascontiguousarray(images).tobytes())
-    return digest.hexdigest()
-
-
 def _batches(images: np.ndarray, desc: str, progress: bool):
     for start in tqdm(range(0, len(images), BATCH_SIZE), desc=desc, disable=not progress, leave=False):
         yield torch.from_numpy(images[start : start + BATCH_SIZE])
@@ -116,72 +96,56 @@ def score_images(model: nn.Module, images: np.ndarray, progress: bool = False) -
     return torch.cat(scores).numpy()
 
 
-def coreset_bank(patches: torch.Tensor, size: int, seed: int, progress: bool) -> torch.Tensor:
-    """`size` bank rows chosen from `patches` [N, C] by the greedy coreset."""
-    bank = patches[greedy_coreset(patches, size, seed=seed, progress=progress)]
-    if bank.shape[0] < size:
-        # Fewer patches than bank slots: repeat rows (a duplicate never changes a nearest distance).
-        bank = bank[torch.arange(size) % bank.shape[0]]
-    return bank
-
-
 BankForm = Callable[[nn.Linear], nn.Module]  # how a deployed bank stores its entries (e.g. factorized)
 
 
-@torch.inference_mode()
-def fit_held_out_statistics(
-    model: AnomalyModel,
-    patches: torch.Tensor,
-    image_count: int,
-    seed: int,
-    progress: bool = True,
-    bank_form: BankForm | None = None,
+def fit_bank(
+    model: AnomalyModel, patches: torch.Tensor, image_count: int, seed: int, bank_form: BankForm | None
 ) -> None:
-    """Fit what is learned from distances of good patches the bank has not seen: the per-position
-    distance statistics and the coarse search's correction line.
+    """The memory bank, the per-position statistics and the coarse search's line, fitted by
+    `vision.bank_fit.fit_bank_head` (the station's build fits the same way) and stored in the modules.
 
-    Distances of the bank's own images are biased low exactly where the coreset sampled densely (the
-    unusual border patches), so the images are split: a bank from the first half scores the second half.
-    With `bank_form` the line is fitted on a probe bank stored as the deployed one will be: a factorized
-    bank's distances run larger than a dense one's, and a line fitted on dense distances would pull every
-    unrefined patch far below its refined neighbours. (The position statistics stay dense-fitted, as
-    every compressed model measured so far was built.)
-    """
+    With `bank_form` the line is refitted on the probe bank stored as the deployed one will be: a
+    factorized bank's distances run larger than a dense one's, and a line fitted on dense distances would
+    pull every unrefined patch far below its refined neighbours. (The position statistics stay
+    dense-fitted, as every compressed model measured so far was built.)"""
     bank, position_norm = model.memory_bank, getattr(model, "position_norm", None)
-    assert bank is not None, "held-out statistics are fitted for a memory bank"
-    per_image = patches.reshape(image_count, -1, patches.shape[-1])
-    strength = 0.0
-    if position_norm is not None:
-        fixed = model.config.position_strength
-        strength = alignment_strength(per_image) if fixed is None else fixed
-    # strength 0: an aligned part keeps the raw map (no statistics, no extra coreset).
-    wanted = strength > 0.0 or bank.searches_coarse_first
-    if image_count < MIN_POSITION_STAT_IMAGES or not wanted:
+    assert bank is not None, "a memory bank is fitted for the bank head"
+    grid = position_norm.gain.shape[-2:] if position_norm is not None else None
+    head = fit_bank_head(
+        patches.reshape(image_count, -1, patches.shape[-1]).numpy(),
+        bank.size,
+        bank.knn,
+        bank.coarse_entries if bank.searches_coarse_first else 0,
+        (int(grid[0]), int(grid[1])) if grid is not None else None,
+        model.config.position_strength if position_norm is not None else None,  # toy models lack both
+        seed,
+    )
+    bank.set_bank(torch.from_numpy(head.bank))
+    if position_norm is not None and head.gain is not None and head.offset is not None:
+        position_norm.set_gain_offset(head.gain, head.offset)
+    if not bank.searches_coarse_first or head.held_out is None:
         return
-    half = image_count // 2
-    reference = per_image[:half].reshape(-1, per_image.shape[-1])
-    held = torch.split(per_image[half:], BATCH_SIZE)
+    if bank_form is None:
+        bank.set_coarse_line(head.coarse)
+        return
     probe = MemoryBank(
-        reference.shape[1],
+        bank.dim,
         bank.size,
         knn=bank.knn,
         coarse_entries=bank.coarse_entries,
         refined_patches=bank.refined_patches,
     )
-    probe.set_bank(coreset_bank(reference, bank.size, seed + 1, progress))
-    exact = torch.cat([probe.exact_distances(chunk) for chunk in held])
-    if position_norm is not None and strength > 0.0:
-        grid = exact.reshape(len(exact), *position_norm.gain.shape[-2:])
-        position_norm.set_statistics(grid.mean(dim=0), grid.std(dim=0), strength)
-    if not bank.searches_coarse_first:
+    probe.set_bank(torch.from_numpy(head.held_out.probe_bank))
+    probe.similarity = bank_form(probe.similarity)
+    if not probe.searches_coarse_first:  # a tensor-train bank searches every entry: no line to fit
         return
-    if bank_form is not None:
-        probe.similarity = bank_form(probe.similarity)
-        if not probe.searches_coarse_first:  # a tensor-train bank searches every entry: no line to fit
-            return
-        probe.sync_bias()
+    probe.sync_bias()
+    with torch.inference_mode():
+        held = torch.split(torch.from_numpy(head.held_out.held), BATCH_SIZE)
         exact = torch.cat([probe.exact_distances(chunk) for chunk in held])
-    bank.fit_coarse_correction(torch.cat([probe.coarse_distances(chunk) for chunk in held]), exact)
+        coarse = torch.cat([probe.coarse_distances(chunk) for chunk in held])
+    bank.fit_coarse_correction(coarse, exact)
 
 
 def fit_model(images: Sequence[np.ndarray], settings: ModelSettings, progress: bool = True) -> AnomalyModel:
@@ -221,20 +185,7 @@ def fit_head(
     if gaussian is not None:
         gaussian.fit(patches.reshape(len(prepared), -1, patches.shape[-1]))
         return
-    assert model.memory_bank is not None
-    model.memory_bank.set_bank(coreset_bank(patches, model.memory_bank.size, seed, progress))
-    fit_held_out_statistics(model, patches, len(prepared), seed, progress=progress, bank_form=bank_form)
-
-
-def split_holdout(count: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (fit, calibration); at least one image on each side."""
-    if count < 2:
-        raise ValueError(f"need at least 2 good images to fit and calibrate, got {count}")
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"holdout fraction must be in (0, 1), got {fraction}")
-    order = np.random.default_rng(seed).permutation(count)
-    held = min(count - 1, max(1, round(count * fraction)))
-    return np.sort(order[held:]), np.sort(order[:held])
+    fit_bank(model, patches, len(prepared), seed, bank_form)
 
 
 def _calibrate(model: nn.Module, good_images: np.ndarray, settings: ModelSettings) -> float:
@@ -307,15 +258,6 @@ def build_model_files(
     return out_path
 
 
-def dataset_sha256(paths: Sequence[Path], root: Path) -> str:
-    """Identity of training files: their relative names and bytes, in sorted order."""
-    digest = hashlib.sha256()
-    for path in sorted(paths):
-        digest.update(str(path.relative_to(root)).encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
 def train_model(
     data_root: str | Path,
     category: str,
@@ -327,22 +269,14 @@ def train_model(
 ) -> Path:
     """Train on `<data_root>/<category>/train/good`; write `out_path` (ONNX) and its `.pt` checkpoint
     (`finish` as in `build_model_files`)."""
-    from vision.data.mvtec import MvtecCategory, load_image
-
-    root = Path(data_root)
-    dataset = MvtecCategory.load(root, category, require_test=False)
-    paths = list(dataset.train_good)
-    images = [
-        load_image(path, settings.image_size)
-        for path in tqdm(paths, desc=f"loading {category}", disable=not progress, leave=False)
-    ]
+    images, _, data_sha256 = load_good_images(data_root, category, settings.image_size, progress)
     settings, choice = resolve_head(settings, images)  # the file's name announces the head
     return build_model_files(
         images,
         out_path,
         settings,
         model_name=f"{HEAD_FAMILY[settings.head]}-{settings.backbone}-{category}",
-        train_data_sha256=dataset_sha256(paths, root),
+        train_data_sha256=data_sha256,
         holdout_fraction=holdout_fraction,
         progress=progress,
         head_choice=choice,

@@ -19,6 +19,7 @@ from device.archive import ArchivedImage, ArchiveStats, MvtecExport, UnreviewedP
 from device.commands import Command, CommandResult
 from device.config import RegionOfInterest
 from device.model_registry import ModelEntry
+from device.product_build import BuildStatus
 from device.product_capture import CaptureStatus
 from device.recipes import RecipesView
 from device.roi_preview import RoiPreview
@@ -224,6 +225,10 @@ class RuntimePort(Protocol):
 
     def capture_image(self, image: str) -> Path:
         """The file of one captured image; KeyError when the capture has none of that name."""
+        ...
+
+    def build_status(self) -> BuildStatus | None:
+        """The station build of a captured product: progress, then the held-back check (None: never run)."""
         ...
 
     def shadow_status(self) -> ShadowStatus | None:

@@ -255,23 +255,24 @@ def lloyd(patches: torch.Tensor, centres: torch.Tensor, iterations: int) -> torc
 
 
 def run_bank_kmeans(data: CategoryData) -> dict[str, Entry]:
-    import vision.train as train_module
+    import vision.bank_fit as bank_module
 
-    coreset = train_module.coreset_bank
+    coreset = bank_module.coreset_bank
     rows = {}
     for iterations in (0, 1, 5):
 
         def refined(
-            patches: torch.Tensor, size: int, seed: int, progress: bool = True, steps: int = iterations
-        ) -> torch.Tensor:
-            return lloyd(patches, coreset(patches, size, seed, progress), steps)
+            patches: np.ndarray, size: int, seed: int, progress: object = None, steps: int = iterations
+        ) -> np.ndarray:
+            start = torch.from_numpy(coreset(patches, size, seed))
+            return lloyd(torch.from_numpy(patches), start, steps).numpy()
 
-        train_module.coreset_bank = refined  # type: ignore[assignment]
+        bank_module.coreset_bank = refined  # type: ignore[assignment]
         try:
             run = fitted(data, RECORDED_DEFAULT)
             model, test = run.model, run.test
         finally:
-            train_module.coreset_bank = coreset  # type: ignore[assignment]
+            bank_module.coreset_bank = coreset  # type: ignore[assignment]
         rows["coreset" if iterations == 0 else f"kmeans{iterations}"] = evaluate(data, score(model, test)[1])
     return rows
 

@@ -48,6 +48,16 @@ def sign_in(page: Page, base_url: str, key: str, role: str, screen: str = "") ->
     expect(page.get_by_test_id("role")).to_contain_text(role)
 
 
+def confirm(page: Page, text: str = "") -> None:
+    """Accept the panel's confirm dialog, checking it names `text`."""
+    dialog = page.get_by_test_id("confirm-dialog")
+    expect(dialog).to_be_visible()
+    if text:
+        expect(page.get_by_test_id("confirm-text")).to_contain_text(text)
+    page.get_by_test_id("confirm-ok").click()
+    expect(dialog).to_be_hidden()
+
+
 def open_screen(page: Page, name: str) -> None:
     page.get_by_test_id(f"tab-{name}").click()
     expect(page.get_by_test_id(f"screen-{name}")).to_be_visible()

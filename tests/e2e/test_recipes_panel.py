@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from e2e.panel_helpers import FakePanel, open_screen, screenshot, sign_in
+from e2e.panel_helpers import FakePanel, confirm, open_screen, screenshot, sign_in
 from playwright.sync_api import Page, expect
 from unit.app.api_helpers import KEYS
 from unit.app.fake_runtime import fake_model_bytes
@@ -17,15 +17,6 @@ from unit.app.fake_runtime import fake_model_bytes
 from device.recipes import Recipe
 
 pytestmark = pytest.mark.e2e
-
-
-def confirm(page: Page, text: str = "") -> None:
-    dialog = page.get_by_test_id("confirm-dialog")
-    expect(dialog).to_be_visible()
-    if text:
-        expect(page.get_by_test_id("confirm-text")).to_contain_text(text)
-    page.get_by_test_id("confirm-ok").click()
-    expect(dialog).to_be_hidden()
 
 
 def save_recipe(page: Page, name: str, model_id: str, threshold: str, gate_delay_ms: int) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from e2e.panel_helpers import FakePanel, open_screen, screenshot, sign_in, wait_for_js
+from e2e.panel_helpers import FakePanel, confirm, open_screen, screenshot, sign_in, wait_for_js
 from fixtures_mqtt import wait_until
 from playwright.sync_api import Page, Request, expect
 from unit.app.api_helpers import KEYS
@@ -33,15 +33,6 @@ def get(base_url: str, path: str, role: str = "viewer", keys: dict[str, str] = K
     response = httpx.get(base_url + path, headers={"X-API-Key": keys[role]}, timeout=10)
     response.raise_for_status()
     return response.json()
-
-
-def confirm(page: Page, text: str = "") -> None:
-    dialog = page.get_by_test_id("confirm-dialog")
-    expect(dialog).to_be_visible()
-    if text:
-        expect(page.get_by_test_id("confirm-text")).to_contain_text(text)
-    page.get_by_test_id("confirm-ok").click()
-    expect(dialog).to_be_hidden()
 
 
 def seed_history(panel: FakePanel, hours: float = 7.5) -> int:

@@ -123,15 +123,18 @@ def test_the_plc_switches_product_mid_run_and_no_part_is_lost_or_misjudged(
 def test_a_new_product_is_captured_from_the_camera_built_and_switched_to(
     tmp_path: Path, trained_model: Path, mosquitto: Any
 ) -> None:
-    """The line engineer's flow on a station with the training extra: capture good parts while the line
-    keeps judging, build a model from them, save it as a recipe and switch to it."""
-    from conftest import small_model_settings
-
+    """The line engineer's flow on the station itself: capture good parts while the line keeps judging,
+    build the model there (the build template, ONNX Runtime and numpy) while the line keeps judging, then
+    save it as a recipe and switch to it."""
     from device import commands as cmd
     from device.recipes import Recipe
-    from vision.train import train_model
+    from vision.build_template import export_build_template
+    from vision.config import ModelSettings
 
-    runtime = EdgeRuntime(_settings(tmp_path / "station", trained_model, mosquitto.url))
+    settings = _settings(tmp_path / "station", trained_model, mosquitto.url)
+    # What the plant ships with the station (`edgeinspect template`): both heads, picked per product.
+    export_build_template(ModelSettings(), settings.model.build_template)
+    runtime = EdgeRuntime(settings)
     runtime.start()
     try:
         started = runtime.execute(cmd.CaptureProduct(product="housing", count=24, every_n=2), actor="test")
@@ -150,17 +153,20 @@ def test_a_new_product_is_captured_from_the_camera_built_and_switched_to(
         struck = runtime.execute(cmd.StrikeCapture(image=status.images[0]), actor="test")
         assert struck.ok and runtime.capture_status().kept == 23  # type: ignore[union-attr]
 
-        datasets = Path(status.folder).parents[2]
-        built = train_model(
-            datasets, "housing", tmp_path / "housing.onnx", small_model_settings(), progress=False
-        )
-        entry = runtime.models.register_file(built)
-        assert runtime.execute(cmd.SaveRecipe(recipe=Recipe(name="housing", model_id=entry.id))).ok
+        judged_before = runtime.metrics.frames
+        building = runtime.execute(cmd.BuildProduct(product="housing"), actor="engineer")
+        assert building.ok, building.message
+        wait_until(lambda: runtime.build_status().state != "running", 180)  # type: ignore[union-attr]
+        built = runtime.build_status()
+        assert built is not None and built.state == "done", built
+        assert built.fit_images + len(built.held_back_scores) == 23 and built.model_id is not None
+        assert runtime.metrics.frames > judged_before and runtime.queue.dropped == 0  # judged throughout
+        assert runtime.execute(cmd.SaveRecipe(recipe=Recipe(name="housing", model_id=built.model_id))).ok
         switched = runtime.execute(cmd.SelectRecipe(name="housing"), actor="plc")
         assert switched.ok, switched.message
         wait_until(lambda: runtime.status().recipe == "housing" and runtime.metrics.frames > 0, 10)
         model = runtime.status().model
-        assert model is not None and model.id == entry.id and model.name.endswith("-housing")
+        assert model is not None and model.id == built.model_id and model.name.endswith("-housing")
     finally:
         runtime.stop()
 

@@ -17,14 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vision.head_fit import FEATURE_NORMS, MIN_STD, WHITEN_SHRINKAGE, fit_scaler
+
 FeatureNorm = Literal["none", "channel", "block", "whiten"]
-FEATURE_NORMS: tuple[str, ...] = ("none", "channel", "block", "whiten")
 # Local mean and standard deviation of each RGB channel.
 COLOR_CHANNELS = 6
-# Whitening shrinks the covariance towards its mean variance by this share by default: a few thousand
-# good patches estimate the smallest eigenvalues badly, and their inverse would blow noise up.
-WHITEN_SHRINKAGE = 0.1
-MIN_STD = 1e-6
 
 
 def local_color_stats(x: torch.Tensor, stride: int, window: int) -> torch.Tensor:
@@ -68,44 +65,18 @@ class FeatureScaler(nn.Module):
         color_weight: float,
         shrinkage: float = WHITEN_SHRINKAGE,
     ) -> None:
-        """Fit on good patches [M, C]. `groups` are the channel counts of the tapped blocks (their sum
-        is C minus the trailing colour channels); colour channels get the typical deep-channel spread
-        times `color_weight`; `shrinkage` in (0, 1] pulls the whitening covariance towards isotropic."""
-        if not 0.0 < shrinkage <= 1.0:
-            raise ValueError(f"shrinkage must be within (0, 1], got {shrinkage}")
-        dim = patches.shape[1]
-        deep = sum(groups)
-        if deep > dim or dim != self.shift.numel():
-            raise ValueError(f"groups {tuple(groups)} do not fit patches of width {dim}")
-        patches = patches.to(torch.float64)
-        mean = patches.mean(dim=0)
-        std = patches.std(dim=0).clamp_min(MIN_STD)
-        scale = torch.ones(dim, dtype=torch.float64)
-        if self.mode == "channel":
-            scale[:deep] = 1.0 / std[:deep]
-        elif self.mode == "block":
-            start = 0
-            for count in groups:  # every block gets the same total variance, whatever its width
-                total = std[start : start + count].pow(2).sum().sqrt()
-                scale[start : start + count] = (count**0.5) / total
-                start += count
-        typical = float((std[:deep] * scale[:deep]).pow(2).mean().sqrt())
-        scale[deep:] = typical * color_weight / std[deep:]
-        self.shift.copy_(mean.to(torch.float32))
-        if self.mode != "whiten":
-            self.transform.copy_(scale.to(torch.float32))
-            return
-        matrix = torch.diag(scale)
-        centred = patches[:, :deep] - mean[:deep]
-        covariance = centred.T @ centred / max(1, len(centred) - 1)
-        level = covariance.diagonal().mean()
-        shrunk = (1.0 - shrinkage) * covariance + shrinkage * level * torch.eye(deep)
-        values, vectors = torch.linalg.eigh(shrunk)
-        # ZCA: decorrelate, keep the original axes and the average spread (distances keep their units).
-        matrix[:deep, :deep] = (
-            vectors @ torch.diag(values.clamp_min(1e-12).rsqrt()) @ vectors.T * level.sqrt()
+        """Fit on good patches [M, C] with `vision.head_fit.fit_scaler` (the station's build fits the
+        same way): `groups` are the tapped blocks' channel counts, `shrinkage` pulls the whitening
+        covariance towards isotropic."""
+        if patches.shape[1] != self.shift.numel():
+            raise ValueError(
+                f"patches of width {patches.shape[1]} do not fit a scaler of width {self.shift.numel()}"
+            )
+        shift, transform = fit_scaler(
+            patches.detach().cpu().numpy(), groups, self.mode, color_weight, shrinkage=shrinkage
         )
-        self.transform.copy_(matrix.to(torch.float32))
+        self.shift.copy_(torch.from_numpy(shift).to(torch.float32))
+        self.transform.copy_(torch.from_numpy(transform).to(torch.float32))
 
     def apply_rows(self, patches: torch.Tensor) -> torch.Tensor:
         """The same map on rows [M, C] (training patches extracted before the fit)."""

@@ -22,6 +22,8 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from vision.bank_fit import coarse_line
+
 Normalize = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -116,16 +118,18 @@ class MemoryBank(nn.Module):
 
     @torch.no_grad()
     def fit_coarse_correction(self, coarse: torch.Tensor, exact: torch.Tensor) -> None:
-        """Fit `exact ~ coarse * scale + offset` by least squares on good patches the bank has not seen."""
+        """Fit `exact ~ coarse * scale + offset` on good patches the bank has not seen
+        (`vision.bank_fit.coarse_line`)."""
         if not self.coarse_entries:
             raise ValueError("this bank searches exactly (coarse_entries=0): nothing to correct")
-        x, y = coarse.flatten().to(torch.float64), exact.flatten().to(torch.float64)
-        spread = x.var(correction=0)
-        if x.numel() < 2 or not spread > 0:
-            return  # nothing to fit on: the coarse distance (an upper bound) is kept as it is
-        scale = ((x - x.mean()) * (y - y.mean())).mean() / spread
-        self.coarse_scale.fill_(float(scale.clamp_min(0.0)))
-        self.coarse_offset.fill_(float(y.mean() - self.coarse_scale.double() * x.mean()))
+        self.set_coarse_line(coarse_line(coarse.cpu().numpy(), exact.cpu().numpy()))
+
+    @torch.no_grad()
+    def set_coarse_line(self, line: tuple[float, float] | None) -> None:
+        """Store a fitted (scale, offset); None keeps the coarse distance as it is (an upper bound)."""
+        if line is not None:
+            self.coarse_scale.fill_(line[0])
+            self.coarse_offset.fill_(line[1])
 
     def _nearest(self, norms: torch.Tensor, similarity: torch.Tensor) -> torch.Tensor:
         """[..., entries] similarities and [...] squared norms -> [...] k-NN distance."""

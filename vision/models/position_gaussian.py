@@ -18,9 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-# Share of the average variance added to every covariance: 60-300 good images estimate the smallest
-# eigenvalues of a 64-wide covariance badly, and their inverse would blow sensor noise up.
-COVARIANCE_SHRINKAGE = 0.01
+from vision.head_fit import COVARIANCE_SHRINKAGE, fit_position_gaussian
 
 
 class PositionGaussian(nn.Module):
@@ -47,34 +45,20 @@ class PositionGaussian(nn.Module):
 
     @torch.no_grad()
     def fit(self, patches: torch.Tensor, shrinkage: float = COVARIANCE_SHRINKAGE) -> None:
-        """Fit on good patch embeddings [N, P, C] (N images, P = h*w positions, in grid order)."""
-        n, positions, dim = patches.shape
+        """Fit on good patch embeddings [N, P, C] (N images, P = h*w positions, in grid order) with
+        `vision.head_fit.fit_position_gaussian`, the station's build's fit too."""
+        _, positions, dim = patches.shape
         if positions != self.mean.shape[0] or dim != self.basis.shape[0]:
             raise ValueError(
                 f"patches of shape {tuple(patches.shape)} do not fit a {self.grid} grid of width "
                 f"{self.basis.shape[0]}"
             )
-        if n < 2:
-            raise ValueError(f"a per-position covariance needs at least 2 good images, got {n}")
-        data = patches.to(torch.float64)
-        flat = data.reshape(-1, dim)
-        centred = flat - flat.mean(dim=0)
-        covariance = centred.T @ centred / max(1, len(flat) - 1)
-        _, vectors = torch.linalg.eigh(covariance)
-        basis = vectors[:, -self.components :].flip(1)  # leading directions first
-        projected = data @ basis  # [N, P, K]
-        mean = projected.mean(dim=0)  # [P, K]
-        residual = (projected - mean).transpose(0, 1)  # [P, N, K]
-        per_position = residual.transpose(1, 2) @ residual / (n - 1)  # [P, K, K]
-        level = per_position.diagonal(dim1=1, dim2=2).mean(dim=1).clamp_min(1e-12)
-        eye = torch.eye(self.components, dtype=torch.float64)
-        per_position = per_position + shrinkage * level[:, None, None] * eye
-        # Through its Cholesky factor: the batched LU inverse fails on wide (>= ~150) batches of these.
-        precision = torch.cholesky_inverse(torch.linalg.cholesky(per_position))
-        factor = torch.linalg.cholesky(precision)  # precision = L L^T
-        self.basis.copy_(basis.to(torch.float32))
-        self.mean.copy_(mean[:, None, :].to(torch.float32))
-        self.factor.copy_(factor.to(torch.float32))
+        basis, mean, factor = fit_position_gaussian(
+            patches.detach().cpu().numpy(), self.components, shrinkage=shrinkage
+        )
+        self.basis.copy_(torch.from_numpy(basis).to(torch.float32))
+        self.mean.copy_(torch.from_numpy(mean[:, None, :]).to(torch.float32))
+        self.factor.copy_(torch.from_numpy(factor).to(torch.float32))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         h, w = features.shape[-2:]

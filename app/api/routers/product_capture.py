@@ -1,8 +1,9 @@
 """Learn a new product from the live camera (operator): capture N good parts, look, strike bad ones.
 
-The images land in the MVTec layout under `<data_dir>/datasets/<product>/train/good`, ready for
-`edgeinspect train`. Starting, cancelling and striking go through the runtime's command door and the audit
-log; the progress and the contact sheet are read-only views.
+The images land in the MVTec layout under `<data_dir>/datasets/<product>/train/good`; `POST /capture/build`
+then builds the product's model on the station itself (no torch, low priority while the line judges) and
+registers it. Starting, cancelling, striking and building go through the runtime's command door and the
+audit log; the progress, the contact sheet and the build's held-back check are read-only views.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from fastapi import APIRouter, HTTPException, Path, Response
 from app.api.control import REFUSED_RESPONSE, CommandResponse, execute_command
 from app.api.deps import AUTH_RESPONSES, CONTROL_RESPONSES, AuditDep, Operator, RuntimeDep, Viewer
 from app.api.schemas import ErrorBody
-from device.commands import CancelCapture, CaptureProduct, CommandResult, StrikeCapture
+from device.commands import BuildProduct, CancelCapture, CaptureProduct, CommandResult, StrikeCapture
+from device.product_build import BuildStatus
 from device.product_capture import CaptureStatus
 
 router = APIRouter(prefix="/capture", tags=["capture"], responses=AUTH_RESPONSES)
@@ -64,3 +66,19 @@ def strike_image(
     """Strike a bad capture: the file is deleted; a running capture keeps one more part instead."""
     command = StrikeCapture(image=image)
     return execute_command(runtime, audit, principal, command, f"DELETE /capture/images/{image}")
+
+
+@router.post("/build", response_model=CommandResult, responses=CONTROL)
+def build_model(
+    body: BuildProduct, runtime: RuntimeDep, audit: AuditDep, principal: Operator
+) -> CommandResponse:
+    """Build `product`'s model from its captured good parts (refused without a build template, with fewer
+    than 8 images, while that product is still captured or another build runs)."""
+    return execute_command(runtime, audit, principal, body, "POST /capture/build")
+
+
+@router.get("/build", response_model=BuildStatus | None)
+def build_status(runtime: RuntimeDep, _: Viewer) -> BuildStatus | None:
+    """The build's progress; once done, the registered model id and its check on the held-back captures
+    (false-reject rate, score histogram, worst images); null before the first build."""
+    return runtime.build_status()

@@ -5,7 +5,7 @@
 // The "Learn a new product" card captures good parts of a new product from the camera (POST /capture), shows
 // its progress and a contact sheet of the images (GET /capture, polled every CAPTURE_POLL_MS while the screen
 // is shown) where an operator strikes bad ones (DELETE /capture/images/{image}), and when done, the folder
-// and the `edgeinspect train` command for the engineer.
+// and the `edgeinspect train` command for a plant build; building on the station is product_build.js.
 "use strict";
 
 (() => {
@@ -257,7 +257,7 @@
     const pill = $("capture-state");
     pill.hidden = !status;
     $("capture-job").hidden = !status;
-    if (!status) { forgetThumbs(); return; }
+    if (!status) { forgetThumbs(); window.productBuild.offer(null); return; }
     pill.textContent = status.state;
     pill.className = "pill pill-small " + ({ running: "pill-running", done: "pill-ok", cancelled: "pill-paused",
       failed: "pill-stopped" }[status.state] || "pill-unknown");
@@ -272,9 +272,11 @@
     $("capture-error").textContent = status.error ? `Capture failed: ${status.error}` : "";
     const finished = status.state === "done";
     $("capture-done").hidden = !finished;
+    window.productBuild.offer(status);
     if (finished) {
       $("capture-done-text").textContent =
-        `Done: ${status.kept} good parts of ${status.product} in ${status.folder}. Train a model on them with:`;
+        `Done: ${status.kept} good parts of ${status.product} in ${status.folder}. Build the model here, or on ` +
+        "the plant with:";
       $("capture-train-command").textContent = trainCommand(status);
     }
     renderSheet(status);
@@ -377,6 +379,7 @@
     if (!captureBusy) {
       loadCapture().catch((err) => { if (err.status !== 401) captureMessage(`Cannot read the capture: ${err.message}`, "bad"); });
     }
+    window.productBuild.poll().catch(() => {});
   }
 
   function poll() {
@@ -402,6 +405,7 @@
       captureMessage("", "");
       captureJson = "";
       loadCapture(true).catch((err) => captureMessage(`Cannot read the capture: ${err.message}`, "bad"));
+      window.productBuild.show().catch(() => {});
       captureTimer = captureTimer || setInterval(pollCapture, CAPTURE_POLL_MS);
     },
     hide() {

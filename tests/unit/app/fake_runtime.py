@@ -33,6 +33,7 @@ from device.archive import ArchiveRecord, ImageArchive
 from device.camera.base import Frame
 from device.commands import (
     ActivateModel,
+    BuildProduct,
     CancelCapture,
     CaptureProduct,
     ClearRegionOfInterest,
@@ -57,6 +58,7 @@ from device.commands import (
 )
 from device.config import ArchiveSettings, RegionOfInterest, TrendSettings
 from device.model_registry import ModelEntry
+from device.product_build import MIN_IMAGES, BuildStatus, HeldBackImage
 from device.product_capture import CaptureStatus, ProductCapture
 from device.recipes import RecipeError, RecipeStore, RecipesView
 from device.roi_preview import REBUILD_HINT, REBUILD_ON_STATION, RoiPreview, RoiWarning, judge_verdict
@@ -178,6 +180,7 @@ class FakeRuntime:
         self.prepared: set[str] = set()
         self.datasets = Path(recipe_dir) / "datasets"
         self.product_capture: ProductCapture | None = None  # the real capture, fed by `advance()`
+        self.product_build: BuildStatus | None = None
         self.shadow: ShadowRun | None = None  # the real shadow, a stand-in candidate, fed by `advance()`
         self._shadow_frames: dict[int, tuple[np.ndarray, int]] = {}  # id(image) -> (image, frame id)
         self.trends = TrendRecorder(TrendSettings())  # the real recorder, in memory
@@ -473,6 +476,11 @@ class FakeRuntime:
                 old, new = self._capture_command(command)
             except ValueError as exc:
                 return self._refuse(command, str(exc))
+        elif isinstance(command, BuildProduct):
+            try:
+                old, new = self._build_command(command)
+            except ValueError as exc:
+                return self._refuse(command, str(exc))
         elif isinstance(command, StartShadow | StopShadow):
             try:
                 old, new = self._shadow_command(command)
@@ -563,6 +571,31 @@ class FakeRuntime:
         if self.product_capture is None:
             raise KeyError("no capture")
         return self.product_capture.image_path(image)
+
+    def _build_command(self, command: BuildProduct) -> tuple[Any, Any]:
+        """A build that is done at once: the captured images' count checked as `ProductBuild` does, a
+        fake model registered (the real build is tests/unit/device/test_product_build.py)."""
+        folder = self.datasets / command.product / "train" / "good"
+        images = sorted(p.name for p in folder.glob("*.png")) if folder.is_dir() else []
+        if len(images) < MIN_IMAGES:
+            raise ValueError(f"{folder} holds {len(images)} good images; a build needs at least {MIN_IMAGES}")
+        data = fake_model_bytes(f"padim-{command.product}", "1")
+        model_id = self.models.register(data, f"{command.product}.onnx", hashlib.sha256(data).hexdigest()).id
+        self.product_build = BuildStatus(
+            product=command.product,
+            state="done",
+            stage="done",
+            model_id=model_id,
+            threshold=1.0,
+            fit_images=len(images) - 2,
+            held_back_scores=[0.5, 0.7],
+            false_reject_rate=0.0,
+            worst=[HeldBackImage(image=images[0], score=0.7)],
+        )
+        return None, command.product
+
+    def build_status(self) -> BuildStatus | None:
+        return self.product_build
 
     def _shadow_command(self, command: StartShadow | StopShadow) -> tuple[Any, Any]:
         """The real `ShadowRun` behind the commands (refusals as `EdgeRuntime._cmd_*_shadow` words them),

@@ -103,3 +103,27 @@ def test_an_operator_captures_a_new_product_and_strikes_a_bad_part(
     assert first not in status["images"]
     actions = [e["action"] for e in client.get("/audit", headers=headers("admin")).json()["items"]]
     assert actions[:3] == ["strike_capture", "capture_product", "capture_product"]
+
+
+def test_an_operator_builds_the_captured_product_and_sees_its_held_back_check(
+    client: TestClient, runtime: FakeRuntime
+) -> None:
+    assert client.get("/capture/build", headers=headers("viewer")).json() is None
+    too_few = client.post("/capture/build", json={"product": "housing"}, headers=headers("operator"))
+    assert too_few.status_code == 409 and "at least 8" in too_few.json()["message"]
+    client.post("/capture", json={"product": "housing", "count": 9}, headers=headers("operator"))
+    _advance_until(client, runtime, lambda st: st["state"] == "done")
+    assert (
+        client.post("/capture/build", json={"product": "housing"}, headers=headers("viewer")).status_code
+        == 403
+    )
+    bad = client.post("/capture/build", json={"product": "../x"}, headers=headers("operator"))
+    assert bad.status_code == 422
+    built = client.post("/capture/build", json={"product": "housing"}, headers=headers("operator"))
+    assert built.status_code == 200, built.text
+    status = client.get("/capture/build", headers=headers("viewer")).json()
+    assert status["state"] == "done" and status["product"] == "housing"
+    assert status["model_id"] in {m["id"] for m in client.get("/models", headers=headers("viewer")).json()}
+    assert status["worst"][0]["image"] in client.get("/capture", headers=headers("viewer")).json()["images"]
+    actions = [e["action"] for e in client.get("/audit", headers=headers("admin")).json()["items"]]
+    assert actions[0] == "build_product"

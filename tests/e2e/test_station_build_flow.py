@@ -1,0 +1,85 @@
+"""A new product from the panel, end to end on the real station: Chromium against the real `edgeinspect run`
+(simulated camera, real model, real broker). An admin captures good parts of a new product, builds its model
+on the station (the build template shipped with it: ONNX Runtime and numpy, no training in the test), reads
+the held-back check (histogram, least normal parts), saves the model as a recipe and switches the line to it;
+the line judges throughout and every part afterwards names the new recipe and model.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import launch_edge_stack
+from e2e.panel_helpers import confirm, open_screen, screenshot, sign_in
+from fixtures_mqtt import wait_until
+from playwright.sync_api import Page, expect
+
+from vision.build_template import export_build_template
+from vision.config import ModelSettings
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+PRODUCT = "housing_B"
+BLOB_URL = re.compile(r"^blob:")
+
+
+def _status(stack: Any) -> dict[str, Any]:
+    response = httpx.get(f"{stack.base_url}/status", headers=stack.headers("viewer"), timeout=5)
+    response.raise_for_status()
+    return dict(response.json())
+
+
+def test_admin_captures_builds_checks_and_switches_to_a_new_product(
+    page: Page, tmp_path: Path, trained_model: Path, mosquitto: Any
+) -> None:
+    data_dir = tmp_path / "station"
+    # Shipped with the station by the plant (`edgeinspect template`): both heads, picked per product.
+    export_build_template(ModelSettings(), data_dir / "models" / "build-template")
+    with launch_edge_stack(data_dir, trained_model, mosquitto.url) as stack:
+        sign_in(page, stack.base_url, stack.keys["admin"], "admin")
+        open_screen(page, "recipes")
+        page.get_by_test_id("capture-product").fill(PRODUCT)
+        page.get_by_test_id("capture-count").fill("16")
+        page.get_by_test_id("capture-start").click()
+        expect(page.get_by_test_id("capture-state")).to_have_text("done", timeout=60_000)
+        expect(page.get_by_test_id("capture-image")).to_have_count(16)
+
+        judged_before = _status(stack)["frames"]
+        build = page.get_by_test_id("build-start")
+        expect(build).to_be_enabled()
+        build.click()
+        expect(page.get_by_test_id("build-message")).to_contain_text(f"building the model of {PRODUCT!r}")
+        result = page.get_by_test_id("build-result")
+        expect(result).to_be_visible(timeout=120_000)
+        summary = page.get_by_test_id("build-summary")
+        expect(summary).to_contain_text("fitted on 13 parts")  # 16 captured, 3 held back for the threshold
+        expect(summary).to_contain_text("of the 3 good parts held back")
+        expect(page.get_by_test_id("build-histogram").locator("rect")).to_have_count(10)
+        worst = page.get_by_test_id("build-worst-image")
+        expect(worst).to_have_count(3)
+        expect(worst.first.locator("img")).to_have_attribute("src", BLOB_URL)
+        screenshot(page, "station-build.png")
+        built = httpx.get(
+            f"{stack.base_url}/capture/build", headers=stack.headers("viewer"), timeout=5
+        ).json()
+        model_id = built["model_id"]
+        assert built["state"] == "done" and f"-efficientnet_lite0-{PRODUCT}-" in model_id
+        assert _status(stack)["frames"] > judged_before  # the line judged while it built
+
+        page.get_by_test_id("build-recipe").click()
+        expect(page.get_by_test_id("recipe-form-name")).to_have_value(PRODUCT)
+        expect(page.get_by_test_id("recipe-form-model")).to_have_value(model_id)
+        page.get_by_test_id("recipe-form-save").click()
+        row = page.locator(f"[data-testid=recipe-row][data-recipe='{PRODUCT}']")
+        expect(row).to_have_count(1)
+        row.get_by_test_id("recipe-select").click()
+        confirm(page, PRODUCT)
+        expect(page.get_by_test_id("recipes-active")).to_have_text(PRODUCT)
+
+        wait_until(lambda: (_status(stack).get("model") or {}).get("id") == model_id, 30, "new model active")
+        status = _status(stack)
+        assert status["recipe"] == PRODUCT and status["dropped_frames"] == 0
