@@ -4,32 +4,34 @@ The job reads `<data_dir>/datasets/<product>/train/good` (what a capture wrote),
 template (`vision.station_build`: ONNX Runtime features, numpy fits) and registers the file in the model
 registry, where it can be shadowed, put in a recipe or activated like any uploaded model.
 
-Guarantees: the build runs on its own thread at the lowest CPU priority (nice 19, one ONNX Runtime
-thread), so the inspection thread keeps its rate (benchmarks/recipes/build_bench.py measures the frames
-the line drops during a build); a model reaches the registry whole and checked, or not at all; a failed
-build says why and leaves the registry as it was. One build at a time.
+Guarantees: the build runs in a process of its own at the lowest CPU priority (`vision.build_process`:
+Linux's idle class, one BLAS and one ONNX Runtime thread, no share of the line's interpreter lock), so
+the inspection thread keeps its rate (benchmarks/recipes/build_bench.py measures the frames the line
+drops during a build); a model reaches the registry whole and checked, or not at all; a failed build
+says why and leaves the registry as it was; stopping the station stops the build. One build at a time.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from device.recipes import RECIPE_NAME_PATTERN
-from vision.build_inputs import load_good_images
-from vision.station_build import StationBuild, build_on_station, load_kit
+from vision.station_build import StationBuildError
 
 log = logging.getLogger(__name__)
 
 BuildState = Literal["running", "done", "failed"]
-LOWEST_PRIORITY = 19
+REPO = Path(__file__).resolve().parents[1]  # where `python -m vision.build_process` is found
 MIN_IMAGES = 8  # fewer good images cannot hold some back for the threshold and still fit a Gaussian
 WORST_SHOWN = 8
 
@@ -70,7 +72,7 @@ class ProductBuild:
 
     def __init__(
         self,
-        template_path: Path,
+        template_dir: Path,
         datasets: Path,
         product: str,
         out_dir: Path,
@@ -80,14 +82,37 @@ class ProductBuild:
         count = len(list(folder.glob("*.png"))) if folder.is_dir() else 0
         if count < MIN_IMAGES:
             raise ValueError(f"{folder} holds {count} good images; a build needs at least {MIN_IMAGES}")
-        self.kit = load_kit(template_path)  # a missing or wrong template fails here, named
+        if not any(template_dir.glob("*.onnx")):  # its content is checked by the build itself
+            raise StationBuildError(
+                f"no build template in {template_dir}: export one at the plant with `edgeinspect template`"
+            )
         self.product = product
-        self._datasets, self._out = datasets, out_dir / f"{product}.onnx"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self._out = out_dir / f"{product}.onnx"
         self._register = register
         self._lock = threading.Lock()
         self._status = BuildStatus(product=product, state="running", stage="loading", total=count)
         self._started = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name=f"build-{product}", daemon=True)
+        self._process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "vision.build_process",
+                "--template",
+                str(template_dir),
+                "--data",
+                str(datasets),
+                "--category",
+                product,
+                "--out",
+                str(self._out),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        self._thread = threading.Thread(target=self._follow, name=f"build-{product}", daemon=True)
         self._thread.start()
 
     @property
@@ -98,6 +123,11 @@ class ProductBuild:
         self._thread.join(timeout_s)
         return not self._thread.is_alive()
 
+    def cancel(self) -> None:
+        """Stop the build (the station is stopping); nothing is registered."""
+        if self._process.poll() is None:
+            self._process.terminate()
+
     def status(self) -> BuildStatus:
         with self._lock:
             return self._status.model_copy(update={"seconds": round(time.monotonic() - self._started, 1)})
@@ -106,47 +136,47 @@ class ProductBuild:
         with self._lock:
             self._status = self._status.model_copy(update=fields)
 
-    def _progress(self, stage: str, done: int, total: int) -> None:
-        self._update(stage=stage, done=done, total=total)
-
-    def _run(self) -> None:
+    def _follow(self) -> None:
+        """Read the build's progress lines; register its model when it ends well."""
+        result: dict[str, Any] | None = None
+        error: str | None = None
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if "stage" in record:
+                self._update(stage=record["stage"], done=record["done"], total=record["total"])
+            result, error = record.get("result", result), record.get("error", error)
+        code = self._process.wait()
         try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOWEST_PRIORITY)  # this thread only
-        except OSError as exc:  # not Linux, or not permitted: build at normal priority
-            log.warning("build of %s runs at normal priority: %s", self.product, exc)
-        try:
-            size = next(iter(self.kit.values())).settings.image_size
-            images, paths, sha256 = load_good_images(self._datasets, self.product, size, progress=False)
-            built = build_on_station(
-                self.kit,
-                images,
-                self._out,
-                self.product,
-                train_data_sha256=sha256,
-                threads=1,
-                progress=self._progress,
-            )
+            if result is None:
+                stderr = self._process.stderr.read() if self._process.stderr else ""
+                reason = error or f"the build process ended with code {code}: {stderr.strip()[-500:]}"
+                log.warning("build of %s failed: %s", self.product, reason)
+                self._update(state="failed", error=reason)
+                return
             self._update(stage="registering")
-            model_id = self._register(built.path)
-        except Exception as exc:
-            log.warning("build of %s failed: %s", self.product, exc)
+            model_id = self._register(self._out)
+        except (ValueError, OSError) as exc:  # a file the registry refuses, a full disk
             self._update(state="failed", error=str(exc))
             return
         finally:
             self._out.unlink(missing_ok=True)  # the registry keeps its own copy
-        self._update(state="done", stage="done", model_id=model_id, **_check(built, paths))
-        log.info("built %s for %s in %.1f s", model_id, self.product, built.seconds)
+        self._update(state="done", stage="done", model_id=model_id, **_check(result))
+        log.info("built %s for %s in %.1f s", model_id, self.product, result["seconds"])
 
 
-def _check(built: StationBuild, paths: list[Path]) -> dict[str, object]:
+def _check(result: dict[str, Any]) -> dict[str, object]:
     """The built model on the held-back captures: false-reject rate, scores, worst images."""
-    scores = list(built.held_back_scores)
-    held = sorted(zip(scores, built.held_back, strict=True), reverse=True)
+    scores, threshold = list(result["held_back_scores"]), float(result["threshold"])
+    held = sorted(zip(scores, result["held_back_images"], strict=True), reverse=True)
     return {
-        "threshold": built.threshold,
-        "head_choice": built.head_choice.reason if built.head_choice is not None else None,
-        "fit_images": built.fit_images,
+        "threshold": threshold,
+        "head_choice": result["head_choice"],
+        "fit_images": result["fit_images"],
         "held_back_scores": scores,
-        "false_reject_rate": sum(s > built.threshold for s in scores) / len(scores),
-        "worst": [HeldBackImage(image=paths[i].name, score=s) for s, i in held[:WORST_SHOWN]],
+        "false_reject_rate": sum(s > threshold for s in scores) / len(scores),
+        "worst": [HeldBackImage(image=name, score=score) for score, name in held[:WORST_SHOWN]],
     }

@@ -260,6 +260,8 @@ class EdgeRuntime:
         self._stop_event.set()
         if self._product_capture is not None:
             self._product_capture.cancel()
+        if self._product_build is not None:
+            self._product_build.cancel()
         if self._shadow is not None:
             self._shadow.stop()
         if self.rollout is not None:

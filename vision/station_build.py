@@ -154,6 +154,39 @@ def _bank_values(template: BuildTemplate, scaled: np.ndarray) -> dict[str, np.nd
     return values
 
 
+def _metadata(
+    meta: dict[str, str],
+    template: BuildTemplate,
+    head: str,
+    choice: HeadChoice | None,
+    threshold: float,
+    held_back: int,
+) -> dict[str, str]:
+    """The template's metadata made a model's: the plant's keys (`vision.train.build_model_files`) and
+    where it was built; the template's own keys dropped."""
+    settings = template.settings
+    for key in (META_BUILD_TEMPLATE, META_BUILD_SETTINGS, META_FEATURE_GROUPS, "edgeinspect.head_choice"):
+        meta.pop(key, None)
+    meta.update(
+        {
+            META_THRESHOLD: repr(threshold),
+            META_MODEL_VERSION: time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
+            "edgeinspect.backbone": settings.backbone,
+            "edgeinspect.head": head,
+            **({"edgeinspect.memory_bank_size": str(settings.memory_bank_size)} if head == "bank" else {}),
+            **({"edgeinspect.head_choice": choice.reason} if choice is not None else {}),
+            "edgeinspect.calibration": (
+                f"good-image quantile at false-reject rate {settings.target_false_reject_rate} "
+                f"over {held_back} held-back images"
+            ),
+            "edgeinspect.built_on": (
+                f"station (numpy + ONNX Runtime), template sha256 {sha256_file(template.path)}"
+            ),
+        }
+    )
+    return meta
+
+
 def build_on_station(
     kit: Mapping[str, BuildTemplate],
     images: Sequence[np.ndarray],
@@ -192,29 +225,9 @@ def build_on_station(
         for out in _run(_session(model, threads), "score", prepared[calib_idx], "calibration", progress)
     ]
     threshold = float(threshold_from_good_scores(np.asarray(scores), settings.target_false_reject_rate))
-    meta = onnx_proto.metadata(model)
-    for key in (META_BUILD_TEMPLATE, META_BUILD_SETTINGS, META_FEATURE_GROUPS):
-        meta.pop(key, None)
-    meta.pop("edgeinspect.head_choice", None)
-    meta.update(
-        {
-            META_THRESHOLD: repr(threshold),
-            META_MODEL_NAME: f"{HEAD_FAMILY[head]}-{settings.backbone}-{product}",
-            META_MODEL_VERSION: time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
-            META_TRAIN_DATA_SHA256: train_data_sha256 or images_sha256(prepared),
-            "edgeinspect.backbone": settings.backbone,
-            "edgeinspect.head": head,
-            **({"edgeinspect.memory_bank_size": str(settings.memory_bank_size)} if head == "bank" else {}),
-            **({"edgeinspect.head_choice": choice.reason} if choice is not None else {}),
-            "edgeinspect.calibration": (
-                f"good-image quantile at false-reject rate {settings.target_false_reject_rate} "
-                f"over {len(calib_idx)} held-back images"
-            ),
-            "edgeinspect.built_on": (
-                f"station (numpy + ONNX Runtime), template sha256 {sha256_file(template.path)}"
-            ),
-        }
-    )
+    meta = _metadata(onnx_proto.metadata(model), template, head, choice, threshold, len(calib_idx))
+    meta[META_MODEL_NAME] = f"{HEAD_FAMILY[head]}-{settings.backbone}-{product}"
+    meta[META_TRAIN_DATA_SHA256] = train_data_sha256 or images_sha256(prepared)
     onnx_proto.set_metadata(model, meta)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)

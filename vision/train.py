@@ -43,8 +43,6 @@ BATCH_SIZE = 8
 SIZE_MULTIPLE = 32
 
 
-
-
 def model_config(settings: ModelSettings) -> AnomalyModelConfig:
     if settings.head == "auto":
         raise ValueError(

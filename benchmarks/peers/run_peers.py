@@ -486,6 +486,8 @@ def results_markdown(results: dict[str, Any]) -> str:
             f"grid, per-position Gaussian head of {s['gaussian_components']} directions, neighbourhood "
             f"{s['neighbourhood']}, illumination normalisation"
             if s.get("head") == "gaussian"
+            else _auto_head_text(results, s)
+            if s.get("head") == "auto"
             else f"grid, memory bank {s['memory_bank_size']}, illumination + position normalisation"
         )
         + (
@@ -695,6 +697,20 @@ def kept_rows(args: argparse.Namespace, categories: Sequence[str]) -> dict[str, 
     if missing:
         raise SystemExit(f"error: --keep: {args.name}.json has no {missing}")
     return {c: {n: recorded[c][n] for n in names} for c in categories}
+
+
+def _auto_head_text(results: dict[str, Any], s: dict[str, Any]) -> str:
+    """What `head: auto` chose per set (a Gaussian head keeps no bank rows)."""
+    chosen = {
+        category: "Gaussian" if figures.get("ours", {}).get("memory_bank_rows", 1) == 0 else "bank"
+        for category, figures in results.get("categories", {}).items()
+    }
+    picks = ", ".join(f"{category}: {head}" for category, head in chosen.items())
+    return (
+        f"grid, head `auto`: per-position Gaussian of {s['gaussian_components']} directions (neighbourhood "
+        f"{s['neighbourhood']}) for aligned good images, else memory bank {s['memory_bank_size']}; chosen "
+        f"here: {picks}; illumination normalisation"
+    )
 
 
 def main() -> None:
