@@ -1,8 +1,10 @@
 """A new product from the panel, end to end on the real station: Chromium against the real `edgeinspect run`
-(simulated camera, real model, real broker). An admin captures good parts of a new product, builds its model
-on the station (the build template shipped with it: ONNX Runtime and numpy, no training in the test), reads
-the held-back check (histogram, least normal parts), saves the model as a recipe and switches the line to it;
-the line judges throughout and every part afterwards names the new recipe and model.
+(simulated camera, real model, real broker). The line's model was built for the bracket, and the simulated
+line now carries another part type (a PCB): the old model rejects most of these good parts. An admin
+captures good parts of the new product, builds its model on the station (the build template shipped with
+it: ONNX Runtime and numpy, no training in the test), reads the held-back check (histogram, least normal
+parts), saves the model as a recipe and switches the line to it. The line judges throughout, and after
+the switch the new parts pass under the new recipe and model.
 """
 
 from __future__ import annotations
@@ -39,7 +41,11 @@ def test_admin_captures_builds_checks_and_switches_to_a_new_product(
     data_dir = tmp_path / "station"
     # Shipped with the station by the plant (`edgeinspect template`): both heads, picked per product.
     export_build_template(ModelSettings(), data_dir / "models" / "build-template")
-    with launch_edge_stack(data_dir, trained_model, mosquitto.url) as stack:
+    new_part_type = {"camera": {"category": "pcb", "defect_rate": 0.0, "fps": 8}}
+    with launch_edge_stack(data_dir, trained_model, mosquitto.url, overrides=new_part_type) as stack:
+        wait_until(lambda: _status(stack)["frames"] >= 20, 30, "the line judges the new parts")
+        before = _status(stack)
+        assert before["defects"] / before["frames"] > 0.5  # the bracket's model rejects good PCBs
         sign_in(page, stack.base_url, stack.keys["admin"], "admin")
         open_screen(page, "recipes")
         page.get_by_test_id("capture-product").fill(PRODUCT)
@@ -81,5 +87,9 @@ def test_admin_captures_builds_checks_and_switches_to_a_new_product(
         expect(page.get_by_test_id("recipes-active")).to_have_text(PRODUCT)
 
         wait_until(lambda: (_status(stack).get("model") or {}).get("id") == model_id, 30, "new model active")
-        status = _status(stack)
-        assert status["recipe"] == PRODUCT and status["dropped_frames"] == 0
+        switched = _status(stack)
+        wait_until(lambda: _status(stack)["frames"] >= switched["frames"] + 24, 30, "parts under the recipe")
+        after = _status(stack)
+        assert after["recipe"] == PRODUCT and after["dropped_frames"] == 0
+        rejected = (after["defects"] - switched["defects"]) / (after["frames"] - switched["frames"])
+        assert rejected < 0.1  # good PCBs now pass
