@@ -41,7 +41,9 @@ def test_admin_captures_builds_checks_and_switches_to_a_new_product(
     data_dir = tmp_path / "station"
     # Shipped with the station by the plant (`edgeinspect template`): both heads, picked per product.
     export_build_template(ModelSettings(), data_dir / "models" / "build-template")
-    new_part_type = {"camera": {"category": "pcb", "defect_rate": 0.0, "fps": 8}}
+    # 8 fps into a 64-deep queue (as tests/integration/test_recipes.py): only a stall of 8 s would drop a
+    # frame, so a drop is a loss, not a busy moment of Chromium on the same 2 cores.
+    new_part_type = {"camera": {"category": "pcb", "defect_rate": 0.0, "fps": 8, "queue_size": 64}}
     with launch_edge_stack(data_dir, trained_model, mosquitto.url, overrides=new_part_type) as stack:
         wait_until(lambda: _status(stack)["frames"] >= 20, 30, "the line judges the new parts")
         before = _status(stack)
