@@ -54,8 +54,10 @@ def ensure_build_template(settings: Settings) -> Path | None:
     (`model.auto_build`, torch installed) and none is there yet, so captured products build on this box;
     None when it is not written here (a station without torch gets it from the plant)."""
     path = Path(settings.model.build_template)
-    if any(path.glob("*.onnx")) or not settings.model.auto_build:
-        return path if any(path.glob("*.onnx")) else None
+    if any(path.glob("*.onnx")):
+        return path
+    if not settings.model.auto_build:
+        return None
     try:
         from vision.build_template import check_template_settings, export_build_template
     except ImportError:

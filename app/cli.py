@@ -262,6 +262,14 @@ def _print_version(verbose: bool) -> int:
     return 0
 
 
+def _add_model_shape(parser: argparse.ArgumentParser) -> None:
+    """The backbone and input size, for the commands that make a model (train, template)."""
+    parser.add_argument(
+        "--backbone", default="efficientnet_lite0", choices=["efficientnet_lite0", "efficientnet_lite2"]
+    )
+    parser.add_argument("--image-size", type=int, default=256)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgeinspect", description="Defect inspection on the edge box.")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -323,10 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", required=True, help="dataset root in the MVTec AD layout")
     train.add_argument("--category", required=True)
     train.add_argument("--out", default=None, help="ONNX path (default data/models/<category>.onnx)")
-    train.add_argument(
-        "--backbone", default="efficientnet_lite0", choices=["efficientnet_lite0", "efficientnet_lite2"]
-    )
-    train.add_argument("--image-size", type=int, default=256)
+    _add_model_shape(train)
     train.add_argument("--memory-bank-size", type=int, default=None)
     train.add_argument(
         "--head",
@@ -348,10 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
         "template", help="export a build template: what a station needs to build models without torch"
     )
     template.add_argument("--out", required=True, help="folder, e.g. data/models/build-template")
-    template.add_argument(
-        "--backbone", default="efficientnet_lite0", choices=["efficientnet_lite0", "efficientnet_lite2"]
-    )
-    template.add_argument("--image-size", type=int, default=256)
+    _add_model_shape(template)
     template.add_argument(
         "--head",
         choices=["auto", "bank", "gaussian"],

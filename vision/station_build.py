@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -44,6 +43,7 @@ from vision.export import (
 )
 from vision.head_choice import HEAD_FAMILY, HeadChoice, choice_sample, decide_head
 from vision.head_fit import apply_scaler, fit_position_gaussian, fit_scaler
+from vision.ort_session import cpu_session
 from vision.template_graph import BuildTemplate, StationBuildError, load_kit
 
 __all__ = [
@@ -72,15 +72,6 @@ class StationBuild:
         return len(self.held_back)
 
 
-def _session(model: Any, threads: int) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(
-        model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"]
-    )
-
-
 def _run(
     session: ort.InferenceSession, output: str, images: np.ndarray, stage: str, progress: Progress | None
 ) -> list[np.ndarray]:
@@ -99,7 +90,9 @@ def raw_patches(
     """Raw patch embeddings [N, P, C] of prepared images [N, size, size, 3], read off the template."""
     model = onnx_proto.copy_model(template.model)
     onnx_proto.add_float_output(model, template.features)
-    maps = _run(_session(model, threads), template.features, images, "features", progress)
+    maps = _run(
+        cpu_session(model.SerializeToString(), threads), template.features, images, "features", progress
+    )
     return np.stack([m[0].reshape(m.shape[1], -1).T for m in maps])  # [C, h, w] -> [P, C]
 
 
@@ -222,7 +215,13 @@ def build_on_station(
     model = template.written(fitted_values(template, patches[fit_idx]))
     scores = [
         float(np.asarray(out).ravel()[0])
-        for out in _run(_session(model, threads), "score", prepared[calib_idx], "calibration", progress)
+        for out in _run(
+            cpu_session(model.SerializeToString(), threads),
+            "score",
+            prepared[calib_idx],
+            "calibration",
+            progress,
+        )
     ]
     threshold = float(threshold_from_good_scores(np.asarray(scores), settings.target_false_reject_rate))
     meta = _metadata(onnx_proto.metadata(model), template, head, choice, threshold, len(calib_idx))

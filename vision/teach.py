@@ -39,6 +39,7 @@ from vision.export import (
 )
 from vision.inspector import resize_to_input, validate_frame
 from vision.metrics import image_auroc
+from vision.ort_session import cpu_session
 from vision.teach_gaussian import (
     GaussianHead,
     GaussianLayout,
@@ -263,14 +264,6 @@ def find_bank(model: Any) -> BankLayout:
 
 
 # --------------------------------------------------------------------------------------- ONNX sessions
-
-
-def _session(data: bytes, threads: int) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
 
 
 def _as_input(image_bgr: np.ndarray, size: int) -> np.ndarray:
@@ -591,7 +584,7 @@ def teach_normal(
         child, learned = _teach_bank(parent, layout, pool, cover_radius, options.max_new_entries)
     notes += learned.notes
     tracker.tick()
-    candidate = _session(child.SerializeToString(), options.threads)
+    candidate = cpu_session(child.SerializeToString(), options.threads)
 
     tracker.at("measuring the taught model")
     calibration_after = _scores(candidate, calibration, size, tracker.tick)
@@ -704,14 +697,14 @@ def _probe(
     probe_model = onnx_proto.copy_model(parent)
     if gaussian is not None:
         onnx_proto.add_float_output(probe_model, gaussian.patches)
-        session = _session(probe_model.SerializeToString(), threads)
+        session = cpu_session(probe_model.SerializeToString(), threads)
         return _Probe(session, gaussian.patches, size, GaussianHead.read(parent, gaussian).distances)
     assert layout is not None
     inits = _initializers(parent)
     factors = [onnx_proto.tensor_to_array(inits[name]) for name in layout.factors]
     bias = onnx_proto.tensor_to_array(inits[layout.bias])
     onnx_proto.add_float_output(probe_model, layout.all_patches)
-    session = _session(probe_model.SerializeToString(), threads)
+    session = cpu_session(probe_model.SerializeToString(), threads)
     return _Probe(session, layout.all_patches, size, functools.partial(bank_distances, factors, bias))
 
 

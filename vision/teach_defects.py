@@ -26,7 +26,8 @@ from pydantic import BaseModel
 from vision import onnx_proto
 from vision.calibration import threshold_from_good_scores
 from vision.export import INPUT_NAME, META_INPUT_SIZE, META_MODEL_VERSION, META_THRESHOLD, OUTPUT_NAMES
-from vision.teach import BeforeAfter, ProgressFn, TeachError, _as_input, _scores, _session
+from vision.ort_session import cpu_session
+from vision.teach import BeforeAfter, ProgressFn, TeachError, _as_input, _scores
 from vision.teach_gaussian import FACTOR, GaussianHead, GaussianLayout, ShiftedGaussianError, find_gaussian
 
 WEIGHT, BIAS, SCALE = "defect_classifier.weight", "defect_classifier.bias", "defect_classifier.scale"
@@ -273,7 +274,7 @@ def teach_defects(
     probe = onnx_proto.copy_model(base)
     onnx_proto.add_float_output(probe, layout.patches)
     reader = _Reader(
-        _session(probe.SerializeToString(), options.threads), layout, GaussianHead.read(base, layout), size
+        cpu_session(probe.SerializeToString(), options.threads), layout, GaussianHead.read(base, layout), size
     )
     negatives_from, calibration, evaluation = list(good[0::3]), list(good[1::3]), list(good[2::3])
 
@@ -307,8 +308,8 @@ def teach_defects(
     highest_good = max(float((patches @ weight).max()) + bias for patches in negatives)
     bias -= max(0.0, highest_good) + options.good_margin
     child = with_classifier(parent, layout, weight, bias, options.scale * typical)
-    candidate = _session(child.SerializeToString(), options.threads)
-    parent_session = _session(model_bytes, options.threads)  # as deployed, a taught branch included
+    candidate = cpu_session(child.SerializeToString(), options.threads)
+    parent_session = cpu_session(model_bytes, options.threads)  # as deployed, a taught branch included
     report(0.7, "measuring before and after")
     threshold_after = float(
         threshold_from_good_scores(
