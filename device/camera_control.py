@@ -1,4 +1,5 @@
-"""Runtime commands on the camera itself (software trigger, exposure, gain), for GenICam sources only.
+"""Runtime commands on the camera itself (software trigger, exposure, gain, trigger mode), for GenICam
+sources only.
 
 The runtime hands in whatever source capture runs; anything but a GenICam camera is refused with a reason
 (ValueError), which the one command door turns into an audited refusal.
@@ -41,12 +42,20 @@ def trigger(source: FrameSource | None) -> Change:
 def apply_settings(
     source: FrameSource | None, settings: CameraSettings, command: SetCameraSettings
 ) -> Change:
-    """Set exposure/gain on the live camera and in `settings`, so a reconnect keeps them."""
+    """Set exposure, gain and/or trigger mode on the live camera and in `settings`, so a reconnect keeps
+    them."""
     camera = _genicam(source)
-    if command.exposure_us is None and command.gain_db is None:
-        raise ValueError("give exposure_us and/or gain_db")
-    old = {"exposure_us": settings.genicam_exposure_us, "gain_db": settings.genicam_gain_db}
+    if command.exposure_us is None and command.gain_db is None and command.trigger is None:
+        raise ValueError("give exposure_us, gain_db and/or trigger")
+    old = {
+        "exposure_us": settings.genicam_exposure_us,
+        "gain_db": settings.genicam_gain_db,
+        "trigger": settings.genicam_trigger,
+    }
     try:
+        if command.trigger is not None:
+            camera.set_trigger_mode(command.trigger)
+            settings.genicam_trigger = command.trigger
         applied = camera.apply(exposure_us=command.exposure_us, gain_db=command.gain_db)
     except CameraError as exc:
         raise ValueError(str(exc)) from exc
@@ -54,7 +63,7 @@ def apply_settings(
         settings.genicam_exposure_us = command.exposure_us
     if command.gain_db is not None:
         settings.genicam_gain_db = command.gain_db
-    return old, applied, "camera settings changed"
+    return old, {**applied, "trigger": camera.options.trigger}, "camera settings changed"
 
 
 def trigger_watchdog(source: FrameSource | None, limit_s: float | None) -> tuple[bool, str] | None:

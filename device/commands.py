@@ -98,11 +98,15 @@ class TriggerCamera(_Command):
 
 
 class SetCameraSettings(_Command):
-    """Change a GenICam camera's exposure and/or gain while it runs; omitted fields stay as they are."""
+    """Change a GenICam camera's exposure, gain and/or trigger mode while it runs; omitted fields stay as
+    they are."""
 
     command: Literal["camera_settings"] = "camera_settings"
     exposure_us: float | None = Field(None, gt=0, le=10_000_000, allow_inf_nan=False)
     gain_db: float | None = Field(None, ge=0, le=100, allow_inf_nan=False)
+    trigger: Literal["free_run", "software", "hardware"] | None = Field(
+        None, description="free_run, software (the test trigger / camera_trigger) or hardware (line, edge)."
+    )
 
 
 class SaveRecipe(_Command):

@@ -174,15 +174,7 @@ class GenicamSource:
                 camera.set_exposure_time(float(opts.exposure_us))
             if opts.gain_db is not None:
                 camera.set_gain(float(opts.gain_db))
-            if opts.frame_rate is not None and opts.trigger == "free_run":
-                camera.set_frame_rate(float(opts.frame_rate))
-            if opts.trigger == "software":
-                camera.set_trigger("Software")
-            elif opts.trigger == "hardware":
-                camera.set_trigger(opts.trigger_line)  # Aravis sets RisingEdge here; the setting follows
-                _set_trigger_activation(camera, opts.trigger_activation)
-            else:
-                camera.clear_triggers()
+            _configure_trigger(camera, opts)
             if opts.packet_size is not None:
                 self._set_packet_size(camera, opts.packet_size)
             if opts.packet_delay is not None:
@@ -255,6 +247,23 @@ class GenicamSource:
         )
         return applied
 
+    def set_trigger_mode(self, mode: str) -> str:
+        """Switch free run / software / hardware trigger on the running camera (acquisition stops for the
+        switch, as GenICam locks TriggerMode while streaming); a reconnect keeps the new mode."""
+        if mode not in TRIGGER_MODES:
+            raise CameraError(f"trigger mode {mode!r} not one of {', '.join(TRIGGER_MODES)}")
+        camera = self._connected()
+        options = replace(self.options, trigger=mode)
+        try:
+            camera.stop_acquisition()
+            _configure_trigger(camera, options)
+            camera.start_acquisition()
+        except Exception as exc:
+            raise CameraError(f"{self.name}: cannot switch to {mode} trigger: {exc}") from exc
+        self.options = options
+        self.last_part_mono = time.monotonic()  # the watchdog counts from the switch
+        return mode
+
     def read(self) -> SourceRead:
         """Next complete frame; incomplete ones raise CorruptFrame, free-run silence raises CameraError.
 
@@ -265,7 +274,10 @@ class GenicamSource:
             raise CameraError(f"{self.name}: not open")
         waited_us = 0
         limit_us = int(self.options.timeout_s * 1_000_000)
+        mode = self.options.trigger
         while True:
+            if self.options.trigger != mode:  # switched while waiting: silence counts from the switch
+                mode, waited_us = self.options.trigger, 0
             if self._interrupted.is_set():
                 raise CameraError(f"{self.name}: interrupted")
             if self._control_lost.is_set():  # in a trigger mode silence alone never says the camera is gone
@@ -314,6 +326,19 @@ class GenicamSource:
         if camera is not None and not self._control_lost.is_set():  # a lost camera would only time out
             with contextlib.suppress(Exception):  # the camera may already be gone; closing must not raise
                 camera.stop_acquisition()
+
+
+def _configure_trigger(camera: Any, opts: GenicamOptions) -> None:
+    """Free run at the set frame rate, or wait for a software or hardware (line, edge) trigger."""
+    if opts.trigger == "software":
+        camera.set_trigger("Software")
+    elif opts.trigger == "hardware":
+        camera.set_trigger(opts.trigger_line)  # Aravis sets RisingEdge here; the setting follows
+        _set_trigger_activation(camera, opts.trigger_activation)
+    else:
+        camera.clear_triggers()
+        if opts.frame_rate is not None:
+            camera.set_frame_rate(float(opts.frame_rate))
 
 
 def _feature_available(camera: Any, feature: str) -> bool:

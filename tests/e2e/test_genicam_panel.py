@@ -29,7 +29,7 @@ def genicam_stack(tmp_path: Path, trained_model: Path, mosquitto: Any) -> Iterat
         stop_fake_camera(camera)
 
 
-def test_operator_fires_a_trigger_and_sets_exposure_from_the_panel(
+def test_operator_fires_a_trigger_sets_exposure_and_switches_to_free_run_from_the_panel(
     page: Page, genicam_stack: EdgeStack
 ) -> None:
     stack = genicam_stack
@@ -58,3 +58,12 @@ def test_operator_fires_a_trigger_and_sets_exposure_from_the_panel(
         3000.0
     )
     assert any(e["action"] == "camera_trigger" and e["ok"] for e in audit)
+
+    # Switching the running camera to free run from the card: parts flow without a trigger.
+    page.get_by_test_id("camera-exposure").fill("")
+    page.get_by_test_id("camera-trigger-mode").select_option("free_run")
+    page.get_by_test_id("camera-apply").click()
+    expect(page.get_by_test_id("message")).to_have_text("camera settings changed", timeout=30_000)
+    assert wait_for(lambda: frames() >= 5, 60), "free run never judged parts"
+    audit = httpx.get(f"{stack.base_url}/audit", headers=stack.headers("admin"), timeout=10).json()["items"]
+    assert audit[0]["new_value"]["trigger"] == "free_run" and audit[0]["old_value"]["trigger"] == "software"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from functools import partial
@@ -74,6 +75,49 @@ def test_software_trigger_gives_one_frame_per_trigger(fake_camera: subprocess.Po
         assert source._camera.get_exposure_time() == pytest.approx(2000.0)
     finally:
         source.close()
+
+
+def test_trigger_mode_switches_on_the_running_camera(fake_camera: subprocess.Popen[bytes]) -> None:
+    """Free run -> software trigger -> free run without reopening: in software mode the camera sends
+    exactly one frame per trigger and nothing else; back in free run it streams again."""
+    source = GenicamSource(GenicamOptions(device="127.0.0.1", frame_rate=20.0))
+    source.open()
+    frame_ids: list[int] = []
+    stopped: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            while True:
+                result = source.read()
+                assert isinstance(result, tuple)
+                frame_ids.append(result[1]["camera_frame_id"])
+        except CameraError as exc:  # interrupted at the end of the test
+            stopped.append(exc)
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    try:
+        assert _wait_for(lambda: len(frame_ids) >= 5, 20), "free run never streamed"
+        assert source.set_trigger_mode("software") == "software"
+        assert source._camera.get_trigger_source() == "Software"
+        # Frames taken before the switch may still drain in; once they have, the camera stays silent.
+        time.sleep(1.0)
+        before = len(frame_ids)
+        assert not _wait_for(lambda: len(frame_ids) > before, 2.0), "still free-running after the switch"
+        for n in range(1, 4):
+            source.software_trigger()
+            assert _wait_for(lambda n=n: len(frame_ids) == before + n, 10)  # type: ignore[misc]
+        assert not _wait_for(lambda: len(frame_ids) > before + 3, 2.0), "a trigger gave more than one frame"
+
+        source.set_trigger_mode("free_run")
+        assert _wait_for(lambda: len(frame_ids) >= before + 13, 20), "free run did not come back"
+        with pytest.raises(CameraError, match="not one of"):
+            source.set_trigger_mode("sometimes")
+    finally:
+        source.interrupt()
+        thread.join(timeout=10)
+        source.close()
+    assert stopped and "interrupted" in str(stopped[0])  # the reader never saw a camera fault
 
 
 def test_capture_reconnects_after_camera_restart(fake_camera: subprocess.Popen[bytes]) -> None:

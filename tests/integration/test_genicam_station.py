@@ -121,6 +121,21 @@ def test_each_trigger_gives_one_part_and_settings_are_audited(genicam_stack: Edg
         settings = next(e for e in audit if e["action"] == "camera_settings")
         assert settings["ok"] and settings["new_value"]["gain_db"] == pytest.approx(3.0)
 
+        # The line engineer switches the running camera to free run: parts flow without triggers, the
+        # test trigger is refused with the reason, and the switch is audited with the mode it left.
+        response = client.post(
+            "/camera/settings", headers=stack.headers("operator"), json={"trigger": "free_run"}
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["new_value"]["trigger"] == "free_run"
+        assert wait_for(lambda: _status(client, stack)["frames"] >= 10, 60), "free run never judged parts"
+        refused = client.post("/camera/trigger", headers=stack.headers("operator"))
+        assert refused.status_code == 409 and "not 'software'" in refused.text
+        assert "trigger" not in client.get("/health").json()["components"]  # no watchdog in free run
+        audit = client.get("/audit", headers=stack.headers("admin")).json()["items"]
+        switch = next(e for e in audit if e["action"] == "camera_settings")
+        assert switch["old_value"]["trigger"] == "software" and switch["new_value"]["trigger"] == "free_run"
+
 
 def test_a_killed_camera_degrades_health_and_the_station_picks_it_up_again(
     genicam_stack: EdgeStack, fake_camera: FakeCamera

@@ -1,4 +1,4 @@
-"""Camera control (operator): fire a software trigger, change exposure/gain on a GenICam camera.
+"""Camera control (operator): a software trigger; exposure, gain or trigger mode on a GenICam camera.
 
 Both go through the runtime's one command door and the audit log, like every other change.
 """
@@ -24,5 +24,5 @@ def trigger(runtime: RuntimeDep, audit: AuditDep, principal: Operator) -> Comman
 def settings(
     body: SetCameraSettings, runtime: RuntimeDep, audit: AuditDep, principal: Operator
 ) -> CommandResponse:
-    """Exposure (us) and/or gain (dB) on the running GenICam camera; kept across reconnects."""
+    """Exposure (us), gain (dB) and/or trigger mode on the running GenICam camera; kept across reconnects."""
     return execute_command(runtime, audit, principal, body, "POST /camera/settings")

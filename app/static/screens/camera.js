@@ -1,4 +1,4 @@
-// Camera card (operator): exposure, gain and a test trigger for a GenICam camera. The station refuses
+// Camera card (operator): exposure, gain, trigger mode and a test trigger for a GenICam camera. The station refuses
 // (409, with the reason) when the camera is not GenICam or not in software-trigger mode; every change is audited.
 "use strict";
 
@@ -13,12 +13,14 @@
       const gain = $("camera-gain").value.trim();
       if (exposure !== "") body.exposure_us = Number(exposure);
       if (gain !== "") body.gain_db = Number(gain);
-      if (!Object.keys(body).length) {
-        showMessage("Enter an exposure and/or a gain.", "bad");
+      if ([body.exposure_us, body.gain_db].some((v) => v !== undefined && (!Number.isFinite(v) || v < 0))) {
+        showMessage("Exposure and gain must be numbers of at least 0.", "bad");
         return;
       }
-      if (Object.values(body).some((v) => !Number.isFinite(v) || v < 0)) {
-        showMessage("Exposure and gain must be numbers of at least 0.", "bad");
+      const trigger = $("camera-trigger-mode").value;
+      if (trigger !== "") body.trigger = trigger;
+      if (!Object.keys(body).length) {
+        showMessage("Enter an exposure or a gain, or choose a trigger mode.", "bad");
         return;
       }
       await sendCommand("/camera/settings", body, "Camera settings changed");
