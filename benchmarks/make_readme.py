@@ -217,10 +217,15 @@ SECTIONS = [
         "recorded: the tail grows with other work on the cores). Free-run latency runs from the camera\n"
         "timestamp (mapped to this box's clock) to the decision; trigger latency from firing the software\n"
         "trigger to the decision (one exposure, a 1.3 MB GVSP readout on loopback, one inference), split\n"
-        "into the fake camera's own trigger-to-exposure delay and ours from its timestamp. The fake camera\n"
-        "shares the 2 cores: four runs on the otherwise idle box on 2026-12-06 gave free-run p99 52, 67 and\n"
-        "190 ms (20 s each) and 37.5 ms (60 s, recorded below); our part of a trigger stayed at 22-36 ms\n"
-        "p99. (Earlier runs counted the block id's wrap from 65535 to 1 as a lost frame.) Command:\n"
+        "into the fake camera's own trigger-to-exposure delay and ours from its timestamp. The simulator\n"
+        "sends even a triggered frame only at its next 25 Hz slot (0-40 ms of waiting a real camera does not\n"
+        "have), so triggers are also fired 5 ms before its slot: that row is the station's own path. The\n"
+        "fake camera shares the 2 cores. The host's speed is in the header (the model alone): on the host of\n"
+        "2026-12-06 evening (where the peers' script timed our model at about 12 ms p50) four runs gave\n"
+        "free-run p99 52, 67, 190 and 37.5 ms,\n"
+        "0 frames lost in 60 s, p50 20.3 ms, and our part of a trigger 22-36 ms p99; the table below is from\n"
+        "a host where the model alone takes 26 ms, which cannot keep 30 fps of 1280x1024 on 2 cores.\n"
+        "(Earlier runs counted the block id's wrap from 65535 to 1 as a lost frame.) Command:\n"
         "`.venv/bin/python benchmarks/camera/genicam_bench.py --model FILE.onnx --seconds 60`.",
     ),
     (
