@@ -4,6 +4,7 @@
     edgeinspect dataset make --out data/datasets/synthetic [--suite default|hard] [--categories pcb tile]
     edgeinspect dataset import elpv [--out DIR] [--source DIR] [--train-share 0.6] [--seed 0] [--overwrite]
     edgeinspect dataset import mtd --source CHECKOUT [--out DIR] [--train-count 300] [--seed 0] [--overwrite]
+    edgeinspect dataset import ksdd --source CHECKOUT [--out DIR] [--train-count 100] [--seed 0] [--overwrite]
     edgeinspect train --data DIR --category NAME [--out FILE.onnx]
     edgeinspect template --out DIR [--backbone B] [--image-size N] [--head auto|bank|gaussian]
     edgeinspect build --template DIR --data DIR --category NAME [--out FILE.onnx] [--threads 1]
@@ -78,8 +79,8 @@ def _cmd_dataset_make(args: argparse.Namespace) -> int:
 
 
 def _cmd_dataset_import(args: argparse.Namespace) -> int:
-    if args.name == "mtd":
-        return _import_mtd(args)
+    if args.name in CHECKOUT_IMPORTS:
+        return _import_checkout(args)
     from vision.data.elpv import FOLDERS, find_elpv_source, import_elpv
 
     source = Path(args.source) if args.source else find_elpv_source()
@@ -100,25 +101,33 @@ def _cmd_dataset_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _import_mtd(args: argparse.Namespace) -> int:
+# Sets imported from a git checkout: name -> (title, default good images to train on, licence line).
+CHECKOUT_IMPORTS = {
+    "mtd": ("MTD", 300, "research use with citation only (MTD_LICENSE.txt), never ship them"),
+    "ksdd": ("KolektorSDD", 100, "CC BY-NC-SA 4.0 (KSDD_LICENSE.txt): benchmark and development use only"),
+}
+
+
+def _import_checkout(args: argparse.Namespace) -> int:
+    from vision.data.ksdd import import_ksdd
     from vision.data.mtd import import_mtd
 
+    title, default_train, licence = CHECKOUT_IMPORTS[args.name]
     if not args.source:
-        raise SystemExit(
-            "edgeinspect dataset import mtd: --source (a checkout of the MTD repository) is required"
-        )
-    summary = import_mtd(
+        raise SystemExit(f"edgeinspect dataset import {args.name}: --source (the git checkout) is required")
+    importer = import_mtd if args.name == "mtd" else import_ksdd
+    summary = importer(
         Path(args.source),
         Path(args.out),
-        train_count=args.train_count,
+        train_count=args.train_count if args.train_count is not None else default_train,
         seed=args.seed,
         progress=True,
         overwrite=args.overwrite,
     )
-    print(f"MTD written to {summary.out} (seed {summary.seed}):")
+    print(f"{title} written to {summary.out} (seed {summary.seed}):")
     for category, counts in summary.counts.items():
         print(f"  {category}: " + ", ".join(f"{folder} {n}" for folder, n in counts.items()))
-    print(f"  {summary.total} images; research use with citation only (MTD_LICENSE.txt), never ship them")
+    print(f"  {summary.total} images; {licence}")
     return 0
 
 
@@ -310,19 +319,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument(
         "name",
-        choices=["elpv", "mtd"],
-        help="elpv: ELPV solar cells (pip install elpv-dataset); mtd: Magnetic Tile Defect (a git checkout)",
+        choices=["elpv", *CHECKOUT_IMPORTS],
+        help="elpv: ELPV solar cells (pip install elpv-dataset); mtd: Magnetic Tile Defect, "
+        "ksdd: KolektorSDD commutators (git checkouts)",
     )
     imp.add_argument("--out", default="data/datasets/real")
     imp.add_argument(
         "--source",
         default=None,
-        help="elpv: folder with labels.csv (default: the installed package); mtd: the checkout (required)",
+        help="elpv: folder with labels.csv (default: the installed package); "
+        "mtd, ksdd: the checkout (required)",
     )
     imp.add_argument(
         "--train-share", type=float, default=0.6, help="elpv: share of the good cells to train on"
     )
-    imp.add_argument("--train-count", type=int, default=300, help="mtd: good tiles to train on")
+    imp.add_argument(
+        "--train-count", type=int, default=None, help="mtd, ksdd: good images to train on (300, 100)"
+    )
     imp.add_argument("--seed", type=int, default=0, help="seeds the split of the images")
     imp.add_argument("--overwrite", action="store_true", help="replace categories already imported")
     imp.set_defaults(func=_cmd_dataset_import)

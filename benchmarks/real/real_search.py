@@ -46,8 +46,8 @@ from vision.train import prepare_images, split_holdout
 HERE = Path(__file__).resolve().parent
 RESULTS_JSON = HERE / "search.json"
 RESULTS_MD = HERE / "search.md"
-DEV = ("elpv_mono", "mtd_dev")
-HOLDOUT = ("elpv_poly", "mtd_holdout")
+DEV = ("elpv_mono", "mtd_dev", "ksdd_dev")
+HOLDOUT = ("elpv_poly", "mtd_holdout", "ksdd_holdout")
 HOLDOUT_FRACTION = 0.2  # as `train_model`
 MAX_FALSE_REJECTS = 0.01
 ELPV_KINDS = ("defective", "likely", "unlikely")  # "defective" alone is ELPV's strict defect class
@@ -154,6 +154,8 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
 
 
 NATIVE_SIZE = 300  # loaded at this size; each variant resizes to its input size (ELPV cells are 300 px)
+# KolektorSDD's 500 x 1260 px commutators keep their fine cracks for the larger input sizes tried.
+NATIVE_SIZES = {"ksdd_dev": 768, "ksdd_holdout": 768}
 
 
 def split_overrides(overrides: dict[str, Any]) -> tuple[ModelSettings, dict[str, Any]]:
@@ -266,6 +268,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--holdout", action="store_true", help="score HOLDOUT (once, for chosen variants)")
     parser.add_argument("--redo", action="store_true", help="re-run variants already in the log")
+    parser.add_argument("--categories", default=None, help="comma-separated subset of the split's sets")
     args = parser.parse_args()
     names = [n for n in args.variants.split(",") if n]
     unknown = [n for n in names if n not in VARIANTS]
@@ -273,6 +276,11 @@ def main() -> None:
         parser.error(f"unknown variants {unknown}")
     torch.set_num_threads(args.threads)
     split, categories = ("holdout", HOLDOUT) if args.holdout else ("dev", DEV)
+    if args.categories:
+        wanted = args.categories.split(",")
+        if not set(wanted) <= set(categories):
+            parser.error(f"--categories must be among {', '.join(categories)}")
+        categories = tuple(wanted)
     cache = BackboneCache()
     train_module.AnomalyModel = caching_model_class(cache)  # type: ignore[misc]
     log = load_log()
@@ -286,7 +294,8 @@ def main() -> None:
             if category in figures and not args.redo:
                 continue
             if category not in loaded:
-                loaded[category] = load_category(args.data, category, NATIVE_SIZE)
+                size = NATIVE_SIZES.get(category, NATIVE_SIZE)
+                loaded[category] = load_category(args.data, category, size)
             figures[category] = run_variant(loaded[category], *split_overrides(overrides))
             figures[category]["load_average_1min"] = os.getloadavg()[0]
             print(json.dumps({"variant": name, "split": split, category: figures[category]}), flush=True)
