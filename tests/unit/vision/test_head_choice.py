@@ -6,7 +6,7 @@ import pytest
 from fixture_parts import aligned_parts, texture_crops
 
 from vision.config import ModelSettings
-from vision.head_choice import ALIGNED_BELOW, choose_head, resolve_head
+from vision.head_choice import ALIGNED_BELOW, HeadChoice, choose_head, resolve_head
 from vision.inspector import Inspector
 from vision.train import build_model_files, model_config
 
@@ -39,3 +39,11 @@ def test_the_built_file_names_the_head_auto_chose_and_why(tmp_path) -> None:
     metadata = Inspector(path).info.metadata
     assert metadata["edgeinspect.head"] == "gaussian"
     assert metadata["edgeinspect.head_choice"].startswith("auto: alignment ")
+
+
+def test_a_product_near_the_boundary_is_told_to_compare_both_heads() -> None:
+    # KolektorSDD's commutators measure 0.734 (the bank wins there), MTD's tiles 0.701 (the Gaussian wins).
+    assert "near the boundary" in HeadChoice("bank", 0.734).reason
+    assert "near the boundary" in HeadChoice("gaussian", 0.701).reason
+    assert "near the boundary" not in HeadChoice("gaussian", 0.26).reason
+    assert "near the boundary" not in HeadChoice("bank", 0.9).reason
