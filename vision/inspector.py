@@ -56,19 +56,22 @@ def validate_frame(image: np.ndarray) -> None:
 
 
 def find_boxes(anomaly_map: np.ndarray, threshold: float, min_area: int, max_boxes: int) -> list[Box]:
-    """Connected regions of `anomaly_map >= threshold`, largest score first; a box's score is its max."""
+    """Connected regions of `anomaly_map >= threshold`, largest score first; a box's score is its max.
+
+    Each kept region's peak is read inside its own bounding box, so the cost follows the regions' size; a
+    scatter over every pixel above threshold (`np.maximum.at`) took 10 ms on a 256 x 256 map that is all
+    above it (a lens cap, a wrong product), a third of a 30 fps frame."""
     mask = (anomaly_map >= threshold).astype(np.uint8)
     if not mask.any():
         return []
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    inside = mask.astype(bool)
-    peaks = np.full(count, -np.inf, dtype=np.float64)
-    np.maximum.at(peaks, labels[inside], anomaly_map[inside])
     boxes = []
     for label in range(1, count):
         x, y, width, height, area = (int(v) for v in stats[label])
         if area >= min_area:
-            boxes.append(Box(x=x, y=y, width=width, height=height, score=float(peaks[label])))
+            window = (slice(y, y + height), slice(x, x + width))
+            peak = float(anomaly_map[window][labels[window] == label].max())
+            boxes.append(Box(x=x, y=y, width=width, height=height, score=peak))
     boxes.sort(key=lambda box: box.score, reverse=True)
     return boxes[:max_boxes]
 

@@ -116,3 +116,13 @@ def test_find_boxes_drops_small_blobs_and_orders_by_score() -> None:
     boxes = find_boxes(heat, threshold=1.0, min_area=4, max_boxes=10)
     assert boxes == [Box(30, 30, 10, 10, 3.0), Box(5, 5, 10, 10, 2.0)]
     assert find_boxes(heat, threshold=1.0, min_area=4, max_boxes=1) == [Box(30, 30, 10, 10, 3.0)]
+
+
+def test_a_region_inside_another_regions_box_keeps_its_own_peak() -> None:
+    heat = np.zeros((40, 40), np.float32)
+    heat[5:35, 5:35] = 2.0  # a ring: its box covers the blob in its hole
+    heat[8:32, 8:32] = 0.0
+    heat[15:25, 15:25] = 7.0
+    boxes = find_boxes(heat, threshold=1.0, min_area=4, max_boxes=10)
+    assert boxes == [Box(15, 15, 10, 10, 7.0), Box(5, 5, 30, 30, 2.0)]
+    assert find_boxes(np.full((64, 64), 5.0, np.float32), 1.0, 4, 10) == [Box(0, 0, 64, 64, 5.0)]
