@@ -70,9 +70,9 @@ SECTIONS = [
     (
         "peers/results_ksdd.md",
         "Side by side with anomalib on real KolektorSDD commutators, DEV and HOLDOUT (issue 26)",
-        "Today's default (`auto` picks the bank here: alignment 0.73 >= 0.72) and anomalib 2.7 PatchCore and\n"
-        "PaDiM in one script, same images (500 x 1260 px squashed to 256, as every model here), weights and\n"
-        "metrics, latency interleaved; HOLDOUT scored once. Command: `.venv-peers/bin/python\n"
+        "Today's default (`auto` picks the bank here: alignment 0.73 >= 0.72) and anomalib 2.7 PatchCore\n"
+        "and PaDiM in one script, same images (500 x 1260 px squashed to 256, as every model here),\n"
+        "weights and metrics, latency interleaved; HOLDOUT scored once. Command: `.venv-peers/bin/python\n"
         "benchmarks/peers/run_peers.py --data DIR --categories ksdd_dev,ksdd_holdout --groups\n"
         "'dev=ksdd_dev;holdout=ksdd_holdout' --models ours,padim,patchcore --patchcore-subsample 0.1\n"
         "--name results_ksdd`.",
