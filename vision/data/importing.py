@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -17,6 +18,20 @@ import numpy as np
 from vision.data.mvtec import DatasetError
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SplitImportSummary:
+    """What a checkout importer (`vision.data.mtd`, `vision.data.ksdd`) wrote: its DEV and HOLDOUT
+    categories, each folder's image count."""
+
+    out: Path
+    seed: int
+    counts: dict[str, dict[str, int]]  # category -> folder ("train/good", "test/crack", ...) -> images
+
+    @property
+    def total(self) -> int:
+        return sum(sum(folders.values()) for folders in self.counts.values())
 
 
 def rank_by_hash(items: Sequence[T], key: Callable[[T], str], seed: int) -> list[T]:

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from vision.data.importing import (
+    SplitImportSummary,
     grey_to_colour_png,
     rank_by_hash,
     read_grey,
@@ -71,17 +72,6 @@ class Shot:
     @property
     def defective(self) -> bool:
         return bool(self.polygons)
-
-
-@dataclass(frozen=True)
-class KsddImportSummary:
-    out: Path
-    seed: int
-    counts: dict[str, dict[str, int]]  # category -> folder -> images
-
-    @property
-    def total(self) -> int:
-        return sum(sum(folders.values()) for folders in self.counts.values())
 
 
 def read_polygons(label: Path) -> tuple[np.ndarray, ...]:
@@ -153,7 +143,7 @@ def import_ksdd(
     seed: int = 0,
     progress: bool = True,
     overwrite: bool = False,
-) -> KsddImportSummary:
+) -> SplitImportSummary:
     """Write `ksdd_dev` and `ksdd_holdout` under `out` (see the module docstring); refuses non-empty
     categories unless `overwrite`, and writes each whole or not at all."""
     if train_count < 1:
@@ -163,6 +153,13 @@ def import_ksdd(
     refuse_non_empty(out, CATEGORIES, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     polygons = {s.image: s.polygons for folders in plan.values() for shots in folders.values() for s in shots}
+
+    def convert(image: Path, target: Path) -> None:
+        if target.parent.parent.name == "ground_truth":
+            write_png(target, fill_mask(read_grey(image, "KolektorSDD image").shape, polygons[image]))
+        else:
+            grey_to_colour_png(image, target)
+
     for category, folders in plan.items():
         jobs: list[tuple[Path, Path]] = []
         for folder, shots in folders.items():
@@ -171,16 +168,9 @@ def import_ksdd(
                 if shot.defective:
                     mask = Path("ground_truth") / DEFECT_KIND / f"{shot.image.stem}_mask.png"
                     jobs.append((shot.image, mask))
-
-        def convert(image: Path, target: Path) -> None:
-            if target.parent.parent.name == "ground_truth":
-                write_png(target, fill_mask(read_grey(image, "KolektorSDD image").shape, polygons[image]))
-            else:
-                grey_to_colour_png(image, target)
-
         write_category(out / category, jobs, convert, progress)
     counts = {c: {folder: len(shots) for folder, shots in folders.items()} for c, folders in plan.items()}
-    summary = KsddImportSummary(out=out, seed=seed, counts=counts)
+    summary = SplitImportSummary(out=out, seed=seed, counts=counts)
     (out / LICENSE_FILE).write_text(LICENSE_TEXT, encoding="utf-8")
     _write_manifest(out / MANIFEST_FILE, source, summary, train_count)
     return summary
@@ -197,7 +187,7 @@ def fill_mask(shape: tuple[int, ...], polygons: tuple[np.ndarray, ...]) -> np.nd
     return mask
 
 
-def _write_manifest(path: Path, source: Path, summary: KsddImportSummary, train_count: int) -> None:
+def _write_manifest(path: Path, source: Path, summary: SplitImportSummary, train_count: int) -> None:
     manifest = {
         "dataset": "ksdd",
         "source": str(source),

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vision.data.importing import (
+    SplitImportSummary,
     grey_to_colour_png,
     rank_by_hash,
     read_grey,
@@ -65,17 +66,6 @@ class Tile:
     @property
     def mask(self) -> Path:
         return self.image.with_suffix(".png")
-
-
-@dataclass(frozen=True)
-class MtdImportSummary:
-    out: Path
-    seed: int
-    counts: dict[str, dict[str, int]]  # category -> folder ("train/good", "test/crack", ...) -> images
-
-    @property
-    def total(self) -> int:
-        return sum(sum(folders.values()) for folders in self.counts.values())
 
 
 def read_tiles(source: Path) -> list[Tile]:
@@ -126,7 +116,7 @@ def import_mtd(
     seed: int = 0,
     progress: bool = True,
     overwrite: bool = False,
-) -> MtdImportSummary:
+) -> SplitImportSummary:
     """Write `mtd_dev` and `mtd_holdout` under `out` (see the module docstring); refuses non-empty
     categories unless `overwrite`, and writes each whole or not at all."""
     if train_count < 1:
@@ -145,7 +135,7 @@ def import_mtd(
                     jobs.append((tile.mask, Path("ground_truth") / tile.kind / f"{tile.image.stem}_mask.png"))
         write_category(out / category, jobs, _convert, progress)
     counts = {c: {folder: len(tiles) for folder, tiles in folders.items()} for c, folders in plan.items()}
-    summary = MtdImportSummary(out=out, seed=seed, counts=counts)
+    summary = SplitImportSummary(out=out, seed=seed, counts=counts)
     (out / LICENSE_FILE).write_text(LICENSE_TEXT, encoding="utf-8")
     _write_manifest(out / MANIFEST_FILE, source, summary, train_count)
     return summary
@@ -158,7 +148,7 @@ def _convert(source: Path, target: Path) -> None:
         grey_to_colour_png(source, target)
 
 
-def _write_manifest(path: Path, source: Path, summary: MtdImportSummary, train_count: int) -> None:
+def _write_manifest(path: Path, source: Path, summary: SplitImportSummary, train_count: int) -> None:
     manifest = {
         "dataset": "mtd",
         "source": str(source),
