@@ -33,7 +33,7 @@ from vision import metrics
 from vision.config import ModelSettings
 from vision.data.mvtec import MvtecCategory
 from vision.teach import _scores as scores_of
-from vision.teach import _session
+from vision.ort_session import cpu_session
 from vision.teach_defects import DefectTeachOptions, LabelledDefect, teach_defects
 from vision.train import train_model
 
@@ -55,7 +55,7 @@ def _read(path: Path | None) -> np.ndarray | None:
 
 
 def _scores(model: bytes, images: list[np.ndarray]) -> np.ndarray:
-    return scores_of(_session(model, 2), images, SIZE, lambda: None)
+    return scores_of(cpu_session(model, 2), images, SIZE, lambda: None)
 
 
 def run_category(root: Path, name: str, work: Path, scale: float) -> dict[str, Any]:
