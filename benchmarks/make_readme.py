@@ -13,13 +13,15 @@ HERE = Path(__file__).resolve().parent
 SECTIONS = [
     (
         "real/search.md",
-        "Detection on real images: ELPV solar cells, MTD magnetic tiles (issue: detection on real parts)",
+        "Detection on real images: ELPV cells, MTD tiles, KolektorSDD commutators (issue: real parts)",
         "Real electroluminescence images of solar cells (`edgeinspect dataset import elpv`; CC BY-NC-SA)\n"
         "and real photographs of magnetic tiles with five defect kinds and masks (`edgeinspect dataset\n"
-        "import mtd --source <checkout>`; research use with citation); benchmark use only. Choices are\n"
-        "made on DEV (mono cells, the DEV half of the tiles) only; HOLDOUT (poly cells, the other half) is\n"
-        "scored once for the variants chosen. Every variant tried, kept or dropped, is a row. The default\n"
-        "head moved from the bank to the per-position Gaussian on these figures (2026-12-06). Command:\n"
+        "import mtd --source <checkout>`; research use with citation) and of commutators with fine cracks\n"
+        "(`edgeinspect dataset import ksdd --source <checkout>`; CC BY-NC-SA); benchmark use only. Choices\n"
+        "are made on DEV (mono cells, the DEV halves of the tiles and the commutators) only; HOLDOUT (poly\n"
+        "cells, the other halves) is scored once for the variants chosen. Every variant tried, kept or\n"
+        "dropped, is a row. The default head moved from the bank to `auto` (the per-position Gaussian on\n"
+        "aligned parts) on these figures (2026-12-06). Command:\n"
         "`.venv/bin/python benchmarks/real/real_search.py --data DIR --variants NAMES [--holdout]`.",
     ),
     (

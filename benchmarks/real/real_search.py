@@ -209,7 +209,7 @@ def _category_cell(figures: dict[str, Any] | None) -> str:
 
 def search_markdown(log: dict[str, Any]) -> str:
     lines = [
-        "# Detector search on real images (ELPV solar cells, MTD magnetic tiles)",
+        "# Detector search on real images (ELPV solar cells, MTD magnetic tiles, KolektorSDD commutators)",
         "",
         f"DEV = {', '.join(DEV)} (choices made here); HOLDOUT = {', '.join(HOLDOUT)} (scored once, for the "
         "variants named in the holdout table). Each variant is today's default `ModelSettings` with the "

@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from vision import metrics
 from vision.config import ModelSettings
 from vision.data.mvtec import MvtecCategory
-from vision.teach import _scores as scores_of
 from vision.ort_session import cpu_session
+from vision.teach import _scores as scores_of
 from vision.teach_defects import DefectTeachOptions, LabelledDefect, teach_defects
 from vision.train import train_model
 
