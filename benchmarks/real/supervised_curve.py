@@ -41,6 +41,15 @@ HERE = Path(__file__).resolve().parent
 DEV = ("mtd_dev", "elpv_mono")
 HOLDOUT = ("mtd_holdout", "elpv_poly")
 COUNTS = (0, 5, 10, 20, 50)
+# Tries around the branch, kept with the generator so the report and its reading stay together.
+NOTES = (
+    "- 2026-12-07, MTD dev, k=20, 3 draws: the branch adds nothing below the highest logit of any good "
+    "image it was shown. Clamping at the 90th or 75th percentile of those images instead (a bolder "
+    "branch, the threshold recalibrated as before): image AUROC 0.941 / 0.930 and recall at 1 % false "
+    "rejects 0.44 / 0.44, against 0.945 / 0.41 with the max; dropped. A linear classifier over a patch's "
+    "embedding and whitened residual separates 20 defects' patches from every good patch only this far; "
+    "the 97 % target at 20 defects is missed by the features, as the unsupervised head is.",
+)
 DRAWS = 3
 SIZE = 256
 
@@ -134,6 +143,7 @@ def markdown(log: dict[str, Any]) -> str:
             ]
             lines.append(f"| {name} | " + " | ".join(cells) + f" | {result['by_k']['20']['teach_s']:.0f} |")
         lines.append("")
+    lines += ["## Notes", "", *NOTES]
     return "\n".join(lines) + "\n"
 
 
@@ -144,12 +154,16 @@ def main() -> None:
     parser.add_argument("--holdout", action="store_true")
     parser.add_argument("--scale", type=float, default=DefectTeachOptions().scale)
     parser.add_argument("--categories", default=None)
+    parser.add_argument("--report", action="store_true", help="only re-render supervised.md from the log")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     split = "holdout" if args.holdout else "dev"
     categories = args.categories.split(",") if args.categories else (HOLDOUT if args.holdout else DEV)
     out = HERE / "supervised.json"
     log = json.loads(out.read_text()) if out.exists() else {"splits": {}}
+    if args.report:
+        (HERE / "supervised.md").write_text(markdown(log))
+        return
     log["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}"
     entry = log["splits"].setdefault(split, {"scale": args.scale, "categories": {}})
     entry["scale"] = args.scale
