@@ -24,7 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
 
-from vision.data.importing import grey_to_colour_png, rank_by_hash, refuse_non_empty, write_category
+from vision.data.importing import (
+    SplitImportSummary,
+    grey_to_colour_png,
+    rank_by_hash,
+    refuse_non_empty,
+    write_category,
+)
 from vision.data.mvtec import DatasetError
 
 PACKAGE = "elpv_dataset"
@@ -73,15 +79,10 @@ class ElpvCell:
 
 
 @dataclass(frozen=True)
-class ElpvImportSummary:
-    out: Path
-    seed: int
-    train_share: float
-    counts: dict[str, dict[str, int]]  # category -> folder ("train/good", "test/likely", ...) -> images
+class ElpvImportSummary(SplitImportSummary):
+    """What the ELPV import wrote (mono cells DEV, poly cells HOLDOUT), and the good cells' train share."""
 
-    @property
-    def total(self) -> int:
-        return sum(sum(folders.values()) for folders in self.counts.values())
+    train_share: float
 
 
 def find_elpv_source() -> Path:

@@ -22,7 +22,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class SplitImportSummary:
-    """What a checkout importer (`vision.data.mtd`, `vision.data.ksdd`) wrote: its DEV and HOLDOUT
+    """What an importer (`vision.data.mtd`, `vision.data.ksdd`, `vision.data.elpv`) wrote: its DEV and HOLDOUT
     categories, each folder's image count."""
 
     out: Path
