@@ -238,7 +238,13 @@ SECTIONS = [
         "finding the defect boxes took up to 10 ms on frames with large regions above threshold\n"
         "(`np.maximum.at` over every such pixel; the fake camera's test pattern is not a good part): 135\n"
         "of 820 frames lost at 30 fps. Reading each region's peak inside its own box (0.5 ms for a map\n"
-        "all above threshold) brought that to 0 lost, below.\n"
+        "all above threshold) brought that to 0 lost (free run p50 55.1, p99 138.4 ms).\n"
+        "Later on 2026-12-07, three changes on the same host class: ONNX Runtime's worker threads no longer\n"
+        "spin between operators (they stole the cores the camera driver and capture need: interleaved\n"
+        "30 s runs, spinning 25-27 frames dropped and p99 201-368 ms, without 0 dropped and p99 54-73 ms,\n"
+        "the model alone as fast; triggers level), a mono camera's frame is resized before it is made BGR\n"
+        "(3.2 -> 0.7 ms per 1280x1024 frame), and jumbo packets (`camera.genicam_packet_size: 8192` on a\n"
+        "camera NIC at MTU 9000) cut a frame's transfer from 12-16 to 6 ms: rows per packet size below.\n"
         "(Earlier runs counted the block id's wrap from 65535 to 1 as a lost frame.) Command:\n"
         "`.venv/bin/python benchmarks/camera/genicam_bench.py --model FILE.onnx --seconds 60`.",
     ),

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from vision.ort_session import cpu_session, cpu_session_options
+
 if TYPE_CHECKING:
     import onnxruntime as ort
 
@@ -55,31 +57,16 @@ def sessions_peak_mib(paths: Sequence[str | Path], image_size: int, threads: int
     return int(result.stdout.strip().splitlines()[-1]) / 1024.0
 
 
-def _session_options(threads: int) -> ort.SessionOptions:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    # Several sessions share this process when models are timed in turn: an idle session's threads
-    # would otherwise spin-wait and steal the cores from the one being timed (measured: 3x slower p50
-    # with 8 sessions). The edge box runs one session, so only benchmarks pay the small wake-up cost.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return options
-
-
 def open_session(path: str | Path, threads: int = 2) -> ort.InferenceSession:
+    """A session set up as the station's inspector sets its own up (`vision.ort_session`)."""
     import onnxruntime as ort
 
-    return ort.InferenceSession(str(path), _session_options(threads), providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), cpu_session_options(threads), providers=["CPUExecutionProvider"])
 
 
 def session_from_bytes(model: bytes, threads: int = 2) -> ort.InferenceSession:
     """A session on a serialized model (layer micro-benchmarks never touch the disk)."""
-    import onnxruntime as ort
-
-    return ort.InferenceSession(model, _session_options(threads), providers=["CPUExecutionProvider"])
+    return cpu_session(model, threads)
 
 
 def interleaved_times(

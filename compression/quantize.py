@@ -5,7 +5,8 @@ large terms that int8 activations drown in rounding noise; the position normalis
 smoothing (its Convs!) and the max make the score, and a uint8 anomaly map calibrated on good images
 clips every defect to the same value (image AUROC 0.5). So only nodes under the backbone scope are
 quantized, one op group at a time, each kept only if the whole model measures faster (interleaved p50
-against the current best) and the metric holds; the bank's matrix is int8 weights-only (file size).
+against the current best) and the metric holds; the bank's matrix and the Gaussian head's projection and
+precision factors are int8 weights-only (file size).
 On x86 CPUs without VNNI, weights use 7 bits (`reduce_range`) to avoid u8s8 saturation.
 """
 
@@ -24,6 +25,10 @@ from vision.onnx_proto import behind_identities
 
 QUANTIZED_SCOPES = ("/backbone/",)
 FLOAT_ACTIVATION_PATTERNS = ("memory_bank",)
+# The per-position Gaussian head's matrices (its projection and 1,024 precision factors, 16 of a 19.5 MiB
+# file) are stored as int8 weights too: its distance stays float math, like the bank's. Measured on real
+# DEV cells (ELPV mono) with one scale per position: image AUROC 0.951 -> 0.950, int4 0.916 (dropped).
+WEIGHT_ONLY_PATTERNS = ("position_gaussian",)
 GROUP_ORDER = ("pointwise conv", "spatial conv", "depthwise conv", "matmul", "activations")
 # Unmeasured default: kxk dense convs (the stem sees raw pixels) keep float math, int8 weights only; as QDQ
 # they were the most damaging group (score rank correlation 0.93 vs >= 0.97 for each other group, lite0).
@@ -56,42 +61,79 @@ def _quantize_columns(weight: np.ndarray, axis: int) -> tuple[np.ndarray, np.nda
     return np.clip(np.round(weight / shaped), -127, 127).astype(np.int8), scale.astype(np.float32)
 
 
-def _dequantize(
-    model: onnx.ModelProto, node: onnx.NodeProto, quantized: np.ndarray, scale: np.ndarray, axis: int
-) -> None:
-    """Feed `node` its weight as float(int8 `quantized`) * `scale` (per slice along `axis`).
+def _quantize_batched(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 for a batched MatMul's [B, K, N] weight, one scale per matrix and output column
+    (shape [B, 1, N]); returns (int8 values, scales)."""
+    scale = (np.maximum(np.abs(weight).max(axis=1, keepdims=True), 1e-12) / 127.0).astype(np.float32)
+    return np.clip(np.round(weight / scale), -127, 127).astype(np.int8), scale
 
-    Cast + Mul, not DequantizeLinear: ORT constant-folds these at session start, so the kernel sees a
-    constant float weight (pre-packed, NCHWc convs) and runs as fast as before; a DequantizeLinear is
-    kept for QDQ fusion, runs every frame and makes the weight non-constant (measured 12.8 -> 31.7 ms)."""
+
+def _dequantize(
+    model: onnx.ModelProto,
+    node: onnx.NodeProto,
+    quantized: np.ndarray,
+    scale: np.ndarray,
+    axis: int,
+    lower_triangles: bool = False,
+) -> None:
+    """Feed `node` its weight as float(int8 `quantized`) * `scale` (per slice along `axis`, or already
+    shaped to broadcast). With `lower_triangles` ([B, K, K] Cholesky factors) only each matrix's lower
+    triangle is stored, half the bytes: a Gather with a constant [K, K] index table (the upper entries
+    read a stored zero) rebuilds the squares.
+
+    Cast (+ Gather) + Mul, not DequantizeLinear: ORT constant-folds these at session start, so the kernel
+    sees a constant float weight (pre-packed, NCHWc convs) and runs as fast as before; a DequantizeLinear
+    is kept for QDQ fusion, runs every frame and makes the weight non-constant (measured 12.8 -> 31.7 ms)."""
     from onnx import numpy_helper
 
     base = node.input[1]
-    shape = [1] * quantized.ndim
-    shape[axis] = len(scale)
+    if scale.ndim == 1:
+        shape = [1] * quantized.ndim
+        shape[axis] = len(scale)
+        scale = scale.reshape(shape)
+    stored, as_float = quantized, f"{base}_int8_as_float"
+    nodes = [
+        onnx.helper.make_node(
+            "Cast", [f"{base}_int8"], [as_float], name=f"{node.name}_weight_cast", to=onnx.TensorProto.FLOAT
+        )
+    ]
+    if lower_triangles:
+        size = quantized.shape[1]
+        rows, cols = np.tril_indices(size)
+        stored = np.concatenate([quantized[:, rows, cols], np.zeros((len(quantized), 1), np.int8)], axis=1)
+        index = np.full((size, size), len(rows), dtype=np.int64)  # the appended zero
+        index[rows, cols] = np.arange(len(rows))
+        model.graph.initializer.append(numpy_helper.from_array(index, f"{base}_triangle_index"))
+        nodes.append(
+            onnx.helper.make_node(
+                "Gather",
+                [as_float, f"{base}_triangle_index"],
+                [f"{base}_int8_square"],
+                name=f"{node.name}_weight_unpack",
+                axis=1,
+            )
+        )
+        as_float = f"{base}_int8_square"
     model.graph.initializer.extend(
         [
-            numpy_helper.from_array(quantized, f"{base}_int8"),
-            numpy_helper.from_array(scale.reshape(shape).astype(np.float32), f"{base}_scale"),
+            numpy_helper.from_array(stored, f"{base}_int8"),
+            numpy_helper.from_array(scale.astype(np.float32), f"{base}_scale"),
         ]
     )
-    cast = onnx.helper.make_node(
-        "Cast",
-        [f"{base}_int8"],
-        [f"{base}_int8_as_float"],
-        name=f"{node.name}_weight_cast",
-        to=onnx.TensorProto.FLOAT,
-    )
-    scaled = onnx.helper.make_node(
-        "Mul",
-        [f"{base}_int8_as_float", f"{base}_scale"],
-        [f"{base}_dequantized"],
-        name=f"{node.name}_weight_scale",
+    nodes.append(
+        onnx.helper.make_node(
+            "Mul", [as_float, f"{base}_scale"], [f"{base}_dequantized"], name=f"{node.name}_weight_scale"
+        )
     )
     position = list(model.graph.node).index(node)
-    model.graph.node.insert(position, scaled)
-    model.graph.node.insert(position, cast)
+    for new_node in reversed(nodes):
+        model.graph.node.insert(position, new_node)
     node.input[1] = f"{base}_dequantized"
+
+
+def _triangular(weight: np.ndarray) -> bool:
+    """Whether every square matrix of a [B, K, K] weight is lower-triangular (a Cholesky factor)."""
+    return weight.shape[1] == weight.shape[2] and not np.triu(weight, 1).any()
 
 
 def _conv_weight_only(model: onnx.ModelProto, node: onnx.NodeProto, weight: np.ndarray) -> None:
@@ -105,7 +147,9 @@ def _conv_weight_only(model: onnx.ModelProto, node: onnx.NodeProto, weight: np.n
 
 def weight_only_int8(model: onnx.ModelProto, node_names: Sequence[str], distance_bias: bool = True) -> int:
     """Store the constant weight of the named MatMul/Gemm/Conv nodes as int8 + per-output scale (folded
-    back to float when the session starts): the file shrinks 4x, the math stays float. Returns nodes
+    back to float when the session starts; a batched MatMul's [B, K, N] weight gets one scale per matrix
+    and column, and only its lower triangles when they are Cholesky factors): the file shrinks 4x (8x),
+    the math stays float. Returns nodes
     changed. A weight two nodes share (the exporter passes it through an Identity) is stored once.
 
     Used for the memory bank: distances are |f|^2 - 2 (f.m - |m|^2/2), a difference of large terms, so
@@ -133,6 +177,12 @@ def weight_only_int8(model: onnx.ModelProto, node_names: Sequence[str], distance
             if weight.ndim == 4:
                 _conv_weight_only(model, node, weight)
                 changed += 1
+            continue
+        if weight.ndim == 3 and node.op_type == "MatMul":  # batched: the Gaussian head's precision factors
+            quantized, scale = _quantize_batched(weight)
+            node.input[1] = source
+            _dequantize(model, node, quantized, scale, 0, lower_triangles=_triangular(weight))
+            changed += 1
             continue
         if weight.ndim != 2:
             continue
@@ -331,6 +381,8 @@ class _Builder:
         self.groups = op_groups(graph)
         bank = _nodes(graph, lambda name: any(p in name for p in float_patterns), ("MatMul", "Gemm"))
         self.bank_nodes = [node.name for node in bank]
+        head = _nodes(graph, lambda name: any(p in name for p in WEIGHT_ONLY_PATTERNS), ("MatMul", "Gemm"))
+        self.head_nodes = [node.name for node in head]
         self.cache = tmp / "calibration.json"
         self.count = 0
 
@@ -361,6 +413,7 @@ class _Builder:
         weight_nodes = [n for group in weights_only for n in self.groups[group] if group != "activations"]
         weight_only_int8(model, weight_nodes, distance_bias=False)
         weight_only_int8(model, self.bank_nodes)
+        weight_only_int8(model, self.head_nodes, distance_bias=False)
         _set_metadata(model, self.props, qdq, weights_only)
         onnx.save(model, str(out))
         return out
@@ -374,8 +427,8 @@ def _set_metadata(
         values["edgeinspect.model_version"] += "-int8"
     values["edgeinspect.quantization"] = (
         f"int8 static QDQ ({', '.join(qdq) or 'none'}), per-channel weights, MinMax on good images; "
-        f"int8 weights only: {', '.join([*weights_only, 'memory bank'])}; distance, position "
-        "normalisation, smoothing and max in float"
+        f"int8 weights only: {', '.join([*weights_only, 'memory bank', 'gaussian head'])}; distance, "
+        "position normalisation, smoothing and max in float"
     )
     del model.metadata_props[:]
     for key, value in sorted(values.items()):
@@ -546,8 +599,9 @@ def _confirm(
 
 
 def weights_fold_at_load(path: Path) -> bool:
-    """Whether ORT constant-folds every int8 weight (Cast + Mul) back to float when a session starts:
-    then the weights-only groups cost nothing per frame, by construction rather than by a noisy timing."""
+    """Whether ORT constant-folds every int8 weight (Cast + Mul, a Gather for triangles) back to float
+    when a session starts: then the weights-only groups cost nothing per frame, by construction rather
+    than by a noisy timing."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -556,7 +610,8 @@ def weights_fold_at_load(path: Path) -> bool:
         options.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
         ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         optimized = onnx.load(options.optimized_model_filepath)
-    return not any(node.name.endswith(("_weight_cast", "_weight_scale")) for node in optimized.graph.node)
+    dequantizing = ("_weight_cast", "_weight_unpack", "_weight_scale")
+    return not any(node.name.endswith(dequantizing) for node in optimized.graph.node)
 
 
 def _try_weights_only(

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from device.camera.base import CameraError, CorruptFrame, Frame, FrameSource
-from device.camera.transform import clip_roi, crop_and_resize, to_bgr
+from device.camera.transform import checked_frame, clip_roi, crop_and_resize, to_bgr
 from device.config import CameraSettings, RegionOfInterest
 
 log = logging.getLogger(__name__)
@@ -305,7 +305,7 @@ class CaptureWorker:
     def _build_frame(
         self, raw: Any, truth: dict[str, Any], captured_at: float, captured_mono: float
     ) -> Frame:
-        image = to_bgr(raw)
+        image = checked_frame(raw)  # a mono camera's frame stays mono until it is model-sized
         height, width = image.shape[:2]
         self.source_size = (width, height)
         with self._roi_lock:
@@ -326,7 +326,7 @@ class CaptureWorker:
             frame_id=next(self._ids),
             captured_at=captured_at,
             captured_mono=captured_mono,
-            image=crop_and_resize(image, box, out_w, out_h),
+            image=to_bgr(crop_and_resize(image, box, out_w, out_h)),
             truth=truth,
             recipe=recipe,
         )

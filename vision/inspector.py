@@ -27,6 +27,7 @@ from vision.export import (
     REQUIRED_METADATA,
     sha256_file,
 )
+from vision.ort_session import cpu_session_options
 from vision.types import Box, InspectionResult, ModelInfo
 
 
@@ -91,15 +92,9 @@ class Inspector:
                 f"model file {self.path} has sha256 {sha256}, expected {expected_sha256}: "
                 "the file was changed or corrupted"
             )
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
         try:
             self._session = ort.InferenceSession(
-                str(self.path), sess_options=options, providers=["CPUExecutionProvider"]
+                str(self.path), sess_options=cpu_session_options(threads), providers=["CPUExecutionProvider"]
             )
         except Exception as exc:
             raise ModelFileError(f"{self.path} is not a loadable ONNX model: {exc}") from exc

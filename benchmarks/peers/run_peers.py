@@ -49,6 +49,7 @@ from vision.export import (
     export_onnx,
 )
 from vision.models.backbone import BACKBONES, INPUT_MEAN, INPUT_STD, create_classifier
+from vision.ort_session import cpu_session_options
 from vision.train import images_sha256, prepare_images, score_images, split_holdout, train_model
 
 HERE = Path(__file__).resolve().parent
@@ -281,14 +282,9 @@ def reuse(path: Path, row: dict[str, Any]) -> Built:
 
 def session(path: Path, threads: int) -> ort.InferenceSession:
     """An ONNX Runtime CPU session set up as the edge box's `Inspector` sets it up."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # The three sessions share this process: idle ones must not spin-wait on the cores the timed one
-    # needs (as in compression.onnx_bench); the box itself runs one session.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(
+        str(path), sess_options=cpu_session_options(threads), providers=["CPUExecutionProvider"]
+    )
 
 
 def run_once(sess: ort.InferenceSession, image: np.ndarray) -> tuple[np.ndarray, float]:

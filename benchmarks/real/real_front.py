@@ -48,33 +48,39 @@ LATENCY_RUNS = 150
 NOTES = (
     "- **Verdict** (2026-12-07, three HOLDOUT sets): no tensor-decomposed model earns its place. The most "
     "accurate model is dense Lite2 (mean 0.914), because of KolektorSDD (0.926 against Lite0's 0.863); int8 "
-    "on top of it (`lite2-256-int8`) keeps 0.911 (worst set -0.3 points) for 1.18x (p50 12.3 vs 14.5 ms) and "
-    "25 % less RSS with 8 models, so int8 is on the front at both ends (`lite0-256-int8`: 0.893, 1.13x "
-    "faster than dense Lite0). Lite2 factorized to 30 % of its parameters (`lite2-256-p0.3`, the least "
-    "its rank search reaches is 24.5 %) is 1.26x faster and 1.45x with int8, but loses 2.8 / 1.8 / 17.8 "
-    "points (MTD / ELPV / KolektorSDD): label-free healing on 100-300 good images does not bring back the "
-    "features the memory bank's fine cracks rest on. Lite0 at half its parameters is 1.13x for -0.5 "
-    "points, level with int8 in time (9.78 vs 9.84 ms: on the front by 0.06 ms) and below it in accuracy.",
+    "on top of it (`lite2-256-int8`) keeps 0.911 (worst set -0.3 points) for 1.19x (p50 22.0 vs 26.2 ms in "
+    "this pass) with a fifth of the file and 21 % less RSS with 8 models, so int8 is on the front at both "
+    "ends (`lite0-256-int8`: 0.893, 1.15x faster than dense Lite0). Lite2 factorized to 30 % of its "
+    "parameters (`lite2-256-p0.3`, the least its rank search reaches is 24.5 %) is 1.19x faster and 1.44x "
+    "with int8, but loses 2.8 / 1.8 / 17.8 points (MTD / ELPV / KolektorSDD): label-free healing on 100-300 "
+    "good images does not bring back the features the memory bank's fine cracks rest on. Lite0 at half its "
+    "parameters is 1.12x for -0.5 points: slower and less accurate than int8, off the front.",
     "- The default stays dense Lite0: backbones are chosen on DEV, where Lite2 is level on KolektorSDD "
     "(0.883 vs 0.884) and 1.4 points behind on MTD (real/search.md, rounds 4 and 7; DEV mean 0.922 "
     "against 0.927). KolektorSDD's two splits disagree by 6 points about the backbone (25 and 27 cracked "
     "parts); a line whose own DEV images say Lite2 sets `model.backbone: efficientnet_lite2` and "
-    "`model.int8: true` (the `lite2-256-int8` row: 12.3 ms p50, 30 fps with room).",
+    "`model.int8: true` (the `lite2-256-int8` row: 12.3 ms p50 on the 03:30 host, 30 fps with room).",
     "- Where the time goes (profile below): 1x1 convolutions at high resolution and depthwise ones, 53-75 % "
     "of every float model. SVD/Tucker-2 split a 1x1 convolution into two that each still read the full-size "
     "activation, so halving parameters buys 1.1-1.3x; int8 turns those convolutions into quantized ones "
-    "(kxk in the int8 rows). The bank head (KolektorSDD, p50 B) costs 1-2 ms more than the Gaussian.",
-    "- Memory: 8 models loaded take 249-367 MiB peak RSS (target <= 1 GB: met by every variant). A Gaussian "
-    "file is mostly its head (16 of 19.5 MiB: 1,024 positions x 64x64 factors), so compression + int8 "
-    "leaves 17.4 MiB (89 % of the parent's 21.3 MiB; target <= 10 %: missed): the head's precision factors "
-    "are not low-rank across positions (32 of 1,024 components keep 93 % of their energy). A memory-bank "
-    "file is mostly backbone: `lite2-256-p0.3-int8` is 1.21 MiB against dense Lite2's 6.73 (18 %), the "
-    "nearest any variant comes to the 10 % target, at the 17.8-point loss above.",
-    "- This pass interleaves 16 sessions (8 variants x 2 heads) in one process, so its absolute times run "
-    "about 20 % above the 2026-12-06 pass of 5 files (dense Lite0's Gaussian file 9.6 vs 7.8 ms); compare "
-    "within this table. Build s is the sum over the three sets; the first builds ran beside other jobs, "
-    "so read them as upper bounds. Compression + healing took 78-168 s per model on a quiet machine "
-    "(`lite2-256-p0.3`; `lite0-256-p0.5` 140 s on ELPV): the <= 5 min target is met.",
+    "(kxk in the int8 rows). The bank head (KolektorSDD, p50 B) costs 1-3 ms more than the Gaussian.",
+    "- Memory: 8 models loaded take 249-366 MiB peak RSS (target <= 1 GB: met by every variant). A Gaussian "
+    "file is mostly its head (16 of 19.5 MiB: 1,024 positions x 64x64 precision factors). Since 2026-12-07 "
+    "(later) int8 also stores those factors as int8 weights, only their lower triangles (Cholesky factors) "
+    "and one scale per position and column, rebuilt as float when the session starts: Gaussian files "
+    "17.4-18.1 -> 3.6-4.4 MiB, image AUROC within 0.0002 on every set (the rows above; earlier int8 files "
+    "kept the head float). `lite2-256-p0.3-int8` is now 3.6 MiB, 17 % of dense Lite2's 21.3 (target "
+    "<= 10 %: missed; the triangles are 2 of the 3.6 MiB); its memory-bank file is 1.21 MiB against 6.73 "
+    "(18 %). The head does not compress along positions: a Tucker-1 of the precision tensor over its "
+    "1,024 positions loses 1.7 points at rank 256 and 11 at rank 8, sharing one over 2x2 positions 5 "
+    "(ELPV mono DEV, real/search.md round 8). RSS with one model is 12-21 MiB higher for int8 files (the "
+    "int8 weights and their float fold both live through the load), lower from 4 models on.",
+    "- This pass (06:12 UTC) ran on a host about twice as slow as the 03:30 pass (dense Lite0's Gaussian "
+    "file 17.4 vs 9.6 ms, Lite2's 23.6 vs 12.7; the same files, a quiet machine, load 1.3): compare within "
+    "this table; the ratios held (int8 1.15-1.19x then 1.13-1.18x). Build s is the sum over the three "
+    "sets; the first builds ran beside other jobs, so read them as upper bounds. Compression + healing "
+    "took 78-168 s per model on a quiet machine (`lite2-256-p0.3`; `lite0-256-p0.5` 140 s on ELPV): the "
+    "<= 5 min target is met.",
     "- Also started, stopped for time after one set (not in the table): Lite2 at half its parameters, "
     "mtd_holdout 0.910 (int8 0.908) against dense Lite2's 0.922 and Lite0's 0.929.",
 )
@@ -101,7 +107,7 @@ class Variant:
 VARIANTS: dict[str, Variant] = {
     "lite0-256": Variant(why="today's default (per-position Gaussian head, 64 directions)"),
     "lite0-256-k32": Variant({"gaussian_components": 32}, why="a quarter of the head's memory"),
-    "lite0-256-int8": Variant(int8=True, why="the default, backbone int8"),
+    "lite0-256-int8": Variant(int8=True, why="the default, backbone int8, head int8 weights"),
     "lite0-256-p0.5": Variant(
         budget="params=0.5", heal_steps=25, why="the default, backbone half the parameters"
     ),
@@ -112,13 +118,15 @@ VARIANTS: dict[str, Variant] = {
         heal_steps=25,
         why="Lite2 at 30 % of its parameters (0.245 is the least its rank search reaches)",
     ),
-    "lite2-256-int8": Variant({"backbone": "efficientnet_lite2"}, int8=True, why="the heavy backbone, int8"),
+    "lite2-256-int8": Variant(
+        {"backbone": "efficientnet_lite2"}, int8=True, why="the heavy backbone, int8 (head int8 weights)"
+    ),
     "lite2-256-p0.3-int8": Variant(
         {"backbone": "efficientnet_lite2"},
         budget="params=0.3",
         heal_steps=25,
         int8=True,
-        why="Lite2 at 30 %, then int8",
+        why="Lite2 at 30 %, then int8 (head int8 weights)",
     ),
 }
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from device.camera.base import CameraError, CorruptFrame, SourceConfigError, SourceRead
 from device.camera.genicam_clock import CameraClock
-from device.camera.genicam_pixels import SUPPORTED_PIXEL_FORMATS, to_bgr
+from device.camera.genicam_pixels import SUPPORTED_PIXEL_FORMATS, decode_buffer
 
 if TYPE_CHECKING:
     from device.config import CameraSettings
@@ -292,7 +292,7 @@ class GenicamSource:
             if buffer.get_status() != self._aravis.BufferStatus.SUCCESS:
                 self.incomplete_frames += 1
                 raise CorruptFrame(f"{self.name}: buffer status {buffer.get_status().value_nick}")
-            image = to_bgr(
+            image = decode_buffer(
                 bytes(buffer.get_data()),
                 buffer.get_image_width(),
                 buffer.get_image_height(),

@@ -1,4 +1,4 @@
-"""Turn a GenICam buffer's bytes into the BGR uint8 image every source hands capture.
+"""Turn a GenICam buffer's bytes into the uint8 image capture takes (mono as HxW, colour as BGR).
 
 Kept apart from the Aravis driver so the conversions are tested without a camera or PyGObject.
 """
@@ -35,8 +35,10 @@ def bytes_per_pixel(pixel_format: str) -> int:
     )
 
 
-def to_bgr(data: bytes, width: int, height: int, pixel_format: str) -> np.ndarray:
-    """Decode one buffer; a buffer of the wrong size is a CorruptFrame (counted and dropped, never judged)."""
+def decode_buffer(data: bytes, width: int, height: int, pixel_format: str) -> np.ndarray:
+    """One buffer as HxW mono (Mono8, Mono12 scaled to 8 bits) or HxWx3 BGR (RGB8, Bayer demosaiced).
+    Mono stays one channel: capture resizes it to the model's size before making it BGR. A buffer of the
+    wrong size is a CorruptFrame (counted and dropped, never judged)."""
     expected = width * height * bytes_per_pixel(pixel_format)
     if width <= 0 or height <= 0 or len(data) < expected:
         raise CorruptFrame(
@@ -45,11 +47,11 @@ def to_bgr(data: bytes, width: int, height: int, pixel_format: str) -> np.ndarra
     if pixel_format == "Mono12":
         raw12 = np.frombuffer(data, dtype="<u2", count=width * height).reshape(height, width)
         mono: np.ndarray = (np.minimum(raw12, 4095) >> 4).astype(np.uint8)  # 12-bit range scaled to 8 bits
-        return cv2.cvtColor(mono, cv2.COLOR_GRAY2BGR)
+        return mono
     if pixel_format == "RGB8":
         rgb = np.frombuffer(data, dtype=np.uint8, count=expected).reshape(height, width, 3)
         return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    raw8 = np.frombuffer(data, dtype=np.uint8, count=expected).reshape(height, width)
+    raw8: np.ndarray = np.frombuffer(data, dtype=np.uint8, count=expected).reshape(height, width)
     if pixel_format == "Mono8":
-        return cv2.cvtColor(raw8, cv2.COLOR_GRAY2BGR)
+        return raw8
     return cv2.cvtColor(raw8, _BAYER_TO_BGR[pixel_format])

@@ -33,6 +33,8 @@ def test_an_int8_build_deploys_the_quantized_file_calibrated_on_its_own_scores(t
     path = build_model_files(_good(20), tmp_path / "m.onnx", settings, "t", progress=False, finish=finish)
     model = onnx.load(str(path))
     assert any(node.op_type in ("QuantizeLinear", "QLinearConv", "ConvInteger") for node in model.graph.node)
+    # The Gaussian head's precision factors travel as int8 lower triangles, rebuilt when the session starts.
+    assert any(init.name.endswith("_triangle_index") for init in model.graph.initializer)
     info = Inspector(path).info
     assert info.version.endswith("-int8")
     _, scores = onnx_outputs(path, held_back[0])

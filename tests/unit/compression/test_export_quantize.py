@@ -224,6 +224,33 @@ def test_int8_weights_only_fold_to_float_at_load_and_keep_outputs(patchcore, tmp
     assert relative_error(onnx_outputs(path, parts)[0], onnx_outputs(patchcore, parts)[0]) < 0.02
 
 
+def test_int8_stores_the_gaussian_heads_precision_factors_as_int8_and_keeps_its_scores(tmp_path) -> None:
+    """The per-position Gaussian's [positions, K, K] Cholesky factors are most of its file: their lower
+    triangles as int8 with one scale per position and column, unpacked to float at load, so the file
+    shrinks about 8x there and the scores hold."""
+    settings = ModelSettings(head="gaussian", image_size=64, train_images=8, gaussian_components=16)
+    model = fit_model(list(_parts(8, seed=1, defect_rate=0.0)), settings, progress=False)
+    path = export_onnx(model, tmp_path / "model.onnx", METADATA, 64)
+    int8_path = quantize_int8(path, tmp_path / "model.int8.onnx", _parts(4, seed=2, defect_rate=0.0))
+    head = model.position_gaussian
+    stored = {init.name: tuple(init.dims) for init in onnx.load(str(int8_path)).graph.initializer}
+    positions, k, _ = head.factor.shape
+    # Cholesky factors: only each position's lower triangle is stored (and one zero the upper half reads).
+    int8_factors = [dims for name, dims in stored.items() if name.endswith("_int8") and dims[0] == positions]
+    assert int8_factors == [(positions, k * (k + 1) // 2 + 1)]
+    assert not [n for n, dims in stored.items() if dims == tuple(head.factor.shape)]  # no float copy left
+    assert weights_fold_at_load(int8_path)
+    # The head alone as int8 weights (the backbone float) keeps the float model's maps.
+    float_backbone = onnx.load(str(path))
+    head_nodes = [n.name for n in float_backbone.graph.node if n.name.startswith("/position_gaussian/")]
+    assert weight_only_int8(float_backbone, head_nodes, distance_bias=False) == 2  # projection and factors
+    head_only = tmp_path / "head.int8.onnx"
+    onnx.save(float_backbone, str(head_only))
+    assert path.stat().st_size - head_only.stat().st_size > 0.85 * 3.5 * head.factor.numel()
+    parts = _parts(6, seed=4, defect_rate=0.5)
+    assert relative_error(onnx_outputs(head_only, parts)[0], onnx_outputs(path, parts)[0]) < 0.02
+
+
 def test_int8_bank_of_a_compressed_coarse_to_fine_model_keeps_both_distances_exact(tmp_path) -> None:
     """The coarse copy and the whole SVD bank share their first factor (through an Identity): it is stored
     once as int8, and each chain's closing bias is recomputed from its own int8 entries (after ONNX

@@ -206,6 +206,23 @@ def test_to_bgr_converts_mono_and_bgra_and_rejects_the_rest() -> None:
         to_bgr(b"not an array")
 
 
+def test_a_mono_camera_frame_is_judged_as_the_same_bgr_pixels_and_kept_mono() -> None:
+    """Capture resizes a mono frame before making it BGR (cheaper at full resolution): the model sees
+    exactly what converting first would give, and the ROI preview's ring keeps the one-channel frame."""
+    from device.capture import RawFrameRing
+
+    mono = np.random.default_rng(0).integers(0, 256, (96, 120), dtype=np.uint8)
+    ring = RawFrameRing(2)
+    roi = RegionOfInterest(x=10, y=5, width=90, height=80)
+    settings = CameraSettings(width=32, height=32, roi=roi)
+    worker = CaptureWorker(ScriptedSource([]), settings, FrameQueue(2), raw_frames=ring)
+    frame = worker._build_frame(mono, {}, 0.0, 0.0)
+    converted_first = crop_and_resize(to_bgr(mono), clip_roi(roi, 120, 96), 32, 32)
+    assert frame.image.shape == (32, 32, 3)
+    assert np.array_equal(frame.image, converted_first)
+    assert ring.snapshot()[0].shape == (96, 120)
+
+
 def test_worker_applies_roi_and_resize_and_set_roi_takes_effect() -> None:
     source = ScriptedSource([quadrants() for _ in range(3)])
     settings = CameraSettings(width=40, height=20, roi=RegionOfInterest(x=0, y=50, width=100, height=50))

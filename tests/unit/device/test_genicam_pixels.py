@@ -7,24 +7,24 @@ import pytest
 
 from device.camera.base import CameraError, CorruptFrame
 from device.camera.genicam import resolve_device_id
-from device.camera.genicam_pixels import to_bgr
+from device.camera.genicam_pixels import decode_buffer
 
 
-def test_mono8_becomes_grey_bgr() -> None:
+def test_mono8_stays_one_channel_for_capture_to_resize() -> None:
     raw = bytes(range(6))
-    image = to_bgr(raw, 3, 2, "Mono8")
-    assert image.shape == (2, 3, 3)
-    assert image[1, 2].tolist() == [5, 5, 5]
+    image = decode_buffer(raw, 3, 2, "Mono8")
+    assert image.shape == (2, 3)
+    assert image[1, 2] == 5
 
 
 def test_mono12_is_scaled_to_eight_bits() -> None:
     raw = np.array([0, 4095, 2048, 16], dtype="<u2").tobytes()
-    image = to_bgr(raw, 2, 2, "Mono12")
-    assert image[:, :, 0].ravel().tolist() == [0, 255, 128, 1]
+    image = decode_buffer(raw, 2, 2, "Mono12")
+    assert image.ravel().tolist() == [0, 255, 128, 1]
 
 
-def test_rgb8_is_reordered_to_bgr() -> None:
-    image = to_bgr(bytes([10, 20, 30]), 1, 1, "RGB8")
+def test_rgb8_is_reordered_decode_buffer() -> None:
+    image = decode_buffer(bytes([10, 20, 30]), 1, 1, "RGB8")
     assert image[0, 0].tolist() == [30, 20, 10]
 
 
@@ -32,19 +32,19 @@ def test_bayer_rg_red_patch_decodes_red() -> None:
     # RGGB mosaic of a pure red scene: R sites 200, G and B sites 0.
     mosaic = np.zeros((8, 8), np.uint8)
     mosaic[0::2, 0::2] = 200
-    image = to_bgr(mosaic.tobytes(), 8, 8, "BayerRG8")
+    image = decode_buffer(mosaic.tobytes(), 8, 8, "BayerRG8")
     b, g, r = image[4, 4].tolist()
     assert r > 150 and g < 50 and b < 50
 
 
 def test_short_buffer_is_a_corrupt_frame() -> None:
     with pytest.raises(CorruptFrame, match="needs 12"):
-        to_bgr(b"\x00" * 5, 4, 3, "Mono8")
+        decode_buffer(b"\x00" * 5, 4, 3, "Mono8")
 
 
 def test_unknown_pixel_format_is_named() -> None:
     with pytest.raises(ValueError, match="YUV422"):
-        to_bgr(b"", 1, 1, "YUV422")
+        decode_buffer(b"", 1, 1, "YUV422")
 
 
 CAMERAS = [
