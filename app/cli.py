@@ -358,7 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--int8",
         action="store_true",
-        help="quantize the backbone to int8, threshold recalibrated (real parts: 1.32x faster, -0.2 points)",
+        help="quantize the backbone to int8 (the head's matrices stored int8), threshold recalibrated "
+        "(real parts: 1.15-1.19x faster, at most 0.3 points, a fifth of the file)",
     )
     train.set_defaults(func=_cmd_train)
 

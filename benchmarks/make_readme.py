@@ -245,7 +245,17 @@ SECTIONS = [
         "the model alone as fast; triggers level), a mono camera's frame is resized before it is made BGR\n"
         "(3.2 -> 0.7 ms per 1280x1024 frame), and jumbo packets (`camera.genicam_packet_size: 8192` on a\n"
         "camera NIC at MTU 9000) cut a frame's transfer from 12-16 to 6 ms: rows per packet size below.\n"
-        "(Earlier runs counted the block id's wrap from 65535 to 1 as a lost frame.) Command:\n"
+        "(Earlier runs counted the block id's wrap from 65535 to 1 as a lost frame.) The table below is\n"
+        "a quiet 10:45 run of 2026-12-07 on a host twice as fast (the model alone 7.2 ms): every target\n"
+        "met but triggers fired at random moments (the simulator's slot wait). Three shorter runs of the\n"
+        "same code that hour (20 s, 60 triggers, so p99 is about the slowest) gave free-run p99 21-26 ms\n"
+        "and a trigger's station path p99 31-52 ms (camera packets) and 36-60 ms (jumbo): the trigger\n"
+        "target is met in some runs, not all. On the 06:12 host (the model alone 18.6 ms) jumbo free run\n"
+        "p99 38.8 ms and a trigger's station path p99 49.7 ms: it rests on the model's own time.\n"
+        "Worker threads that spin only inside a run (no CPU after it, `session.force_spinning_stop`) were\n"
+        "tried against no spinning, three interleaved 20 s runs each: the model alone 6.4-12.0 vs\n"
+        "7.3-7.5 ms, free-run p99 23-31 vs 21-26 ms, trigger p99 29-72 vs 31-60 ms (they still take the\n"
+        "driver's core during a run): kept off. Command:\n"
         "`.venv/bin/python benchmarks/camera/genicam_bench.py --model FILE.onnx --seconds 60`.",
     ),
     (

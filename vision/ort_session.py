@@ -15,7 +15,12 @@ def cpu_session_options(threads: int) -> ort.SessionOptions:
     GigE camera, 1280x1024 Mono8 at 30 fps (benchmarks/camera, 2 cores, 30 s each, interleaved): spinning
     dropped 25-27 frames and gave capture -> decision p99 201-368 ms; without it 0 dropped, p99 54-73 ms,
     and the model alone as fast (12.4 ms p50 both). Several sessions in one process (recipes, benchmarks
-    timing models in turn) would likewise spin against each other."""
+    timing models in turn) would likewise spin against each other.
+
+    Spinning only inside a run (`session.force_spinning_stop`, no CPU after it) was tried on 2026-12-07:
+    the model alone 0.8-1.3x the time in a quiet process, but with the camera running it still takes the
+    driver's core during inference (3 interleaved runs each: free-run p99 23-31 ms against 21-26, trigger
+    p99 29-72 against 31-60); the camera path's tails are the targets, so no spinning at all."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1

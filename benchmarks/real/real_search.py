@@ -152,6 +152,11 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
         "today's default on EfficientNet-Lite2 (about 3x Lite0's compute: the heavy parent compression "
         "would have to make fast)",
     ),
+    # Round 9 (2026-12-07, later): the map's blur against pixel AUROC on the masked real sets.
+    "g3_s4": ({"smoothing_sigma": 4.0}, "today's default, half the map blur (thin cracks, pixel AUROC)"),
+    "g3_s2": ({"smoothing_sigma": 2.0}, "today's default, a quarter of the map blur"),
+    "g3_s12": ({"smoothing_sigma": 12.0}, "today's default, 1.5x the map blur (large low-contrast defects)"),
+    "g3_s16": ({"smoothing_sigma": 16.0}, "today's default, twice the map blur"),
     "g3_shift1": (
         {"gaussian_shift": 1},
         "today's default, a patch may match its position's Gaussian 1 cell (8 px) away",
