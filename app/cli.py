@@ -359,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--int8",
         action="store_true",
         help="quantize the backbone to int8 (the head's matrices stored int8), threshold recalibrated "
-        "(real parts: 1.15-1.19x faster, at most 0.3 points, a fifth of the file)",
+        "(real parts: 1.15-1.45x faster by host, 0.1-0.9 points on the worst set, a fifth of the file)",
     )
     train.set_defaults(func=_cmd_train)
 

@@ -1,7 +1,7 @@
 """int8 for the file a line deploys: the backbone quantized, the threshold recalibrated on int8 scores.
 
-On real parts the int8 backbone is the one compressed model on the accuracy-latency front (1.15-1.19x
-faster, at most 0.3 points of image AUROC on a set, a fifth of the file; benchmarks/real/front.md). Its
+On real parts the int8 backbone is the one compressed model on the accuracy-latency front (1.15-1.45x
+faster by host, 0.1-0.9 points of image AUROC on the worst set, a fifth of the file; real/front.md). Its
 scores differ a little from the float model's, so a threshold calibrated on the float scores would no
 longer hold the target false-reject rate: it is recalibrated on the same held-back good images, as the
 float one was.

@@ -157,7 +157,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "g3_s2": ({"smoothing_sigma": 2.0}, "today's default, a quarter of the map blur"),
     "g3_s12": ({"smoothing_sigma": 12.0}, "today's default, 1.5x the map blur (large low-contrast defects)"),
     "g3_s16": ({"smoothing_sigma": 16.0}, "today's default, twice the map blur"),
-    "g3_224": ({"image_size": 224}, "today's default at 224 px: 1.3x less compute, if the real sets allow it"),
+    "g3_224": ({"image_size": 224}, "today's default at 224 px: 1.3x less compute"),
     "g3_192": ({"image_size": 192}, "today's default at 192 px: 1.8x less compute"),
     "g3_shift1": (
         {"gaussian_shift": 1},
