@@ -255,7 +255,11 @@ SECTIONS = [
         "Worker threads that spin only inside a run (no CPU after it, `session.force_spinning_stop`) were\n"
         "tried against no spinning, three interleaved 20 s runs each: the model alone 6.4-12.0 vs\n"
         "7.3-7.5 ms, free-run p99 23-31 vs 21-26 ms, trigger p99 29-72 vs 31-60 ms (they still take the\n"
-        "driver's core during a run): kept off. Command:\n"
+        "driver's core during a run): kept off. An int8 model (MTD's, 6.0 vs 7.5 ms alone; three\n"
+        "interleaved 20 s runs each) cut free-run p99 to 20-25 ms (camera packets) and 19-21 ms (jumbo)\n"
+        "from 25-28 and 22-24. Across these twelve runs a trigger's tail is the simulator's, not ours:\n"
+        "camera timestamp -> decision p99 16-29 ms in every run, while trigger -> exposure (p50 7-12 ms)\n"
+        "sometimes misses its 25 Hz slot and waits 40 ms more. Command:\n"
         "`.venv/bin/python benchmarks/camera/genicam_bench.py --model FILE.onnx --seconds 60`.",
     ),
     (
