@@ -63,7 +63,9 @@ NOTES = (
     "on KolektorSDD (0.883 vs 0.884) and 1.4 points behind on MTD (real/search.md, rounds 4 and 7; DEV mean "
     "0.922 against 0.927). KolektorSDD's two splits disagree by 6 points about the backbone (25 and 27 "
     "cracked parts); a line whose own DEV images say Lite2 sets `model.backbone: efficientnet_lite2` and "
-    "`model.int8: true` (the `lite2-256-int8` row: 8.8 ms p50 here, 30 fps with room).",
+    "`model.int8: true` (the `lite2-256-int8` row: 8.8 ms p50 here, 30 fps with room). int8 is not the "
+    "default either: on DEV it loses 0.85 points on KolektorSDD (0.902 -> 0.894; real/search.md round 9), "
+    "and on these HOLDOUT sets 0.4-0.9 points on MTD across two builds, against a 0.5-point limit.",
     "- Where the time goes (profile below): 1x1 convolutions at high resolution and depthwise ones, 64-71 % "
     "of every dense float model. SVD/Tucker-2 split a 1x1 convolution into two that each still read the "
     "full-size activation, so halving parameters buys 1.1-1.3x; int8 turns those convolutions into "
