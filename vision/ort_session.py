@@ -18,7 +18,7 @@ def cpu_session_options(threads: int) -> ort.SessionOptions:
     timing models in turn) would likewise spin against each other.
 
     Spinning only inside a run (`session.force_spinning_stop`, no CPU after it) was tried on 2026-12-07:
-    the model alone 0.8-1.3x the time in a quiet process, but with the camera running it still takes the
+    the model alone up to 1.3x faster in a quiet process, but with the camera running it still takes the
     driver's core during inference (3 interleaved runs each: free-run p99 23-31 ms against 21-26, trigger
     p99 29-72 against 31-60); the camera path's tails are the targets, so no spinning at all."""
     options = ort.SessionOptions()
