@@ -63,8 +63,8 @@ def ensure_build_template(settings: Settings) -> Path | None:
     except ImportError:
         log.info("no build template at %s: export one on the plant (`edgeinspect template`)", path)
         return None
-    # What the station builds: either head (auto: decided per product), float.
-    model = settings.model.model_copy(update={"head": "auto", "int8": False, "compression_budget": None})
+    # What the station builds: either head (auto: decided per product), int8 where the line's model is.
+    model = settings.model.model_copy(update={"head": "auto", "compression_budget": None})
     try:
         check_template_settings(model)
     except ValueError as exc:
@@ -78,7 +78,6 @@ def ensure_build_template(settings: Settings) -> Path | None:
 def build_default_model(category: str, model: ModelSettings, out_path: Path, progress: bool = True) -> Path:
     from tqdm import tqdm
 
-    from compression.deploy_int8 import finisher
     from vision.data.synthetic import LineSimulator
     from vision.train import build_model_files
 
@@ -114,5 +113,4 @@ def build_default_model(category: str, model: ModelSettings, out_path: Path, pro
         progress=progress,
         compact=compact,
         compact_note=f"{model.compression_budget}, healed {model.heal_steps} steps" if compact else "",
-        finish=finisher(model),
     )

@@ -39,6 +39,12 @@ TRAINING_PACKAGES = frozenset(
 )
 
 
+INT8_HELP = (
+    "quantize the backbone to int8 (the head's matrices stored int8), threshold recalibrated "
+    "(real parts: 1.15-1.45x faster by host, 0.1-0.9 points on the worst set, a fifth of the file)"
+)
+
+
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -132,7 +138,6 @@ def _import_checkout(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from compression.deploy_int8 import finisher
     from vision.config import ModelSettings
     from vision.train import train_model
 
@@ -147,9 +152,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         chosen["int8"] = True
     settings = ModelSettings(**chosen)
     out = Path(args.out or f"data/models/{args.category}.onnx")
-    path = train_model(
-        Path(args.data), args.category, out, settings, progress=True, finish=finisher(settings)
-    )
+    path = train_model(Path(args.data), args.category, out, settings, progress=True)
     print(f"model written to {path} (PyTorch checkpoint: {path.with_suffix('.pt')})")
     return 0
 
@@ -158,7 +161,9 @@ def _cmd_template(args: argparse.Namespace) -> int:
     from vision.build_template import export_build_template
     from vision.config import ModelSettings
 
-    settings = ModelSettings(backbone=args.backbone, image_size=args.image_size, head=args.head)
+    settings = ModelSettings(
+        backbone=args.backbone, image_size=args.image_size, head=args.head, int8=args.int8
+    )
     paths = export_build_template(settings, Path(args.out))
     print(
         f"build template written to {Path(args.out)} ({', '.join(p.name for p in paths)}): copy the folder "
@@ -355,12 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
         "anywhere (textures, parts that move)",
     )
     train.add_argument("--neighbourhood", type=int, default=None, help="patches averaged around each (odd)")
-    train.add_argument(
-        "--int8",
-        action="store_true",
-        help="quantize the backbone to int8 (the head's matrices stored int8), threshold recalibrated "
-        "(real parts: 1.15-1.45x faster by host, 0.1-0.9 points on the worst set, a fifth of the file)",
-    )
+    train.add_argument("--int8", action="store_true", help=INT8_HELP)
     train.set_defaults(func=_cmd_train)
 
     template = sub.add_parser(
@@ -373,6 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["auto", "bank", "gaussian"],
         default="auto",
         help="auto (default): both heads, the station picks by how aligned the captured parts are; or one",
+    )
+    template.add_argument(
+        "--int8", action="store_true", help=INT8_HELP + "; the station quantizes what it builds"
     )
     template.set_defaults(func=_cmd_template)
 

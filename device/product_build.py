@@ -47,7 +47,10 @@ class BuildStatus(BaseModel):
 
     product: str = Field(..., pattern=RECIPE_NAME_PATTERN)
     state: BuildState
-    stage: str = Field(..., description="loading | features | fit | calibration | registering | done")
+    stage: str = Field(
+        ...,
+        description="loading | features | fit | calibration | int8 (`model.int8` only) | registering | done",
+    )
     done: int = 0
     total: int = 0
     seconds: float = 0.0

@@ -47,13 +47,13 @@ export_role() {  # NAME EXTRA...: requirements/NAME.txt holds the EXTRAs' packag
   "$UV" export --frozen --offline --no-emit-project --no-header --quiet "${args[@]}" -o "$out/$name.txt"
   if [ "$CHECK" -eq 1 ] && ! cmp -s "$out/$name.txt" "requirements/$name.txt"; then stale+=("$name"); fi
 }
-export_role station edge opcua genicam
+export_role station edge opcua genicam int8
 export_role plant edge train
-export_role all edge opcua genicam train
-export_role station-dev edge opcua genicam dev
+export_role all edge opcua genicam int8 train
+export_role station-dev edge opcua genicam int8 dev
 export_role plant-dev edge train dev
-export_role all-dev edge opcua genicam train dev
-export_role benchmarks edge opcua genicam train dev peers realdata
+export_role all-dev edge opcua genicam int8 train dev
+export_role benchmarks edge opcua genicam int8 train dev peers realdata
 if [ "$CHECK" -eq 1 ]; then
   if [ "${#stale[@]}" -gt 0 ]; then
     echo "lock.sh: requirements/ differs from uv.lock for: ${stale[*]}: run bash scripts/lock.sh" >&2

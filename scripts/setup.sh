@@ -2,8 +2,9 @@
 # Set up EdgeInspect on a fresh Debian/Ubuntu box: system packages, a virtual environment, Python packages.
 #   scripts/setup.sh                  role all: runtime + training on one box (what `run` needs, incl. the
 #                                     first-run model build; the quickstart)
-#   scripts/setup.sh --role station   a station: inspect, alert, serve the API/panel (edge + opcua extras,
-#                                     no torch; its model comes by rollout or is built elsewhere)
+#   scripts/setup.sh --role station   a station: inspect, alert, serve the API/panel, build captured products
+#                                     (edge, opcua, genicam, int8 extras; no torch: its default model comes by
+#                                     rollout or is built elsewhere)
 #   scripts/setup.sh --role plant     the plant side: train, compress, verify, release (edge + train extras)
 #   scripts/setup.sh --dev            + test tools and Debian's Chromium for the browser tests
 #   scripts/setup.sh --venv DIR       put the virtual environment in DIR (default .venv; the images use /opt/venv)
@@ -37,9 +38,9 @@ done
 
 # The one table of which extras each role installs (pyproject.toml defines the extras).
 case "$ROLE" in
-  station) extras="edge,opcua,genicam" ;;
+  station) extras="edge,opcua,genicam,int8" ;;
   plant) extras="edge,train" ;;
-  all) extras="edge,opcua,genicam,train" ;;
+  all) extras="edge,opcua,genicam,int8,train" ;;
   *) echo "setup.sh: --role must be station, plant or all (got '$ROLE')" >&2; exit 2 ;;
 esac
 if [ "$DEV" -eq 1 ]; then extras="$extras,dev"; fi

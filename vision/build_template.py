@@ -33,7 +33,9 @@ TEMPLATE_VERSION = "1"
 
 def check_template_settings(settings: ModelSettings) -> None:
     """The settings a station can build from: a Gaussian head (or auto, decided on the station, which
-    then builds only parts that come out aligned) on whitened features, float."""
+    then builds only parts that come out aligned) on whitened features; float or int8 (`model.int8`:
+    the station quantizes the fitted file as the plant does, `vision.int8_export`), never tensor-compressed
+    (healing needs torch)."""
     if settings.head == "bank":
         raise ValueError(
             "model.head: a station builds the Gaussian head only; bank models are built at the plant"
@@ -42,8 +44,11 @@ def check_template_settings(settings: ModelSettings) -> None:
         raise ValueError(
             f"model.feature_norm: a station build fits whitened features, got {settings.feature_norm!r}"
         )
-    if settings.int8 or settings.compression_budget:
-        raise ValueError("model.int8 / model.compression_budget: a station build deploys the float model")
+    if settings.compression_budget:
+        raise ValueError(
+            "model.compression_budget: a station build cannot heal a tensor-compressed model (no torch); "
+            "build compressed models at the plant"
+        )
 
 
 def export_build_template(settings: ModelSettings, out_dir: str | Path) -> list[Path]:

@@ -98,7 +98,7 @@ class ModelSettings(BaseModel):
         description="Quantize the backbone to int8 after building (the head's matrices stored as int8 "
         "weights), the threshold recalibrated on the int8 scores: on real parts 1.15-1.45x faster (by host) "
         "and a fifth of the file for 0.1-0.9 points of image AUROC on the worst set "
-        "(benchmarks/real/front.md).",
+        "(benchmarks/real/front.md). Plant and station builds alike (vision/int8_export.py).",
     )
     heal_steps: int = Field(200, ge=0, le=100_000, description="Auto-build: healing steps after compression.")
     compression_methods: dict[str, str] = Field(

@@ -7,7 +7,9 @@ functions the plant's build uses (`vision.head_fit`, `vision.head_choice`, `visi
 same fit / held-back split (`vision.build_inputs`). The fitted numbers are written into the template's
 named initializers, and the result is an ordinary model file with the plant's metadata: the plant and
 the station build the same model from the same images (scores agree to 1e-4,
-tests/unit/vision/test_station_build.py).
+tests/unit/vision/test_station_build.py). With `model.int8` the fitted file goes through the plant's int8
+step (`vision.int8_export`: ONNX Runtime's quantizer, the threshold recalibrated on the held-back images'
+int8 scores) before it takes its name.
 
 Both heads build here. The per-position Gaussian's fit is smooth in its inputs: a station's model scores
 within 1e-4 of the plant's (measured 1e-5). The memory bank's greedy coreset may break a near-tie the other
@@ -31,6 +33,7 @@ from vision import onnx_proto
 from vision.bank_fit import bank_bias, fit_bank_head
 from vision.build_inputs import images_sha256, prepare_images, split_holdout
 from vision.calibration import threshold_from_good_scores
+from vision.config import ModelSettings
 from vision.export import (
     META_BUILD_SETTINGS,
     META_BUILD_TEMPLATE,
@@ -180,6 +183,26 @@ def _metadata(
     return meta
 
 
+def _quantize(
+    path: Path, held_back: np.ndarray, settings: ModelSettings, threads: int
+) -> tuple[float, np.ndarray]:
+    """The plant's int8 step on the fitted file at `path` (imported here: it needs the `onnx` package,
+    which only a station that builds int8 models installs)."""
+    try:
+        from vision.int8_export import quantize_deployed
+    except ImportError as exc:
+        path.unlink(missing_ok=True)
+        raise StationBuildError(
+            f"model.int8 needs the `onnx` package on the station ({exc}): install the station role's "
+            "packages (bash scripts/setup.sh --role station)"
+        ) from exc
+    try:
+        return quantize_deployed(path, held_back, settings.target_false_reject_rate, threads)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
 def build_on_station(
     kit: Mapping[str, BuildTemplate],
     images: Sequence[np.ndarray],
@@ -232,6 +255,11 @@ def build_on_station(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=out_path.parent, suffix=".onnx.tmp", delete=False) as handle:
         handle.write(model.SerializeToString())
+    if settings.int8:  # quantized and recalibrated before the file takes its name, as the plant's is
+        if progress is not None:
+            progress("int8", 0, 1)
+        threshold, int8_scores = _quantize(Path(handle.name), prepared[calib_idx], settings, threads)
+        scores = [float(s) for s in int8_scores]
     os.replace(handle.name, out_path)
     return StationBuild(
         out_path,

@@ -34,6 +34,7 @@ from vision.export import (
     export_onnx,
 )
 from vision.head_choice import HEAD_FAMILY, HeadChoice, resolve_head
+from vision.int8_export import quantize_deployed
 from vision.models import AnomalyModel, AnomalyModelConfig, MemoryBank, save_checkpoint
 
 BATCH_SIZE = 8
@@ -203,12 +204,11 @@ def build_model_files(
     compact: Callable[[AnomalyModel, np.ndarray], nn.Module] | None = None,
     compact_note: str = "",
     head_choice: HeadChoice | None = None,
-    finish: Callable[[Path, np.ndarray], None] | None = None,
 ) -> Path:
     """Hold back good images, fit on the rest, calibrate on the held-back ones, write .onnx and .pt.
 
-    `finish(onnx_path, held_back_images)` rewrites the exported file last (e.g. int8 with its threshold
-    recalibrated on the same held-back good images: `compression.deploy_int8`).
+    With `model.int8` the .onnx file is the int8 one, its threshold recalibrated on the same held-back
+    good images (`vision.int8_export`, the step a station build runs too).
 
     `model.head: auto` is decided here on the images, unless the caller decided it (`head_choice`).
 
@@ -251,8 +251,8 @@ def build_model_files(
         out_path.with_suffix(".pt"),
         extra={"threshold": dense_threshold, "deployed_threshold": threshold, "metadata": metadata},
     )
-    if finish is not None:
-        finish(out_path, prepared[calib_idx])
+    if settings.int8:
+        quantize_deployed(out_path, prepared[calib_idx], settings.target_false_reject_rate, threads=2)
     return out_path
 
 
@@ -263,10 +263,8 @@ def train_model(
     settings: ModelSettings,
     progress: bool = True,
     holdout_fraction: float = 0.2,
-    finish: Callable[[Path, np.ndarray], None] | None = None,
 ) -> Path:
-    """Train on `<data_root>/<category>/train/good`; write `out_path` (ONNX) and its `.pt` checkpoint
-    (`finish` as in `build_model_files`)."""
+    """Train on `<data_root>/<category>/train/good`; write `out_path` (ONNX) and its `.pt` checkpoint."""
     images, _, data_sha256 = load_good_images(data_root, category, settings.image_size, progress)
     settings, choice = resolve_head(settings, images)  # the file's name announces the head
     return build_model_files(
@@ -278,5 +276,4 @@ def train_model(
         holdout_fraction=holdout_fraction,
         progress=progress,
         head_choice=choice,
-        finish=finish,
     )

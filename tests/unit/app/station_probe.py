@@ -18,7 +18,8 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
-# Packages that only the `train` extra brings (pyproject.toml). onnxruntime is the station's; onnx is not.
+# Packages that only the `train` extra brings (pyproject.toml). onnxruntime is the station's; onnx comes with
+# the station's `int8` extra for int8 builds only, so nothing else a station runs may need it.
 BLOCKED = (
     "torch",
     "torchvision",

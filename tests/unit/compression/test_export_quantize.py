@@ -18,12 +18,12 @@ from compression.quantize import (
     Int8Check,
     quantize_int8,
     quantize_int8_measured,
-    weight_only_int8,
     weights_fold_at_load,
 )
 from vision.config import ModelSettings
 from vision.data.synthetic import LineSimulator
 from vision.export import META_MODEL_VERSION, META_THRESHOLD, export_onnx
+from vision.int8_weights import weight_only_int8
 from vision.metrics import image_auroc
 from vision.train import fit_model
 

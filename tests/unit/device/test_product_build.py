@@ -60,6 +60,22 @@ def test_a_captured_product_becomes_a_registered_model_with_its_held_back_check(
     assert not list((tmp_path / "builds").glob("*"))  # the registry keeps the only copy
 
 
+def test_an_int8_line_registers_the_int8_model_checked_on_its_own_scores(tmp_path: Path) -> None:
+    template = tmp_path / "build-template"
+    export_build_template(ModelSettings(image_size=64, head="gaussian", int8=True), template)
+    write_good_images(aligned_parts(20), tmp_path / "datasets", "housing")
+    registry = ModelRegistry(tmp_path / "registry")
+    job = _build(template, tmp_path, "housing", registry)
+    status = job.status()
+    assert status.state == "done", status.error
+    assert status.model_id is not None
+    info = Inspector(registry.path_of(status.model_id)).info
+    assert info.version.endswith("-int8")
+    # The panel's held-back check is the deployed int8 model's: its threshold, its scores.
+    assert status.threshold == info.threshold
+    assert status.false_reject_rate == sum(s > info.threshold for s in status.held_back_scores) / 4
+
+
 def test_a_product_the_station_cannot_build_fails_with_the_reason_and_registers_nothing(
     template: Path, tmp_path: Path
 ) -> None:

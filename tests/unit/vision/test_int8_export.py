@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import pytest
 
-from compression.deploy_int8 import finisher
 from compression.onnx_bench import onnx_outputs
+from vision.build_inputs import prepare_images, split_holdout
 from vision.config import ModelSettings
 from vision.data.synthetic import LineSimulator
 from vision.inspector import Inspector
+from vision.int8_export import quantize_deployed
 from vision.train import build_model_files
 
 SIZE = 64
@@ -22,26 +24,25 @@ def _good(count: int) -> list[np.ndarray]:
 
 def test_an_int8_build_deploys_the_quantized_file_calibrated_on_its_own_scores(tmp_path) -> None:
     settings = ModelSettings(head="gaussian", image_size=SIZE, int8=True, target_false_reject_rate=0.1)
-    held_back: list[np.ndarray] = []
-
-    def finish(path, images) -> None:
-        held_back.append(images)
-        step = finisher(settings)
-        assert step is not None
-        step(path, images)
-
-    path = build_model_files(_good(20), tmp_path / "m.onnx", settings, "t", progress=False, finish=finish)
+    good = _good(20)
+    path = build_model_files(good, tmp_path / "m.onnx", settings, "t", progress=False)
     model = onnx.load(str(path))
     assert any(node.op_type in ("QuantizeLinear", "QLinearConv", "ConvInteger") for node in model.graph.node)
     # The Gaussian head's precision factors travel as int8 lower triangles, rebuilt when the session starts.
     assert any(init.name.endswith("_triangle_index") for init in model.graph.initializer)
     info = Inspector(path).info
     assert info.version.endswith("-int8")
-    _, scores = onnx_outputs(path, held_back[0])
+    _, held_back = split_holdout(len(good), 0.2, settings.seed)  # the build's own split
+    _, scores = onnx_outputs(path, prepare_images(good, SIZE)[held_back])
     # At most the target share of the held-back good images (plus one image of rounding) lies above it.
     assert np.mean(scores >= info.threshold) <= 0.1 + 1 / len(scores)
     assert not list(tmp_path.glob("*staging*"))
 
 
-def test_a_float_build_has_no_finishing_step() -> None:
-    assert finisher(ModelSettings()) is None
+def test_a_failed_quantization_leaves_the_float_file_as_it_was(tmp_path) -> None:
+    settings = ModelSettings(head="gaussian", image_size=SIZE)
+    path = build_model_files(_good(10), tmp_path / "m.onnx", settings, "t", progress=False)
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="at least one good image"):
+        quantize_deployed(path, np.zeros((0, SIZE, SIZE, 3), np.uint8), 0.1)
+    assert path.read_bytes() == before and not list(tmp_path.glob("*staging*"))
