@@ -36,8 +36,9 @@ SECTIONS = [
         "real/head_choice.md",
         "Which head auto picks, against the head that won, per set (issue: detection on real parts)",
         "`model.head: auto` (the default since 2026-12-06, later) decides per product from how aligned its\n"
-        "good images are. Command: `.venv/bin/python benchmarks/real/head_choice.py --real DIR --synthetic\n"
-        "DIR`.",
+        "good images are, and near the boundary by fitting both heads and comparing them on synthetic\n"
+        "defects (since 2026-12-07, night). Command: `.venv/bin/python benchmarks/real/head_choice.py\n"
+        "--real DIR --synthetic DIR`.",
     ),
     (
         "real/front.md",

@@ -200,9 +200,8 @@ def _quantizer_notes_hidden() -> Iterator[None]:
 def default_split(groups: Sequence[str]) -> tuple[list[str], list[str]]:
     """(QDQ groups, int8-weights-only groups) when nothing is measured: every backbone group as QDQ
     except `UNMEASURED_FLOAT_MATH`."""
-    return [g for g in groups if g not in UNMEASURED_FLOAT_MATH], [
-        g for g in groups if g in UNMEASURED_FLOAT_MATH
-    ]
+    qdq = [g for g in groups if g not in UNMEASURED_FLOAT_MATH]
+    return qdq, [g for g in groups if g in UNMEASURED_FLOAT_MATH]
 
 
 @contextmanager

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -44,9 +45,10 @@ from vision.export import (
     META_TRAIN_DATA_SHA256,
     sha256_file,
 )
-from vision.head_choice import HEAD_FAMILY, HeadChoice, choice_sample, decide_head
+from vision.head_choice import HEAD_FAMILY, HeadChoice, choice_sample, decide_head, proxy_auroc
 from vision.head_fit import apply_scaler, fit_position_gaussian, fit_scaler
 from vision.ort_session import cpu_session
+from vision.proxy_defects import synthetic_defects
 from vision.template_graph import BuildTemplate, StationBuildError, load_kit
 
 __all__ = [
@@ -150,6 +152,36 @@ def _bank_values(template: BuildTemplate, scaled: np.ndarray) -> dict[str, np.nd
     return values
 
 
+def _scores(
+    model: Any, images: np.ndarray, threads: int, stage: str, progress: Progress | None = None
+) -> np.ndarray:
+    session = cpu_session(model.SerializeToString(), threads)
+    return np.array(
+        [float(np.asarray(out).ravel()[0]) for out in _run(session, "score", images, stage, progress)]
+    )
+
+
+def _fit_better_head(
+    kit: Mapping[str, BuildTemplate],
+    fit_patches: np.ndarray,
+    held_back: np.ndarray,
+    choice: HeadChoice,
+    threads: int,
+) -> tuple[HeadChoice, Any]:
+    """Both heads fitted; kept: the one whose scores better separate the held-back good images from
+    synthetic defects drawn on them, as the plant's build decides (`vision.train`)."""
+    defects = synthetic_defects(held_back, kit["gaussian"].settings.seed)
+    models, figures = {}, {}
+    for head in HEAD_FAMILY:
+        models[head] = kit[head].written(fitted_values(kit[head], fit_patches))
+        figures[head] = proxy_auroc(
+            _scores(models[head], held_back, threads, "comparing heads"),
+            _scores(models[head], defects, threads, "comparing heads"),
+        )
+    choice = choice.compared(figures)
+    return choice, models[choice.head]
+
+
 def _metadata(
     meta: dict[str, str],
     template: BuildTemplate,
@@ -232,20 +264,15 @@ def build_on_station(
             f"these parts need the {head} head ({choice.reason if choice else 'model.head'}), and the build "
             f"template has only {sorted(kit)}: export both with `edgeinspect template`"
         )
-    template = kit[head]
     if progress is not None:
         progress("fit", 0, 1)
-    model = template.written(fitted_values(template, patches[fit_idx]))
-    scores = [
-        float(np.asarray(out).ravel()[0])
-        for out in _run(
-            cpu_session(model.SerializeToString(), threads),
-            "score",
-            prepared[calib_idx],
-            "calibration",
-            progress,
-        )
-    ]
+    if choice is not None and choice.near and len(calib_idx) >= 2 and set(HEAD_FAMILY) <= set(kit):
+        choice, model = _fit_better_head(kit, patches[fit_idx], prepared[calib_idx], choice, threads)
+        head = choice.head
+    else:
+        model = kit[head].written(fitted_values(kit[head], patches[fit_idx]))
+    template = kit[head]
+    scores = _scores(model, prepared[calib_idx], threads, "calibration", progress).tolist()
     threshold = float(threshold_from_good_scores(np.asarray(scores), settings.target_false_reject_rate))
     meta = _metadata(onnx_proto.metadata(model), template, head, choice, threshold, len(calib_idx))
     meta[META_MODEL_NAME] = f"{HEAD_FAMILY[head]}-{settings.backbone}-{product}"

@@ -33,9 +33,10 @@ from vision.export import (
     META_TRAIN_DATA_SHA256,
     export_onnx,
 )
-from vision.head_choice import HEAD_FAMILY, HeadChoice, resolve_head
+from vision.head_choice import HEAD_FAMILY, HeadChoice, proxy_auroc, resolve_head
 from vision.int8_export import quantize_deployed
 from vision.models import AnomalyModel, AnomalyModelConfig, MemoryBank, save_checkpoint
+from vision.proxy_defects import synthetic_defects
 
 BATCH_SIZE = 8
 
@@ -193,6 +194,27 @@ def _calibrate(model: nn.Module, good_images: np.ndarray, settings: ModelSetting
     return float(threshold_from_good_scores(scores, settings.target_false_reject_rate))
 
 
+def fit_better_head(
+    fit_images: np.ndarray,
+    held_back: np.ndarray,
+    settings: ModelSettings,
+    choice: HeadChoice,
+    progress: bool,
+) -> tuple[ModelSettings, HeadChoice, AnomalyModel]:
+    """Both heads fitted; kept: the one whose scores better separate the held-back good images from
+    synthetic defects drawn on them (`vision.proxy_defects`), as the station's build decides."""
+    defects = synthetic_defects(held_back, settings.seed)
+    models: dict[str, AnomalyModel] = {}
+    figures: dict[str, float] = {}
+    for head in HEAD_FAMILY:
+        models[head] = fit_model(list(fit_images), settings.model_copy(update={"head": head}), progress)
+        figures[head] = proxy_auroc(
+            score_images(models[head], held_back), score_images(models[head], defects)
+        )
+    choice = choice.compared(figures)
+    return settings.model_copy(update={"head": choice.head}), choice, models[choice.head]
+
+
 def build_model_files(
     images: Sequence[np.ndarray],
     out_path: str | Path,
@@ -210,7 +232,9 @@ def build_model_files(
     With `model.int8` the .onnx file is the int8 one, its threshold recalibrated on the same held-back
     good images (`vision.int8_export`, the step a station build runs too).
 
-    `model.head: auto` is decided here on the images, unless the caller decided it (`head_choice`).
+    `model.head: auto` is decided here on the images, unless the caller decided it (`head_choice`); near
+    the alignment boundary both heads are fitted and the one that better separates synthetic defects on
+    the held-back images is kept. `{family}` in `model_name` becomes the kept head's method family.
 
     `compact(model, fit_images)` (e.g. tensor compression) turns the fitted model into the one that is
     deployed; it is calibrated like the dense one. The .pt checkpoint always holds the dense model, the
@@ -221,7 +245,13 @@ def build_model_files(
     settings, choice = resolve_head(settings, prepared)
     choice = choice or head_choice
     fit_idx, calib_idx = split_holdout(len(prepared), holdout_fraction, settings.seed)
-    dense = fit_model(list(prepared[fit_idx]), settings, progress=progress)
+    if choice is not None and choice.near and len(calib_idx) >= 2:
+        settings, choice, dense = fit_better_head(
+            prepared[fit_idx], prepared[calib_idx], settings, choice, progress
+        )
+    else:
+        dense = fit_model(list(prepared[fit_idx]), settings, progress=progress)
+    model_name = model_name.replace("{family}", HEAD_FAMILY[settings.head])
     model = compact(dense, prepared[fit_idx]) if compact is not None else dense
     threshold = _calibrate(model, prepared[calib_idx], settings)
     dense_threshold = threshold if model is dense else _calibrate(dense, prepared[calib_idx], settings)
@@ -266,14 +296,12 @@ def train_model(
 ) -> Path:
     """Train on `<data_root>/<category>/train/good`; write `out_path` (ONNX) and its `.pt` checkpoint."""
     images, _, data_sha256 = load_good_images(data_root, category, settings.image_size, progress)
-    settings, choice = resolve_head(settings, images)  # the file's name announces the head
     return build_model_files(
         images,
         out_path,
         settings,
-        model_name=f"{HEAD_FAMILY[settings.head]}-{settings.backbone}-{category}",
+        model_name=f"{{family}}-{settings.backbone}-{category}",  # the file's name announces the head
         train_data_sha256=data_sha256,
         holdout_fraction=holdout_fraction,
         progress=progress,
-        head_choice=choice,
     )

@@ -23,6 +23,7 @@ from fixture_parts import aligned_parts, texture_crops, write_good_images
 
 from vision.build_template import export_build_template
 from vision.config import ModelSettings
+from vision.head_choice import HEAD_FAMILY
 from vision.inspector import Inspector, ModelFileError
 from vision.station_build import StationBuildError, build_on_station, load_kit
 from vision.train import build_model_files
@@ -72,6 +73,20 @@ def test_the_station_builds_the_gaussian_model_the_plant_builds(template: Path, 
     assert station_meta["edgeinspect.head"] == "gaussian"
     assert station_meta["edgeinspect.model_name"] == "padim-efficientnet_lite0-part"
     assert station_meta["edgeinspect.built_on"].startswith("station")
+
+
+@pytest.mark.parametrize("parts", [aligned_parts, texture_crops])
+def test_near_the_boundary_plant_and_station_fit_both_heads_and_keep_the_same_one(
+    parts, template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("vision.head_choice.NEAR", 1.0)  # every product counts as near the boundary
+    plant, station = _both_builds(template, tmp_path, parts(20))
+    plant_meta, station_meta = Inspector(plant).info.metadata, Inspector(station).info.metadata
+    head = plant_meta["edgeinspect.head"]
+    assert station_meta["edgeinspect.head"] == head
+    for reason in (plant_meta["edgeinspect.head_choice"], station_meta["edgeinspect.head_choice"]):
+        assert "both heads fitted" in reason and f"{head} separates synthetic defects" in reason
+    assert station_meta["edgeinspect.model_name"].startswith(HEAD_FAMILY[head])
 
 
 def test_the_station_builds_the_bank_model_for_texture_like_parts(template: Path, tmp_path: Path) -> None:
