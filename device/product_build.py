@@ -49,7 +49,8 @@ class BuildStatus(BaseModel):
     state: BuildState
     stage: str = Field(
         ...,
-        description="loading | features | fit | calibration | int8 (`model.int8` only) | registering | done",
+        description="loading | features | fit | comparing heads: <head> (near the head boundary) "
+        "| calibration | int8 (`model.int8` only) | registering | done",
     )
     done: int = 0
     total: int = 0

@@ -11,8 +11,7 @@ leads by 4-26 points. The boundary sits in the narrow gap between MTD and Kolekt
 to keep both right, so near it (0.69-0.75) the ratio alone is not trusted: the build fits both heads and
 keeps the one that better separates the held-back good images from synthetic defects drawn on them
 (`vision.proxy_defects`; right on the four sets near the boundary, 10 of 11 in all: the ratio decides
-away from it). The
-model's reason gives both figures; `model.head` can still name the head outright.
+away from it). The model's reason gives both figures; `model.head` can still name the head outright.
 """
 
 from __future__ import annotations
@@ -60,13 +59,11 @@ class HeadChoice:
         what = "parts in a fixture" if self.head == "gaussian" else "texture-like or moving parts"
         return f"auto: alignment {self.alignment:.3f} {side} {ALIGNED_BELOW} ({what})"
 
-    def compared(self, proxy_auroc: dict[str, float]) -> HeadChoice:
-        """The choice made by the synthetic-defect AUROC of each head (a tie keeps the ratio's head)."""
-        best = max(proxy_auroc.values())
-        head = (
-            self.head if proxy_auroc.get(self.head) == best else max(proxy_auroc, key=proxy_auroc.__getitem__)
-        )
-        return HeadChoice(head, self.alignment, tuple(sorted(proxy_auroc.items())))
+    def compared(self, figures: dict[str, float]) -> HeadChoice:
+        """The choice made by each head's synthetic-defect AUROC, `figures` (a tie keeps the ratio's head)."""
+        best = max(figures.values())
+        head = self.head if figures.get(self.head) == best else max(figures, key=figures.__getitem__)
+        return HeadChoice(head, self.alignment, tuple(sorted(figures.items())))
 
 
 def proxy_auroc(good_scores: np.ndarray, defect_scores: np.ndarray) -> float:

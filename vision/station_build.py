@@ -167,6 +167,7 @@ def _fit_better_head(
     held_back: np.ndarray,
     choice: HeadChoice,
     threads: int,
+    progress: Progress | None = None,
 ) -> tuple[HeadChoice, Any]:
     """Both heads fitted; kept: the one whose scores better separate the held-back good images from
     synthetic defects drawn on them, as the plant's build decides (`vision.train`)."""
@@ -174,9 +175,10 @@ def _fit_better_head(
     models, figures = {}, {}
     for head in HEAD_FAMILY:
         models[head] = kit[head].written(fitted_values(kit[head], fit_patches))
+        stage = f"comparing heads: {head}"
         figures[head] = proxy_auroc(
-            _scores(models[head], held_back, threads, "comparing heads"),
-            _scores(models[head], defects, threads, "comparing heads"),
+            _scores(models[head], held_back, threads, stage, progress),
+            _scores(models[head], defects, threads, stage, progress),
         )
     choice = choice.compared(figures)
     return choice, models[choice.head]
@@ -267,7 +269,9 @@ def build_on_station(
     if progress is not None:
         progress("fit", 0, 1)
     if choice is not None and choice.near and len(calib_idx) >= 2 and set(HEAD_FAMILY) <= set(kit):
-        choice, model = _fit_better_head(kit, patches[fit_idx], prepared[calib_idx], choice, threads)
+        choice, model = _fit_better_head(
+            kit, patches[fit_idx], prepared[calib_idx], choice, threads, progress
+        )
         head = choice.head
     else:
         model = kit[head].written(fitted_values(kit[head], patches[fit_idx]))
