@@ -33,7 +33,7 @@ import onnx
 from vision.calibration import threshold_from_good_scores
 from vision.export import META_MODEL_VERSION, META_THRESHOLD
 from vision.int8_weights import nodes_named, weight_only_int8
-from vision.ort_session import cpu_session
+from vision.ort_session import image_scores
 
 QUANTIZED_SCOPES = ("/backbone/",)
 FLOAT_ACTIVATION_PATTERNS = ("memory_bank",)
@@ -243,18 +243,8 @@ def write_int8(model_path: str | Path, out_path: str | Path, calibration_images:
     (the threshold is the float model's: `quantize_deployed` recalibrates it)."""
     out_path = Path(out_path)
     with int8_builder(model_path, out_path.parent, calibration_images) as builder:
-        chosen = builder.build(*default_split(list(builder.groups)))
-        onnx.save(onnx.load(str(chosen)), str(out_path))
+        os.replace(builder.build(*default_split(list(builder.groups))), out_path)
     return out_path
-
-
-def good_scores(model: onnx.ModelProto, images: np.ndarray, threads: int = 1) -> np.ndarray:
-    """Image scores of uint8 NHWC images, one at a time (the deployed batch of one)."""
-    session = cpu_session(model.SerializeToString(), threads)
-    name = session.get_inputs()[0].name
-    return np.array(
-        [float(np.ravel(session.run(["score"], {name: image[None]})[0])[0]) for image in images], np.float32
-    )
 
 
 def quantize_deployed(
@@ -268,7 +258,7 @@ def quantize_deployed(
     try:
         write_int8(path, staged, good_images)
         model = onnx.load(str(staged))
-        scores = good_scores(model, np.ascontiguousarray(good_images), threads)
+        scores = image_scores(model.SerializeToString(), good_images, threads)
         threshold = float(threshold_from_good_scores(scores, target_false_reject_rate))
         for prop in model.metadata_props:
             if prop.key == META_THRESHOLD:

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
 import onnxruntime as ort
 
 
@@ -36,3 +39,28 @@ def cpu_session(data: bytes, threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(
         data, sess_options=cpu_session_options(threads), providers=["CPUExecutionProvider"]
     )
+
+
+def run_each(
+    session: ort.InferenceSession,
+    output: str,
+    images: np.ndarray,
+    done: Callable[[int, int], None] | None = None,
+) -> list[np.ndarray]:
+    """One named output per uint8 NHWC image, each fed alone (the deployed batch of one); `done(i, n)`
+    after each image, for progress."""
+    name = session.get_inputs()[0].name
+    rows = []
+    for index, image in enumerate(images):
+        rows.append(session.run([output], {name: np.ascontiguousarray(image[None])})[0])
+        if done is not None:
+            done(index + 1, len(images))
+    return rows
+
+
+def image_scores(
+    data: bytes, images: np.ndarray, threads: int, done: Callable[[int, int], None] | None = None
+) -> np.ndarray:
+    """The image score of each uint8 NHWC image under the serialized model `data`."""
+    rows = run_each(cpu_session(data, threads), "score", images, done)
+    return np.array([float(np.ravel(row)[0]) for row in rows])

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
 from vision import onnx_proto
 from vision.bank_fit import bank_bias, fit_bank_head
@@ -47,7 +46,7 @@ from vision.export import (
 )
 from vision.head_choice import HEAD_FAMILY, HeadChoice, choice_sample, decide_head, proxy_auroc
 from vision.head_fit import apply_scaler, fit_position_gaussian, fit_scaler
-from vision.ort_session import cpu_session
+from vision.ort_session import cpu_session, image_scores, run_each
 from vision.proxy_defects import synthetic_defects
 from vision.template_graph import BuildTemplate, StationBuildError, load_kit
 
@@ -77,26 +76,17 @@ class StationBuild:
         return len(self.held_back)
 
 
-def _run(
-    session: ort.InferenceSession, output: str, images: np.ndarray, stage: str, progress: Progress | None
-) -> list[np.ndarray]:
-    name = session.get_inputs()[0].name
-    rows = []
-    for index, image in enumerate(images):
-        rows.append(session.run([output], {name: np.ascontiguousarray(image[None])})[0])
-        if progress is not None:
-            progress(stage, index + 1, len(images))
-    return rows
-
-
 def raw_patches(
     template: BuildTemplate, images: np.ndarray, threads: int = 1, progress: Progress | None = None
 ) -> np.ndarray:
     """Raw patch embeddings [N, P, C] of prepared images [N, size, size, 3], read off the template."""
     model = onnx_proto.copy_model(template.model)
     onnx_proto.add_float_output(model, template.features)
-    maps = _run(
-        cpu_session(model.SerializeToString(), threads), template.features, images, "features", progress
+    maps = run_each(
+        cpu_session(model.SerializeToString(), threads),
+        template.features,
+        images,
+        _done(progress, "features"),
     )
     return np.stack([m[0].reshape(m.shape[1], -1).T for m in maps])  # [C, h, w] -> [P, C]
 
@@ -155,10 +145,12 @@ def _bank_values(template: BuildTemplate, scaled: np.ndarray) -> dict[str, np.nd
 def _scores(
     model: Any, images: np.ndarray, threads: int, stage: str, progress: Progress | None = None
 ) -> np.ndarray:
-    session = cpu_session(model.SerializeToString(), threads)
-    return np.array(
-        [float(np.asarray(out).ravel()[0]) for out in _run(session, "score", images, stage, progress)]
-    )
+    return image_scores(model.SerializeToString(), images, threads, _done(progress, stage))
+
+
+def _done(progress: Progress | None, stage: str) -> Callable[[int, int], None] | None:
+    """`progress` for one stage, as `run_each` reports it."""
+    return None if progress is None else lambda done, total: progress(stage, done, total)
 
 
 def _fit_better_head(
