@@ -184,17 +184,25 @@ def _set_metadata(
         entry.key, entry.value = key, value
 
 
+class _QuantizerNotes(logging.Filter):
+    """Drops ONNX Runtime's quantizer notes below WARNING (it logs them straight on the root logger)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        quantizer = f"{os.sep}onnxruntime{os.sep}quantization{os.sep}" in record.pathname
+        return record.levelno >= logging.WARNING or not quantizer
+
+
 @contextmanager
 def _quantizer_notes_hidden() -> Iterator[None]:
-    """ONNX Runtime's quantizer logs a note per adjusted weight scale (hundreds per model) on the root
-    logger at INFO: an operator's console would drown in them. Warnings still show."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(max(level, logging.WARNING))
+    """ONNX Runtime's quantizer logs a note per adjusted weight scale (hundreds per model) at INFO: an
+    operator's console would drown in them. Only those records are dropped, and only meanwhile: other
+    threads' logs and the quantizer's warnings still show."""
+    root, notes = logging.getLogger(), _QuantizerNotes()
+    root.addFilter(notes)
     try:
         yield
     finally:
-        root.setLevel(level)
+        root.removeFilter(notes)
 
 
 def default_split(groups: Sequence[str]) -> tuple[list[str], list[str]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import onnx
 import pytest
@@ -46,3 +48,22 @@ def test_a_failed_quantization_leaves_the_float_file_as_it_was(tmp_path) -> None
     with pytest.raises(ValueError, match="at least one good image"):
         quantize_deployed(path, np.zeros((0, SIZE, SIZE, 3), np.uint8), 0.1)
     assert path.read_bytes() == before and not list(tmp_path.glob("*staging*"))
+
+
+def test_the_quantizers_notes_stay_off_the_console_and_nothing_else_does(caplog) -> None:
+    import os
+
+    from vision.int8_export import _quantizer_notes_hidden
+
+    quantizer = os.path.join("site-packages", "onnxruntime", "quantization", "base_quantizer.py")
+    caplog.set_level(logging.INFO)
+    root = logging.getLogger()
+    with _quantizer_notes_hidden():
+        for level, path, msg in [
+            (logging.INFO, quantizer, "Increased scale[3] for weight"),
+            (logging.WARNING, quantizer, "a quantizer warning"),
+            (logging.INFO, __file__, "the line's own note"),
+        ]:
+            root.handle(logging.makeLogRecord({"levelno": level, "pathname": path, "msg": msg}))
+    root.handle(logging.makeLogRecord({"levelno": logging.INFO, "pathname": quantizer, "msg": "after"}))
+    assert [r.getMessage() for r in caplog.records] == ["a quantizer warning", "the line's own note", "after"]
