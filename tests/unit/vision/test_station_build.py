@@ -30,6 +30,7 @@ from vision.train import build_model_files
 
 SIZE = 64
 SETTINGS = ModelSettings(image_size=SIZE)  # the defaults: head auto, whitened features
+TRAINING = ("torch", "torchvision", "timm", "tensorly")  # what a station lacks
 INT8 = SETTINGS.model_copy(update={"int8": True, "target_false_reject_rate": 0.1})
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -144,25 +145,22 @@ def test_an_int8_line_gets_from_the_station_the_int8_model_the_plant_builds(
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob("*staging*"))
 
 
-@pytest.mark.parametrize("kit", ["template", "int8_template"])
-def test_the_cli_builds_on_a_box_without_torch(
-    kit: str, request: pytest.FixtureRequest, tmp_path: Path
-) -> None:
-    template = request.getfixturevalue(kit)
-    write_good_images(aligned_parts(12), tmp_path / "data", "part")
+def _build_without(
+    blocked: tuple[str, ...], template: Path, tmp_path: Path, out: Path
+) -> subprocess.CompletedProcess[str]:
+    """`edgeinspect build` in a fresh interpreter where the `blocked` packages cannot be imported."""
     blocker = (
         "import sys\n"
-        "class NoTraining:\n"
+        "class Blocked:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in ('torch', 'torchvision', 'timm', 'tensorly'):\n"
+        f"        if name.split('.')[0] in {blocked!r}:\n"
         "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
-        "sys.meta_path.insert(0, NoTraining())\n"
+        "sys.meta_path.insert(0, Blocked())\n"
         "from app.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
-    out = tmp_path / "part.onnx"
     args = ["build", "--template", str(template), "--data", str(tmp_path / "data"), "--category", "part"]
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", blocker, *args, "--out", str(out)],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -170,11 +168,32 @@ def test_the_cli_builds_on_a_box_without_torch(
         text=True,
         timeout=300,
     )
+
+
+@pytest.mark.parametrize("kit", ["template", "int8_template"])
+def test_the_cli_builds_on_a_box_without_torch(
+    kit: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    template = request.getfixturevalue(kit)
+    write_good_images(aligned_parts(12), tmp_path / "data", "part")
+    out = tmp_path / "part.onnx"
+    result = _build_without(TRAINING, template, tmp_path, out)
     assert result.returncode == 0, result.stderr
     assert "model written to" in result.stdout
     info = Inspector(out).info
     assert info.metadata["edgeinspect.model_name"] == "padim-efficientnet_lite0-part"
     assert info.version.endswith("-int8") == (kit == "int8_template")
+
+
+def test_an_int8_build_on_a_station_without_onnx_says_what_to_install_and_writes_nothing(
+    int8_template: Path, tmp_path: Path
+) -> None:
+    write_good_images(aligned_parts(12), tmp_path / "data", "part")
+    out = tmp_path / "models" / "part.onnx"
+    result = _build_without((*TRAINING, "onnx"), int8_template, tmp_path, out)
+    assert result.returncode == 2, result.stderr
+    assert "model.int8 needs the `onnx` package" in result.stderr and "--role station" in result.stderr
+    assert not out.parent.exists() or not list(out.parent.iterdir())
 
 
 def test_a_head_the_template_lacks_is_refused_with_the_reason_and_nothing_is_written(
