@@ -405,7 +405,10 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--data", required=True)
     comp.add_argument("--category", required=True)
     comp.add_argument(
-        "--budget", default="params=0.2", help="params=<share> | latency=<ms> | drop=<auroc drop>"
+        "--budget",
+        default="params=0.2",
+        help="comma-separated: params=<share> | latency=<ms> | drop=<auroc drop> | "
+        "channels=<share of each block's hidden channels kept, pruned first>",
     )
     comp.add_argument("--heal-steps", type=int, default=200)
     comp.add_argument("--int8", action="store_true", help="also write an int8 model")

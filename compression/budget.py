@@ -1,4 +1,5 @@
-"""Parse what the user asks for: a budget (`params=0.2`, `latency=25`, `drop=0.005`) and fixed ranks."""
+"""Parse what the user asks for: a budget (`params=0.2`, `latency=25`, `drop=0.005`, `channels=0.5`) and
+fixed ranks."""
 
 from __future__ import annotations
 
@@ -11,18 +12,27 @@ from compression.errors import BudgetError
 
 BUDGET_HELP = (
     "budget is one or more comma-separated terms: params=<share of parameters kept, 0-1 or N%>, "
-    "latency=<ms per frame>, drop=<max metric drop, 0-1 or N%>; e.g. 'params=0.2' or 'latency=25,drop=0.005'"
+    "latency=<ms per frame>, drop=<max metric drop, 0-1 or N%>, channels=<share of each inverted-residual "
+    "block's hidden channels kept (structured pruning, done first), 0-1 or N%>; e.g. 'params=0.2', "
+    "'latency=25,drop=0.005' or 'channels=0.5'"
 )
 
 
 @dataclass(frozen=True)
 class Budget:
     """`params`/`latency` are targets ranks are lowered until they are met; `drop` is a limit never crossed
-    (alone, it means: compress as far as the limit allows)."""
+    (alone, it means: compress as far as the limit allows). `channels` prunes hidden channels before any
+    factorization (`compression.prune`); alone, nothing is factorized."""
 
     params: float | None = None
     latency_ms: float | None = None
     drop: float | None = None
+    channels: float | None = None
+
+    @property
+    def factorizes(self) -> bool:
+        """Whether any term asks the rank search for something."""
+        return self.params is not None or self.latency_ms is not None or self.drop is not None
 
     def describe(self) -> str:
         terms = []
@@ -32,6 +42,8 @@ class Budget:
             terms.append(f"latency={self.latency_ms:g}ms")
         if self.drop is not None:
             terms.append(f"drop={self.drop:g}")
+        if self.channels is not None:
+            terms.append(f"channels={self.channels:g}")
         return ",".join(terms)
 
 
@@ -63,10 +75,10 @@ def parse_budget(text: str) -> Budget:
             raise BudgetError(f"budget term {term.strip()!r} is not key=value. {BUDGET_HELP}")
         if key in values:
             raise BudgetError(f"budget term {key!r} given twice")
-        if key == "params":
+        if key in ("params", "channels"):
             value = _number(key, raw)
             if not 0.0 < value <= 1.0:
-                raise BudgetError(f"params={raw.strip()} must be a share in (0, 1] (e.g. 0.2 or 20%)")
+                raise BudgetError(f"{key}={raw.strip()} must be a share in (0, 1] (e.g. 0.5 or 50%)")
         elif key == "latency":
             value = _number(key, raw, unit="ms")
             if value <= 0.0:
@@ -78,7 +90,12 @@ def parse_budget(text: str) -> Budget:
         else:
             raise BudgetError(f"unknown budget term {key!r}. {BUDGET_HELP}")
         values[key] = value
-    return Budget(params=values.get("params"), latency_ms=values.get("latency"), drop=values.get("drop"))
+    return Budget(
+        params=values.get("params"),
+        latency_ms=values.get("latency"),
+        drop=values.get("drop"),
+        channels=values.get("channels"),
+    )
 
 
 _RANK_TERM = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*=\s*(\S+)\s*$")

@@ -20,8 +20,9 @@ from tqdm import tqdm
 from compression.activations import input_covariances
 from compression.augment import paste_patches
 from compression.bank import refit_memory_bank
-from compression.budget import parse_budget, validate_fixed_ranks
+from compression.budget import Budget, parse_budget, validate_fixed_ranks
 from compression.config import CompressionSettings
+from compression.errors import BudgetError
 from compression.evaluation import Evaluator, auroc_metrics
 from compression.factorize import apply_ranks, get_submodule
 from compression.healing import HealingResult, heal
@@ -29,6 +30,7 @@ from compression.inventory import Inventory, build_inventory, count_params
 from compression.layer_bench import LatencyCache, LayerTiming, Option, time_options
 from compression.methods import MethodRule, parse_method_terms, rules_from_mapping
 from compression.onnx_bench import measure_latency, onnx_outputs
+from compression.prune import PrunedBlock, prune_hidden_channels
 from compression.quantize import Int8Check, Int8Result, quantize_int8_measured
 from compression.rank_selection import RankPlan, option_label, select_ranks
 from compression.report import write_reports
@@ -75,6 +77,8 @@ class CompressedModel:
     methods: dict[str, str]
     healing: HealingResult
     timings: dict[str, LayerTiming] = field(default_factory=dict)
+    pruned: list[PrunedBlock] = field(default_factory=list)
+    parent: nn.Module | None = None  # what was factorized when pruning came first (None: the teacher)
 
 
 def _example(model: nn.Module) -> torch.Tensor:
@@ -310,16 +314,58 @@ def compress_model(
     progress: bool = True,
     methods: MethodRules = None,
 ) -> CompressedModel:
-    """Factorize to `budget`, then heal; `model` itself is left untouched (it is the teacher)."""
+    """Prune hidden channels (a `channels` term), factorize to the rest of `budget`, then heal; `model`
+    itself is left untouched (it is the teacher)."""
     settings = settings or CompressionSettings()
     if isinstance(heal_steps, bool) or not isinstance(heal_steps, int) or heal_steps < 0:
         raise ValueError(f"heal_steps must be a non-negative integer, got {heal_steps!r}")
-    factorized = factorize_to_budget(
-        model, holdout_images, budget, fixed_ranks, settings, labelled, baseline_latency_ms, progress, methods
-    )
+    parsed = _parse_with_ranks(budget, fixed_ranks)
+    parent, pruned = model, []
+    if parsed.channels is not None:
+        parent = copy.deepcopy(model).eval()
+        pruned = prune_hidden_channels(parent, parsed.channels, fit_images)
+    if parsed.factorizes:
+        rest = dataclasses.replace(parsed, channels=None).describe()
+        factorized = factorize_to_budget(
+            parent,
+            holdout_images,
+            rest,
+            fixed_ranks,
+            settings,
+            labelled,
+            baseline_latency_ms,
+            progress,
+            methods,
+        )
+    else:
+        factorized = _unfactorized(parent, settings, methods)
+    if pruned:
+        factorized = dataclasses.replace(factorized, pruned=pruned, parent=parent)
     return heal_compressed(
         factorized, model, fit_images, holdout_images, heal_steps, settings, labelled, progress
     )
+
+
+def _parse_with_ranks(budget: str, fixed_ranks: Mapping[str, int] | None) -> Budget:
+    """The parsed budget; fixed ranks with a budget that factorizes nothing are refused."""
+    parsed = parse_budget(budget)
+    if fixed_ranks and not parsed.factorizes:
+        raise BudgetError(f"fixed ranks need a factorizing budget term; {budget!r} only prunes channels")
+    return parsed
+
+
+def _unfactorized(model: nn.Module, settings: CompressionSettings, methods: MethodRules) -> CompressedModel:
+    """`model` as it is (a budget that only prunes): its inventory and a plan that factorizes nothing."""
+    inventory = plan_inventory(model, settings, method_rules(settings, methods))
+    plan = RankPlan(
+        ranks={},
+        params=count_params(model),
+        macs=inventory.total_macs,
+        latency_ms=inventory.total_latency_ms,
+        predicted_error=0.0,
+        notes=["no factorizing budget term: hidden channels pruned only"],
+    )
+    return CompressedModel(model, inventory, {}, plan, {}, HealingResult())
 
 
 def compress_for_deploy(
@@ -563,7 +609,7 @@ def compress(
     from vision.train import score_images
 
     settings = settings or CompressionSettings()
-    parse_budget(budget)
+    _parse_with_ranks(budget, fixed_ranks)
     out_dir = Path(out_dir)
     payload = read_checkpoint(model_checkpoint)
     teacher = load_checkpoint(model_checkpoint)
@@ -603,14 +649,14 @@ def compress(
         )
         factorized = _factorized(result)
         timings = time_layers(
-            teacher,
+            result.parent or teacher,
             result.inventory,
             {n: [(result.plan.methods[n], r)] for n, r in factorized.items()},
             settings,
             dict(result.timings),
         )
         summary = (
-            f"budget {budget}; {len(factorized)} layers factorized "
+            f"budget {budget}; {len(result.pruned)} blocks pruned, {len(factorized)} layers factorized "
             f"({', '.join(sorted({result.plan.methods[n] for n in factorized})) or 'none'}); "
             f"heal steps {result.healing.steps_run}"
         )
@@ -627,12 +673,18 @@ def compress(
             )
             int8_path = int8_result.path
         student_inventory = build_inventory(student, _example(student), timing_runs=1)
+        # The inventory is of what was factorized: the pruned copy when pruning came first.
+        teacher_macs = (
+            build_inventory(teacher, _example(teacher), timing_runs=1).total_macs
+            if result.parent is not None
+            else result.inventory.total_macs
+        )
         variants = {
             "baseline": measure_variant(
                 "baseline",
                 baseline_path,
                 count_params(teacher),
-                result.inventory.total_macs,
+                teacher_macs,
                 data,
                 settings,
                 data.evaluation,
@@ -668,6 +720,7 @@ def compress(
         "threshold": threshold,
         "baseline_threshold": baseline_threshold,
         "plan": result.plan.as_dict(),
+        "pruned": [dataclasses.asdict(block) for block in result.pruned],
         "healing": {
             "kept": result.healing.kept,
             "check": result.healing.check,

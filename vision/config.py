@@ -92,7 +92,8 @@ class ModelSettings(BaseModel):
     train_images: int = Field(120, ge=8, description="Good images used when the model is auto-built.")
     compression_budget: str | None = Field(
         None,
-        description="Auto-build: tensor-compress and heal the model to this budget (e.g. params=0.5); "
+        description="Auto-build: compress and heal the model to this budget: params=0.5 (tensor "
+        "factorization), channels=0.5 (half of each block's hidden channels pruned), or both; "
         "None deploys the dense model.",
     )
     int8: bool = Field(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 
@@ -122,4 +123,31 @@ def test_cli_method_rules_fail_fast_naming_the_valid_choices(trained, tmp_path, 
     assert "valid methods are" in capsys.readouterr().err
     assert main([*base, "--out", str(tmp_path), "--method", "conv_pw=qr"]) == 2
     assert "choose one of svd, tucker2, cp, tt, auto, dense" in capsys.readouterr().err
+    assert not (tmp_path / "model.onnx").exists()
+
+
+@pytest.mark.slow
+def test_cli_prunes_hidden_channels_into_a_model_the_box_accepts(trained, tmp_path) -> None:
+    """`--budget channels=0.5`: half of each block's hidden channels pruned, healed, refitted, exported;
+    the report lists every block, and the station's inspector judges with the new file."""
+    data, checkpoint = trained
+    args = ["compress", "--model", str(checkpoint), "--data", str(data), "--category", "pcb"]
+    assert main([*args, "--budget", "channels=0.5", "--heal-steps", "2", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["pruned"] and all(b["kept"] < b["hidden"] for b in report["pruned"])
+    assert report["plan"]["ranks"] == {}  # nothing factorized: pruning alone was asked for
+    base, pruned = report["variants"]
+    assert pruned["params"] < 0.8 * base["params"] and pruned["macs"] < 0.8 * base["macs"]
+    props = {p.key: p.value for p in onnx.load(str(tmp_path / "model.onnx")).metadata_props}
+    assert "blocks pruned" in props["edgeinspect.compression"]
+    inspector = Inspector(tmp_path / "model.onnx", threads=1)
+    assert inspector.info.threshold == pytest.approx(report["threshold"])
+    image = np.full((64, 64, 3), 128, np.uint8)
+    assert np.isfinite(inspector.inspect(image).score)
+
+
+def test_fixed_ranks_with_a_pruning_only_budget_are_refused(trained, tmp_path) -> None:
+    data, checkpoint = trained
+    with pytest.raises(BudgetError, match="only prunes channels"):
+        compress(checkpoint, data, "pcb", "channels=0.5", 1, False, tmp_path, {"x": 4}, progress=False)
     assert not (tmp_path / "model.onnx").exists()
