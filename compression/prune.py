@@ -15,6 +15,7 @@ the block's output). Pruning alone loses accuracy; the caller heals the pruned c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,7 +61,7 @@ def channel_importance(model: nn.Module, images: np.ndarray) -> dict[str, torch.
     blocks = prunable_blocks(model)
     energy = {name: torch.zeros(block.conv_dw.out_channels) for name, block in blocks}
 
-    def recorder(name: str):  # type: ignore[no-untyped-def]
+    def recorder(name: str) -> Callable[[nn.Module, object, torch.Tensor], None]:
         def hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
             energy[name] += output.abs().mean(dim=(0, 2, 3)) * output.shape[0]
 
