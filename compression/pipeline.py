@@ -649,7 +649,7 @@ def compress(
         )
         factorized = _factorized(result)
         timings = time_layers(
-            result.parent or teacher,
+            result.parent if result.parent is not None else teacher,
             result.inventory,
             {n: [(result.plan.methods[n], r)] for n, r in factorized.items()},
             settings,
