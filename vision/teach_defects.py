@@ -4,19 +4,20 @@ and ONNX Runtime only, so a plant and a station build it the same way.
 The unsupervised head scores how far a patch lies from the good parts at its place; a defect the line keeps
 seeing (a faint crack that good grain resembles) can sit inside that spread. Confirmed defects say which
 patches were wrong: their masked patches (or, without a mask, the image's most unusual patches) against
-every patch of held-back good images train a logistic classifier on the head's own embedding x and on the
-head's whitened residual z = (x B - mean_p) L_p and its square (where, and in which direction, the patch
-leaves its position's Gaussian). The ONNX file gets one small branch: a patch's distance d becomes
-sqrt(d^2 + (scale * relu(w.x + u.z + v.z^2 + b))^2), with b set so that no good image the classifier was
-shown gets anything added; the threshold is recalibrated on good images it never saw. Teaching again
-replaces the branch's numbers (pass every confirmed defect).
+patches of held-back good images train a small classifier (one hidden ReLU layer: a line confirms several
+kinds of defect, which one straight cut through feature space does not separate) on the head's own
+embedding x and on the head's whitened residual z = (x B - mean_p) L_p and its square (where, and in which
+direction, the patch leaves its position's Gaussian). The ONNX file gets one small branch: a patch's
+distance d becomes sqrt(d^2 + (scale * relu(logit))^2), with the logit shifted so that no good image the
+classifier was shown gets anything added; the threshold is recalibrated on good images it never saw.
+Teaching again replaces the branch (pass every confirmed defect).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import cv2
@@ -30,8 +31,10 @@ from vision.ort_session import cpu_session
 from vision.teach import BeforeAfter, ProgressFn, TeachError, _as_input, _scores
 from vision.teach_gaussian import FACTOR, GaussianHead, GaussianLayout, ShiftedGaussianError, find_gaussian
 
-WEIGHT, BIAS, SCALE = "defect_classifier.weight", "defect_classifier.bias", "defect_classifier.scale"
-WEIGHT_Z, WEIGHT_ZZ = "defect_classifier.weight_z", "defect_classifier.weight_zz"
+BRANCH = "defect_classifier"  # prefix of the branch's node names (".../") and initializers ("...")
+HIDDEN_X, HIDDEN_Z, HIDDEN_ZZ = (f"{BRANCH}.hidden_{part}" for part in ("x", "z", "zz"))
+HIDDEN_BIAS, OUTPUT_WEIGHT = f"{BRANCH}.hidden_bias", f"{BRANCH}.output"
+BIAS, SCALE = f"{BRANCH}.bias", f"{BRANCH}.scale"
 META_DEFECTS_TAUGHT = "edgeinspect.defects_taught"
 META_DEFECTS_FROM = "edgeinspect.defects_taught_from_version"
 MIN_DEFECTS = 1
@@ -56,7 +59,12 @@ class DefectTeachOptions:
     # The branch adds nothing below the highest logit of any good image it was shown (times this margin
     # on the logit scale): good parts keep their maps, so their scores and the threshold barely move.
     good_margin: float = 0.0
-    l2: float = 1.0
+    # The classifier: hidden ReLU units, Adam steps, weight decay, and at most this many good patches
+    # (drawn with a fixed seed: the same defects and images give the same model).
+    hidden: int = 64
+    steps: int = 400
+    weight_decay: float = 1e-3
+    max_negatives: int = 20_000
     threads: int = 1
 
     def __post_init__(self) -> None:
@@ -64,8 +72,10 @@ class DefectTeachOptions:
             raise ValueError(
                 f"target_false_reject_rate must be in (0, 1), got {self.target_false_reject_rate}"
             )
-        if self.scale <= 0.0 or not 0.0 < self.unmasked_share <= 0.5 or self.l2 < 0.0 or self.threads < 1:
-            raise ValueError("need scale > 0, 0 < unmasked_share <= 0.5, l2 >= 0, threads >= 1")
+        if self.scale <= 0.0 or not 0.0 < self.unmasked_share <= 0.5 or self.threads < 1:
+            raise ValueError("need scale > 0, 0 < unmasked_share <= 0.5, threads >= 1")
+        if self.hidden < 1 or self.steps < 1 or self.weight_decay < 0.0 or self.max_negatives < 1:
+            raise ValueError("need hidden >= 1, steps >= 1, weight_decay >= 0, max_negatives >= 1")
         if self.good_margin < 0.0:
             raise ValueError(f"good_margin must be >= 0, got {self.good_margin}")
 
@@ -130,35 +140,58 @@ def _add_node(model: Any, op: str, inputs: list[str], output: str) -> Any:
     return node
 
 
-def with_classifier(model: Any, layout: GaussianLayout, weight: np.ndarray, bias: float, scale: float) -> Any:
-    """A copy of `model` whose head distance d is replaced by sqrt(d^2 + (scale * relu(logit))^2), logit =
-    [x, z, z^2] . weight + bias (`weight` is [C + 2K]); a model with the branch gets its numbers replaced."""
+def _strip_branch(model: Any) -> Any:
+    """A copy of `model` without a taught branch (the head's own distance wired back in); unchanged copy
+    when it has none. Handles every branch this module ever wrote: they share the node and tensor prefix."""
     child = onnx_proto.copy_model(model)
-    inits = {tensor.name: tensor for tensor in child.graph.initializer}
-    width = int(inits[layout.basis].dims[0])
-    components = (len(weight) - width) // 2
+    t = BRANCH + "/"
+    square = next((n for n in child.graph.node if n.output[0] == t + "distance_sq"), None)
+    if square is None:
+        return child
+    distance = str(square.input[0])
+    kept = [node for node in child.graph.node if not node.name.startswith(t)]
+    del child.graph.node[:]
+    child.graph.node.extend(kept)
+    for node in child.graph.node:
+        for index, name in enumerate(node.input):
+            if name == t + "distance":
+                node.input[index] = distance
+    inits = [tensor for tensor in child.graph.initializer if not tensor.name.startswith(BRANCH + ".")]
+    del child.graph.initializer[:]
+    child.graph.initializer.extend(inits)
+    return child
+
+
+def with_classifier(model: Any, layout: GaussianLayout, classifier: PatchClassifier, scale: float) -> Any:
+    """A copy of `model` whose head distance d is replaced by sqrt(d^2 + (scale * relu(logit))^2), logit =
+    `classifier` on [x, z, z^2]; a branch taught before is replaced, not stacked."""
+    child = _strip_branch(model)
+    width = int(next(t for t in child.graph.initializer if t.name == layout.basis).dims[0])
+    components = (classifier.hidden_weight.shape[0] - width) // 2
+    hidden = classifier.hidden_weight.astype(np.float32)
     values = {
-        WEIGHT: weight[:width].astype(np.float32),
-        WEIGHT_Z: weight[width : width + components].astype(np.float32),
-        WEIGHT_ZZ: weight[width + components :].astype(np.float32),
-        BIAS: np.full(1, bias, np.float32),
+        HIDDEN_X: hidden[:width],
+        HIDDEN_Z: hidden[width : width + components],
+        HIDDEN_ZZ: hidden[width + components :],
+        HIDDEN_BIAS: classifier.hidden_bias.astype(np.float32),
+        OUTPUT_WEIGHT: classifier.output_weight.astype(np.float32),
+        BIAS: np.full(1, classifier.output_bias, np.float32),
         SCALE: np.full(1, scale, np.float32),
     }
-    if WEIGHT in inits:
-        for name, array in values.items():
-            onnx_proto.set_tensor(inits[name], array)
-        return child
     whitened, distance = _head_tensors(child)
     readers = [node for node in child.graph.node if distance in node.input]
     for name, array in values.items():
         _add_float(child, name, array)
-    t = "defect_classifier/"
-    _add_node(child, "MatMul", [layout.patches, WEIGHT], t + "from_x")  # [P, N, C] @ [C] -> [P, N]
-    _add_node(child, "MatMul", [whitened, WEIGHT_Z], t + "from_z")  # [P, N, K] @ [K] -> [P, N]
+    t = BRANCH + "/"
+    _add_node(child, "MatMul", [layout.patches, HIDDEN_X], t + "from_x")  # [P, N, C] @ [C, H] -> [P, N, H]
+    _add_node(child, "MatMul", [whitened, HIDDEN_Z], t + "from_z")  # [P, N, K] @ [K, H]
     _add_node(child, "Mul", [whitened, whitened], t + "z_sq")
-    _add_node(child, "MatMul", [t + "z_sq", WEIGHT_ZZ], t + "from_zz")
-    _add_node(child, "Add", [t + "from_x", t + "from_z"], t + "logit_xz")
-    _add_node(child, "Add", [t + "logit_xz", t + "from_zz"], t + "logit_raw")
+    _add_node(child, "MatMul", [t + "z_sq", HIDDEN_ZZ], t + "from_zz")
+    _add_node(child, "Add", [t + "from_x", t + "from_z"], t + "hidden_xz")
+    _add_node(child, "Add", [t + "hidden_xz", t + "from_zz"], t + "hidden_raw")
+    _add_node(child, "Add", [t + "hidden_raw", HIDDEN_BIAS], t + "hidden_pre")
+    _add_node(child, "Relu", [t + "hidden_pre"], t + "hidden")
+    _add_node(child, "MatMul", [t + "hidden", OUTPUT_WEIGHT], t + "logit_raw")  # [P, N, H] @ [H] -> [P, N]
     _add_node(child, "Add", [t + "logit_raw", BIAS], t + "logit")
     _add_node(child, "Relu", [t + "logit"], t + "evidence")
     _add_node(child, "Mul", [t + "evidence", SCALE], t + "added")
@@ -173,41 +206,71 @@ def with_classifier(model: Any, layout: GaussianLayout, weight: np.ndarray, bias
     return child
 
 
-def _without_branch(model: Any) -> Any:
-    """The model as the unsupervised head scores (a taught branch's scale set to 0)."""
-    copy = onnx_proto.copy_model(model)
-    for tensor in copy.graph.initializer:
-        if tensor.name == SCALE:
-            onnx_proto.set_tensor(tensor, np.zeros(1, np.float32))
-    return copy
-
-
 # ------------------------------------------------------------------------------------- the classifier
 
 
-def fit_logistic(
-    positives: np.ndarray, negatives: np.ndarray, l2: float, steps: int = 30
-) -> tuple[np.ndarray, float]:
-    """(w, b) of a class-balanced, L2-regularised logistic regression by Newton's method, on standardised
-    features (folded back into w and b, so they apply to raw patches)."""
+@dataclass(frozen=True)
+class PatchClassifier:
+    """logit(f) = relu(f W + b) . v + c on raw patch features f = [x, z, z^2] (the standardisation the fit
+    used is folded into W and b)."""
+
+    hidden_weight: np.ndarray  # [F, H]
+    hidden_bias: np.ndarray  # [H]
+    output_weight: np.ndarray  # [H]
+    output_bias: float
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        hidden = np.maximum(features @ self.hidden_weight + self.hidden_bias, 0.0)
+        return np.asarray(hidden @ self.output_weight + self.output_bias)
+
+    def shifted(self, by: float) -> PatchClassifier:
+        """The same classifier with every logit lowered by `by`."""
+        return replace(self, output_bias=self.output_bias - by)
+
+
+def fit_classifier(
+    positives: np.ndarray, negatives: np.ndarray, options: DefectTeachOptions | None = None
+) -> PatchClassifier:
+    """A class-balanced logistic classifier with one hidden ReLU layer, full-batch Adam on standardised
+    features, seeded (at most `options.max_negatives` negatives, drawn with a fixed seed)."""
+    options = options or DefectTeachOptions()
+    rng = np.random.default_rng(0)
+    if len(negatives) > options.max_negatives:
+        negatives = negatives[np.sort(rng.permutation(len(negatives))[: options.max_negatives])]
     data = np.concatenate([positives, negatives]).astype(np.float64)
     labels = np.r_[np.ones(len(positives)), np.zeros(len(negatives))]
-    weights = np.where(labels == 1, 0.5 / len(positives), 0.5 / len(negatives)).astype(np.float64)
+    weights = np.where(labels == 1, 0.5 / len(positives), 0.5 / len(negatives))
     centre, spread = data.mean(axis=0), data.std(axis=0) + 1e-6
-    x = np.c_[(data - centre) / spread, np.ones(len(data))]
-    theta = np.zeros(x.shape[1])
-    ridge = np.full(x.shape[1], l2 / len(data))
-    ridge[-1] = 0.0
-    for _ in range(steps):
-        p = 1.0 / (1.0 + np.exp(-np.clip(x @ theta, -30, 30)))
-        gradient = x.T @ (weights * (p - labels)) + ridge * theta
-        hessian = (x * (weights * p * (1 - p))[:, None]).T @ x + np.diag(ridge + 1e-9)
-        step = np.linalg.solve(hessian, gradient)
-        theta -= step
-        if np.abs(step).max() < 1e-6:
-            break
-    w = theta[:-1] / spread
-    return w, float(theta[-1] - w @ centre)
+    x = (data - centre) / spread
+    params = [
+        rng.normal(0.0, x.shape[1] ** -0.5, (x.shape[1], options.hidden)),
+        np.zeros(options.hidden),
+        rng.normal(0.0, options.hidden**-0.5, options.hidden),
+        np.zeros(1),
+    ]
+    first, second = [np.zeros_like(p) for p in params], [np.zeros_like(p) for p in params]
+    for step in range(1, options.steps + 1):
+        hidden = np.maximum(x @ params[0] + params[1], 0.0)
+        p = 1.0 / (1.0 + np.exp(-np.clip(hidden @ params[2] + params[3][0], -30, 30)))
+        error = weights * (p - labels)
+        back = np.outer(error, params[2]) * (hidden > 0)
+        grads = [
+            x.T @ back + options.weight_decay * params[0],
+            back.sum(axis=0),
+            hidden.T @ error + options.weight_decay * params[2],
+            np.array([error.sum()]),
+        ]
+        for i, grad in enumerate(grads):  # Adam, learning rate 0.01
+            first[i] = 0.9 * first[i] + 0.1 * grad
+            second[i] = 0.999 * second[i] + 0.001 * grad * grad
+            params[i] -= 0.01 * (first[i] / (1 - 0.9**step)) / (np.sqrt(second[i] / (1 - 0.999**step)) + 1e-8)
+    hidden_weight = params[0] / spread[:, None]
+    return PatchClassifier(
+        hidden_weight=hidden_weight,
+        hidden_bias=params[1] - centre @ hidden_weight,
+        output_weight=params[2],
+        output_bias=float(params[3][0]),
+    )
 
 
 def _mask_on_grid(mask: np.ndarray, size: int, side: int) -> np.ndarray:
@@ -270,7 +333,7 @@ def teach_defects(
     except (KeyError, ValueError) as exc:
         raise TeachError(f"the model lacks usable EdgeInspect metadata ({exc})") from exc
     report = _progress(progress)
-    base = _without_branch(parent)
+    base = _strip_branch(parent)
     probe = onnx_proto.copy_model(base)
     onnx_proto.add_float_output(probe, layout.patches)
     reader = _Reader(
@@ -304,10 +367,10 @@ def teach_defects(
             "unusual patches were taken as the defect"
         )
     report(0.5, "fitting the classifier")
-    weight, bias = fit_logistic(np.concatenate(positives), np.concatenate(negatives), options.l2)
-    highest_good = max(float((patches @ weight).max()) + bias for patches in negatives)
-    bias -= max(0.0, highest_good) + options.good_margin
-    child = with_classifier(parent, layout, weight, bias, options.scale * typical)
+    classifier = fit_classifier(np.concatenate(positives), np.concatenate(negatives), options)
+    highest_good = max(float(classifier.logits(patches).max()) for patches in negatives)
+    classifier = classifier.shifted(max(0.0, highest_good) + options.good_margin)
+    child = with_classifier(parent, layout, classifier, options.scale * typical)
     candidate = cpu_session(child.SerializeToString(), options.threads)
     parent_session = cpu_session(model_bytes, options.threads)  # as deployed, a taught branch included
     report(0.7, "measuring before and after")

@@ -20,7 +20,7 @@ from vision.teach_defects import (
     META_DEFECTS_TAUGHT,
     DefectTeachOptions,
     LabelledDefect,
-    fit_logistic,
+    fit_classifier,
     teach_defects,
 )
 
@@ -116,10 +116,31 @@ def test_the_classifier_separates_what_it_is_shown() -> None:
     rng = np.random.default_rng(0)
     negatives = rng.normal(0.0, 1.0, size=(2000, 5))
     positives = rng.normal(0.0, 1.0, size=(40, 5)) + np.array([0, 0, 4.0, 0, 0])
-    weight, bias = fit_logistic(positives, negatives, l2=1.0)
-    assert int(np.argmax(np.abs(weight))) == 2 and weight[2] > 0
-    assert ((positives @ weight + bias) > 0).mean() > 0.9
-    assert ((negatives @ weight + bias) > 0).mean() < 0.1
+    classifier = fit_classifier(positives, negatives)
+    assert (classifier.logits(positives) > 0).mean() > 0.9
+    assert (classifier.logits(negatives) > 0).mean() < 0.1
+
+
+def test_the_classifier_learns_two_kinds_of_defect_on_opposite_sides() -> None:
+    """Dark and bright defects leave the good cloud in opposite directions: no straight cut keeps both
+    away from the good patches, one hidden layer does (and the same inputs give the same classifier)."""
+    rng = np.random.default_rng(1)
+    negatives = rng.normal(0.0, 1.0, size=(3000, 4))
+    shift = np.array([0, 5.0, 0, 0])
+    positives = np.r_[rng.normal(0.0, 1.0, (30, 4)) + shift, rng.normal(0.0, 1.0, (30, 4)) - shift]
+    classifier = fit_classifier(positives, negatives)
+    fresh_dark, fresh_bright = rng.normal(0.0, 1.0, (200, 4)) - shift, rng.normal(0.0, 1.0, (200, 4)) + shift
+    fresh_good = rng.normal(0.0, 1.0, (2000, 4))
+    assert (classifier.logits(fresh_dark) > 0).mean() > 0.9
+    assert (classifier.logits(fresh_bright) > 0).mean() > 0.9
+    assert (classifier.logits(fresh_good) > 0).mean() < 0.05
+    again = fit_classifier(positives, negatives)
+    assert np.array_equal(again.logits(fresh_good), classifier.logits(fresh_good))
+
+
+def test_classifier_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="hidden >= 1"):
+        DefectTeachOptions(hidden=0)
 
 
 def test_teaching_defects_needs_neither_torch_nor_onnx() -> None:
