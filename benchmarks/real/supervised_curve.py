@@ -29,10 +29,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from compression.onnx_bench import interleaved_times
 from vision import metrics
 from vision.config import ModelSettings
 from vision.data.mvtec import MvtecCategory
-from vision.export import INPUT_NAME
 from vision.ort_session import cpu_session
 from vision.teach import _as_input
 from vision.teach import _scores as scores_of
@@ -84,18 +84,10 @@ def _scores(model: bytes, images: list[np.ndarray]) -> np.ndarray:
     return scores_of(cpu_session(model, 2), images, SIZE, lambda: None)
 
 
-def interleaved_p50_ms(models: list[bytes], image: np.ndarray, rounds: int = 200) -> list[float]:
-    """Median ms per frame of each model on one image, 2 threads, the models taking turns each round."""
-    sessions = [cpu_session(model, 2) for model in models]
-    batch = _as_input(image, SIZE)
-    times: list[list[float]] = [[] for _ in sessions]
-    for round_ in range(rounds + 20):
-        for index, session in enumerate(sessions):
-            started = time.perf_counter()
-            session.run(None, {INPUT_NAME: batch})
-            if round_ >= 20:
-                times[index].append((time.perf_counter() - started) * 1000)
-    return [float(np.median(t)) for t in times]
+def interleaved_p50_ms(paths: list[Path], image: np.ndarray, rounds: int = 200) -> list[float]:
+    """Median ms per frame of each model on one BGR image, 2 threads, the models taking turns each round."""
+    rgb = _as_input(image, SIZE)[0]
+    return [float(np.median(t)) for t in interleaved_times(paths, rgb, 2, 20, rounds)]
 
 
 def run_category(root: Path, name: str, work: Path, scale: float) -> dict[str, Any]:
@@ -133,7 +125,9 @@ def run_category(root: Path, name: str, work: Path, scale: float) -> dict[str, A
                 }
             )
             if count == 20 and draw == 0:
-                p50 = interleaved_p50_ms([parent, model], evaluation[0])  # type: ignore[list-item,arg-type]
+                taught_path = work / f"{name}_k20.onnx"
+                taught_path.write_bytes(model)
+                p50 = interleaved_p50_ms([model_path, taught_path], evaluation[0])  # type: ignore[arg-type]
                 draws[-1]["p50_ms_before_after"] = p50
             print(json.dumps({"category": name, "k": count, "draw": draw, **draws[-1]}), flush=True)
         rows[str(count)] = {
