@@ -11,7 +11,7 @@ from typing import Any
 
 
 def _cmd_cameras_list(args: argparse.Namespace) -> int:
-    from device.camera.genicam import list_cameras
+    from device.station.camera.genicam import list_cameras
 
     cameras = list_cameras()  # SourceConfigError (a ValueError) says what is missing when Aravis is absent
     if args.json:

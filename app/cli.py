@@ -30,7 +30,7 @@ from typing import Any
 from app.cameras_cli import add_camera_commands
 from app.release_cli import add_release_commands
 from app.settings import ConfigError, load_settings
-from device.data_dir_lock import DataDirLockedError
+from device.station.data_dir_lock import DataDirLockedError
 
 log = logging.getLogger("edgeinspect")
 # What only the `train` extra installs: a command that needs one on a station gets a clear refusal.

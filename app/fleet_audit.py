@@ -8,11 +8,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from app.audit import AuditLog
-from device.commands import Command, CommandResult
-from device.rollout.wire import StationReport
+from device.station.commands import Command, CommandResult
+from device.wire.fleet import StationReport
 
 if TYPE_CHECKING:  # the runtime pulls in OpenCV and ONNX Runtime; the CLI imports this module at start
-    from device.runtime import EdgeRuntime
+    from device.station.runtime import EdgeRuntime
 
 # Actor prefix -> the door it came through, as the audit log's role column shows it.
 DOORS = {"mqtt": "mqtt", "opcua:": "opcua"}

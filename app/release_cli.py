@@ -14,7 +14,7 @@ def _station_list(text: str | None) -> list[str]:
 
 
 def _cmd_keygen(args: argparse.Namespace) -> int:
-    from device.rollout.manifest import generate_keypair
+    from device.wire.release import generate_keypair
 
     private, public = generate_keypair(args.out)
     print(f"signing key (keep it on the plant side, mode 0600): {private}")
@@ -38,7 +38,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     from app.settings import load_settings
     from device.plant.file_server import FileServer
     from device.plant.release_publisher import RolloutCoordinator, build_release
-    from device.rollout.manifest import RolloutPolicy, load_private_key
+    from device.wire.release import RolloutPolicy, load_private_key
     from vision.inspector import ModelFileError
 
     overrides: dict[str, Any] = {"mqtt": {"start_local_broker": False}}

@@ -22,7 +22,7 @@ from device.environment import environment_record
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
-    from device.runtime import EdgeRuntime
+    from device.station.runtime import EdgeRuntime
 
 log = logging.getLogger("edgeinspect")
 PROGRESS_PERIOD_S = 5.0
@@ -31,8 +31,8 @@ PROGRESS_PERIOD_S = 5.0
 def run_line(settings: Settings, max_frames: int | None = None) -> int:
     from app.api.main import create_app
     from app.api.security import KeyStore
-    from device.broker import ensure_local_broker
-    from device.runtime import EdgeRuntime
+    from device.station.broker import ensure_local_broker
+    from device.station.runtime import EdgeRuntime
 
     for line in environment_record().lines():
         log.info("environment: %s", line)

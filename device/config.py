@@ -183,7 +183,7 @@ OpcUaSecurityMode = Literal["SignAndEncrypt", "Sign"]
 
 
 class OpcUaSettings(_Section):
-    """Optional OPC UA server for PLCs/SCADA that speak OPC UA, not MQTT (`device.opcua`).
+    """Optional OPC UA server for PLCs/SCADA that speak OPC UA, not MQTT (`device.station.opcua`).
 
     Secure by default: the endpoints are Basic256Sha256 (`security_modes`) with the server's certificate
     (`certificate`, or one generated on first enable). SecurityPolicy None, where a session travels unsigned
@@ -277,7 +277,7 @@ _CLOCK_TIME = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 
 
 class TrendSettings(_Section):
-    """Trend history for the panel's charts (`device.trends`): per-minute buckets in
+    """Trend history for the panel's charts (`device.station.trends`): per-minute buckets in
     `<data_dir>/trends.sqlite3`, and the shifts they are summed into."""
 
     retention_days: int = Field(7, ge=1, le=90, description="Buckets older than this are dropped.")
@@ -313,8 +313,9 @@ class TrendSettings(_Section):
 
 
 class ArchiveSettings(_Section):
-    """Image archive (`device.archive`): every NG part and a sample of OK parts, raw and with the overlay,
-    in `<path>/YYYY-MM-DD/`, indexed in `<path>/index.sqlite3`, pruned oldest first by age and size."""
+    """Image archive (`device.station.archive`): every NG part and a sample of OK parts, raw and with the
+    overlay, in `<path>/YYYY-MM-DD/`, indexed in `<path>/index.sqlite3`, pruned oldest first by age and
+    size."""
 
     enabled: bool = True
     path: str = Field("archive", description="Relative paths are under data_dir.")
@@ -330,7 +331,7 @@ class ArchiveSettings(_Section):
 
 
 class TeachSettings(_Section):
-    """Teaching the model reviewed alerts (`device.teaching`): false alarms as normal (`POST
+    """Teaching the model reviewed alerts (`device.station.teaching`): false alarms as normal (`POST
     /models/teach-normal`), confirmed defects as defects (`POST /models/teach-defects`)."""
 
     max_examples: int = Field(200, ge=1, le=2000, description="False alarms taught per job, at most.")
@@ -352,8 +353,8 @@ class TeachSettings(_Section):
 
 
 class EscalationSettings(_Section):
-    """Hybrid edge–plant inspection (`device.escalation`, docs/ESCALATION.md): parts whose edge score is
-    near the threshold are sent to plant-side verifiers (`edgeinspect verify`); the station holds the
+    """Hybrid edge–plant inspection (`device.station.escalation`, docs/ESCALATION.md): parts whose edge
+    score is near the threshold are sent to plant-side verifiers (`edgeinspect verify`); the station holds the
     decision until the answer or `deadline_ms`, then decides alone."""
 
     enabled: bool = False
@@ -406,8 +407,9 @@ def escalation_problem(escalation: EscalationSettings, reject: RejectSettings, p
 
 
 class RolloutSettings(_Section):
-    """Fleet model rollout (`device.rollout`, docs/FLEET_ROLLOUT.md): install signed model releases that the
-    plant publishes on `<prefix>/fleet/release`. Off by default; a release is refused unless its Ed25519
+    """Fleet model rollout (`device.station.rollout`, docs/FLEET_ROLLOUT.md): install signed model releases
+    that the plant publishes on `<prefix>/fleet/release`. Off by default; a release is refused unless its
+    Ed25519
     signature verifies with one of `trusted_public_keys`."""
 
     enabled: bool = False

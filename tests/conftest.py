@@ -122,7 +122,7 @@ def start_edge_stack(
     `port` again restarts a station on the same config (same MQTT client id); `ca_cert` means the config
     serves HTTPS (`api.tls_*` in `overrides`) and the API is polled trusting that CA; `keys` go in as the
     role keys (environment). The caller stops it: `stop_edge_stack`, or use `launch_edge_stack`."""
-    from device.topics import Topics
+    from device.station.topics import Topics
 
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ import subprocess
 import time
 from collections.abc import Callable
 
-from device.camera.genicam import list_cameras
+from device.station.camera.genicam import list_cameras
 
 FAKE_CAMERA = "arv-fake-gv-camera-0.8"
 

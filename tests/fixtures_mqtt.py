@@ -17,7 +17,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from device.broker import MosquittoBroker, parse_broker_url
+from device.mqtt_client import parse_broker_url
+from device.station.broker import MosquittoBroker
 
 
 @pytest.fixture

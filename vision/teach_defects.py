@@ -317,21 +317,7 @@ def teach_defects(
         raise TeachError("nothing to teach: no confirmed defects given")
     if len(good) < MIN_GOOD_IMAGES:
         raise TeachError(f"need at least {MIN_GOOD_IMAGES} held-back good images, got {len(good)}")
-    parent = onnx_proto.load_model(model_bytes)
-    try:
-        layout = find_gaussian(parent)
-    except ShiftedGaussianError as exc:
-        raise TeachError(str(exc)) from None
-    if layout is None:
-        raise TeachError(
-            "teaching defects needs a per-position Gaussian head (model.head: gaussian, or auto on parts in "
-            "a fixture); this model has a memory bank"
-        )
-    meta = onnx_proto.metadata(parent)
-    try:
-        size, threshold_before = int(meta[META_INPUT_SIZE]), float(meta[META_THRESHOLD])
-    except (KeyError, ValueError) as exc:
-        raise TeachError(f"the model lacks usable EdgeInspect metadata ({exc})") from exc
+    parent, layout, meta, size, threshold_before = _open_parent(model_bytes)
     report = _progress(progress)
     base = _strip_branch(parent)
     probe = onnx_proto.copy_model(base)
@@ -342,25 +328,11 @@ def teach_defects(
     negatives_from, calibration, evaluation = list(good[0::3]), list(good[1::3]), list(good[2::3])
 
     report(0.05, "reading good images")
-    negatives, good_distances = [], []
-    for image in negatives_from:
-        _, patches, distances = reader.run(image)
-        negatives.append(patches)
-        good_distances.append(distances)
-    typical = float(np.median(np.concatenate(good_distances)))
+    negatives, typical = _good_patches(reader, negatives_from)
     report(0.3, "reading the confirmed defects")
-    positives, notes = [], []
-    side = round(len(good_distances[0]) ** 0.5)
-    for defect in defects:
-        _, patches, distances = reader.run(defect.image)
-        if defect.mask is not None and defect.mask.any():
-            chosen = _mask_on_grid(defect.mask, size, side)
-        else:
-            count = max(1, round(options.unmasked_share * len(distances)))
-            chosen = np.zeros(len(distances), bool)
-            chosen[np.argsort(distances)[-count:]] = True
-        positives.append(patches[chosen])
+    positives = [_defect_patches(reader, defect, size, options) for defect in defects]
     masked = sum(1 for d in defects if d.mask is not None and d.mask.any())
+    notes = []
     if masked < len(defects):
         notes.append(
             f"{len(defects) - masked} defects without a mask: their {options.unmasked_share:.0%} most "
@@ -403,22 +375,76 @@ def teach_defects(
         detection_rate_check=rates["check"] if check else None,
         notes=notes,
     )
+    calibration_note = (
+        f"good-image quantile at false-reject rate {options.target_false_reject_rate} over "
+        f"{len(calibration)} held-back good images, after teaching {len(defects)} defects"
+    )
+    onnx_proto.set_metadata(child, _child_metadata(meta, result, threshold_after, calibration_note))
+    report(1.0, "done")
+    return DefectTeachResult(child.SerializeToString(), result)
+
+
+def _open_parent(model_bytes: bytes) -> tuple[Any, GaussianLayout, dict[str, str], int, float]:
+    """(model, its Gaussian head's layout, metadata, input size, calibrated threshold), or a TeachError
+    naming what the file lacks."""
+    parent = onnx_proto.load_model(model_bytes)
+    try:
+        layout = find_gaussian(parent)
+    except ShiftedGaussianError as exc:
+        raise TeachError(str(exc)) from None
+    if layout is None:
+        raise TeachError(
+            "teaching defects needs a per-position Gaussian head (model.head: gaussian, or auto on parts in "
+            "a fixture); this model has a memory bank"
+        )
+    meta = onnx_proto.metadata(parent)
+    try:
+        size, threshold = int(meta[META_INPUT_SIZE]), float(meta[META_THRESHOLD])
+    except (KeyError, ValueError) as exc:
+        raise TeachError(f"the model lacks usable EdgeInspect metadata ({exc})") from exc
+    return parent, layout, meta, size, threshold
+
+
+def _good_patches(reader: _Reader, images: Sequence[np.ndarray]) -> tuple[list[np.ndarray], float]:
+    """(each good image's patch features: the classifier's negatives, the median good-patch distance:
+    the unit the branch's added distance is scaled in)."""
+    negatives, distances = [], []
+    for image in images:
+        _, patches, image_distances = reader.run(image)
+        negatives.append(patches)
+        distances.append(image_distances)
+    return negatives, float(np.median(np.concatenate(distances)))
+
+
+def _defect_patches(
+    reader: _Reader, defect: LabelledDefect, size: int, options: DefectTeachOptions
+) -> np.ndarray:
+    """The defect's patch features: those under its mask, or without one its most unusual share."""
+    _, patches, distances = reader.run(defect.image)
+    if defect.mask is not None and defect.mask.any():
+        chosen = _mask_on_grid(defect.mask, size, round(len(distances) ** 0.5))
+    else:
+        count = max(1, round(options.unmasked_share * len(distances)))
+        chosen = np.zeros(len(distances), bool)
+        chosen[np.argsort(distances)[-count:]] = True
+    return np.asarray(patches[chosen])
+
+
+def _child_metadata(
+    meta: dict[str, str], result: DefectTeachReport, threshold: float, calibration_note: str
+) -> dict[str, str]:
+    """The parent's metadata with the taught model's version, threshold and lineage."""
     values = dict(meta)
     values.update(
         {
-            META_MODEL_VERSION: version,
-            META_THRESHOLD: repr(threshold_after),
-            META_DEFECTS_TAUGHT: str(len(defects)),
-            META_DEFECTS_FROM: meta.get(META_MODEL_VERSION, ""),
-            "edgeinspect.calibration": (
-                f"good-image quantile at false-reject rate {options.target_false_reject_rate} over "
-                f"{len(calibration)} held-back good images, after teaching {len(defects)} defects"
-            ),
+            META_MODEL_VERSION: result.model_version,
+            META_THRESHOLD: repr(threshold),
+            META_DEFECTS_TAUGHT: str(result.defects_taught),
+            META_DEFECTS_FROM: result.parent_version,
+            "edgeinspect.calibration": calibration_note,
         }
     )
-    onnx_proto.set_metadata(child, values)
-    report(1.0, "done")
-    return DefectTeachResult(child.SerializeToString(), result)
+    return values
 
 
 def _before_after(

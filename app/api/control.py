@@ -16,7 +16,7 @@ from app.api.runtime_port import RuntimePort
 from app.api.schemas import ConfigChange, ConfigPatchResult
 from app.api.security import Principal
 from app.audit import AuditLog
-from device.commands import Command, CommandResult
+from device.station.commands import Command, CommandResult
 
 REFUSED_RESPONSE: dict[int | str, dict[str, Any]] = {
     409: {"model": CommandResult, "description": "The runtime refused the command (reason in `message`)."}

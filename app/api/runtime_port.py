@@ -1,4 +1,5 @@
-"""What the API needs from a runtime: the one contract between the routers and `device.runtime.EdgeRuntime`.
+"""What the API needs from a runtime: the one contract between the routers and
+`device.station.runtime.EdgeRuntime`.
 
 The routers, `app.api.control` and `create_app` are typed against `RuntimePort`, not the concrete runtime, so
 the API cannot reach into the runtime's threads, and mypy proves that both `EdgeRuntime` and the tests'
@@ -14,24 +15,24 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from device.alerts import ReviewFilter, ReviewState
-from device.archive import ArchivedImage, ArchiveStats, MvtecExport, UnreviewedPolicy, Verdict
-from device.commands import Command, CommandResult
 from device.config import RegionOfInterest
-from device.model_registry import ModelEntry
-from device.product_build import BuildStatus
-from device.product_capture import CaptureStatus
-from device.recipes import RecipesView
-from device.roi_preview import RoiPreview
-from device.rollout.view import RolloutView
-from device.shadow import ShadowStatus
-from device.status import FrameVerdict, HealthReport, RuntimeStatus
-from device.teaching import TeachJob
-from device.trends import TrendReport
+from device.station.alerts import ReviewFilter, ReviewState
+from device.station.archive import ArchivedImage, ArchiveStats, MvtecExport, UnreviewedPolicy, Verdict
+from device.station.commands import Command, CommandResult
+from device.station.model_registry import ModelEntry
+from device.station.product_build import BuildStatus
+from device.station.product_capture import CaptureStatus
+from device.station.recipes import RecipesView
+from device.station.roi_preview import RoiPreview
+from device.station.rollout.view import RolloutView
+from device.station.shadow import ShadowStatus
+from device.station.status import FrameVerdict, HealthReport, RuntimeStatus
+from device.station.teaching import TeachJob
+from device.station.trends import TrendReport
 
 
 class AlertHistory(Protocol):
-    """The alert history the API pages through (`device.alerts.AlertStore`)."""
+    """The alert history the API pages through (`device.station.alerts.AlertStore`)."""
 
     def query(
         self,
@@ -48,7 +49,8 @@ class AlertHistory(Protocol):
     ) -> tuple[int, list[dict[str, Any]]]:
         """(total matching, one page newest first) of alert payloads, each with its `review` or None.
         Cursors by alert id (older than / this and older / newer than) keep a page still while alerts
-        arrive; one naming no alert in the history raises `device.alerts.AlertCursorError` (a ValueError)."""
+        arrive; one naming no alert in the history raises `device.station.alerts.AlertCursorError` (a
+        ValueError)."""
         ...
 
     def thumbnail(self, alert_id: str) -> bytes | None:
@@ -82,7 +84,7 @@ class AlertHistory(Protocol):
 
 
 class ModelCatalog(Protocol):
-    """The model registry as the API uses it (`device.model_registry.ModelRegistry`); activation and
+    """The model registry as the API uses it (`device.station.model_registry.ModelRegistry`); activation and
     rollback are commands, so they go through `RuntimePort.execute`."""
 
     def list(self) -> list[ModelEntry]:
@@ -99,7 +101,8 @@ class ModelCatalog(Protocol):
 
 
 class ArchiveCatalog(Protocol):
-    """The image archive as the API reads it (`device.archive.ImageArchive`); writing is the runtime's."""
+    """The image archive as the API reads it (`device.station.archive.ImageArchive`); writing is the
+    runtime's."""
 
     def query(
         self,
@@ -138,7 +141,8 @@ class ArchiveCatalog(Protocol):
         reviews: Mapping[str, ReviewState] | None = None,
         unreviewed: UnreviewedPolicy = "defect",
     ) -> MvtecExport:
-        """The plan (`device.archive.plan_mvtec_export`: reviews place NG parts) and its ZIP chunks in the
+        """The plan (`device.station.archive.plan_mvtec_export`: reviews place NG parts) and its ZIP chunks
+        in the
         MVTec AD layout; ValueError / ArchiveItemNotFound before the first chunk."""
         ...
 
@@ -146,7 +150,7 @@ class ArchiveCatalog(Protocol):
 
 
 class TeachService(Protocol):
-    """Teach jobs (`device.teaching.TeachJobs`): build a candidate model from reviewed alerts."""
+    """Teach jobs (`device.station.teaching.TeachJobs`): build a candidate model from reviewed alerts."""
 
     def start(
         self, alert_ids: list[str] | None, actor: str, on_done: Callable[[TeachJob], None] | None = None

@@ -39,11 +39,11 @@ sys.path.insert(0, str(REPO / "benchmarks" / "runtime"))
 from run_runtime_benchmark import ReplaySource, render_frames  # noqa: E402
 
 from app.settings import load_settings  # noqa: E402
-from device.archive import ImageArchive  # noqa: E402
-from device.broker import MosquittoBroker  # noqa: E402
-from device.camera.base import Frame  # noqa: E402
 from device.config import ArchiveSettings  # noqa: E402
-from device.runtime import EdgeRuntime  # noqa: E402
+from device.station.archive import ImageArchive  # noqa: E402
+from device.station.broker import MosquittoBroker  # noqa: E402
+from device.station.camera.base import Frame  # noqa: E402
+from device.station.runtime import EdgeRuntime  # noqa: E402
 from vision.types import Box, InspectionResult  # noqa: E402
 
 OUT_DIR = Path(__file__).resolve().parent

@@ -34,9 +34,9 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from fake_gige_camera import start_fake_camera, stop_fake_camera  # noqa: E402
 
-from device.camera.genicam import GenicamOptions, GenicamSource  # noqa: E402
-from device.capture import CaptureWorker, FrameQueue  # noqa: E402
 from device.config import CameraSettings  # noqa: E402
+from device.station.camera.genicam import GenicamOptions, GenicamSource  # noqa: E402
+from device.station.capture import CaptureWorker, FrameQueue  # noqa: E402
 from vision.inspector import Inspector  # noqa: E402
 
 HERE = Path(__file__).resolve().parent

@@ -6,7 +6,8 @@
 Inputs are the per-image scores the Pareto benchmark computed on the hard suite's holdout categories
 (`<scores>/<variant>/<category>.json`: scores, labels, kinds) and each model's calibrated threshold (in the
 record when present, else the ONNX metadata `edgeinspect.threshold` of `<models>/<variant>/<category>.onnx`).
-The policy is the station's real code: `device.escalation.band.EscalationBand` is calibrated on the edge
+The policy is the station's real code: `device.station.escalation.band.EscalationBand` is calibrated on the
+edge
 model's scores of the good parts (labels select the good parts only; defects never shape the band) to each
 target rate; a part whose edge score lies in the band takes the accurate model's verdict at its own
 threshold, every other part the edge's. Every escalation is assumed answered in time (the scale benchmark
@@ -31,7 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from device.config import EscalationSettings  # noqa: E402
-from device.escalation.band import EscalationBand  # noqa: E402
+from device.station.escalation.band import EscalationBand  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 PARETO = REPO / "benchmarks" / "pareto"

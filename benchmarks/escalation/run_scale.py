@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/escalation/run_scale.py [--seconds 15] [--stations 10 20 40] \
         [--verifiers 1 2 4] [--modes line overload]
 
-Stations run the real station-side code (`device.escalation.client.EscalationClient`: band, JPEG request,
+Stations run the real station-side code (`device.station.escalation.client.EscalationClient`: band, JPEG
+request,
 deadline, breaker, fallback), one thread and one MQTT connection each, in this process. Each replays a pool
 of pre-rendered simulator frames whose edge verdicts a small edge model computed once (a real camera and
 edge model cost the plant's servers nothing). Two modes:
@@ -47,19 +48,19 @@ from prometheus_client import CollectorRegistry
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from device.broker import MosquittoBroker  # noqa: E402
-from device.camera.base import Frame  # noqa: E402
 from device.config import EscalationSettings, MqttSettings  # noqa: E402
-from device.escalation.client import EscalationClient  # noqa: E402
-from device.escalation.protocol import (  # noqa: E402
+from device.mqtt_client import create_client  # noqa: E402
+from device.station.broker import MosquittoBroker  # noqa: E402
+from device.station.camera.base import Frame  # noqa: E402
+from device.station.escalation.client import EscalationClient  # noqa: E402
+from device.station.metrics import EscalationMetrics  # noqa: E402
+from device.station.topics import Topics  # noqa: E402
+from device.wire.escalation import (  # noqa: E402
     ProtocolError,
     decode_request,
     decode_response,
     request_topic,
 )
-from device.metrics import EscalationMetrics  # noqa: E402
-from device.mqtt_link import create_client  # noqa: E402
-from device.topics import Topics  # noqa: E402
 from vision.inspector import Inspector  # noqa: E402
 from vision.types import InspectionResult  # noqa: E402
 

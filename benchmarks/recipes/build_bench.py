@@ -26,9 +26,9 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from app.settings import load_settings  # noqa: E402
-from device import commands as cmd  # noqa: E402
-from device.broker import MosquittoBroker  # noqa: E402
-from device.runtime import EdgeRuntime  # noqa: E402
+from device.station import commands as cmd  # noqa: E402
+from device.station.broker import MosquittoBroker  # noqa: E402
+from device.station.runtime import EdgeRuntime  # noqa: E402
 from vision.build_inputs import load_good_images  # noqa: E402
 from vision.build_template import export_build_template  # noqa: E402
 from vision.config import ModelSettings  # noqa: E402

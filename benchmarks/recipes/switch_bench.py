@@ -30,10 +30,10 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from app.settings import load_settings  # noqa: E402
-from device import commands as cmd  # noqa: E402
-from device.broker import MosquittoBroker  # noqa: E402
-from device.recipes import Recipe  # noqa: E402
-from device.runtime import EdgeRuntime  # noqa: E402
+from device.station import commands as cmd  # noqa: E402
+from device.station.broker import MosquittoBroker  # noqa: E402
+from device.station.recipes import Recipe  # noqa: E402
+from device.station.runtime import EdgeRuntime  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULT_TOPIC = "edgeinspect/line1/station1/result"

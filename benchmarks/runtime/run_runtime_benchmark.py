@@ -28,8 +28,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from app.settings import load_settings  # noqa: E402
-from device.broker import MosquittoBroker  # noqa: E402
-from device.runtime import EdgeRuntime  # noqa: E402
+from device.station.broker import MosquittoBroker  # noqa: E402
+from device.station.runtime import EdgeRuntime  # noqa: E402
 from vision.data.synthetic import LineSimulator  # noqa: E402
 
 OUT_DIR = Path(__file__).resolve().parent

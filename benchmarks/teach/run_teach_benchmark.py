@@ -7,7 +7,8 @@ The line is the simulator's `bracket` product; on a share of good parts a paper 
 (`vision.data.stickers`: off-white paper, barcode bars, +-6 degrees, at a fixed place with +-5 px jitter
 or anywhere on the plate) stands in for the recurring harmless mark that a model trained without it flags.
 For each model, placement and number of taught false alarms, the teach job's own inputs are built as the
-box builds them (`device.teaching.ArchiveLearner`): the false alarms are labelled parts the model really
+box builds them (`device.station.teaching.ArchiveLearner`): the false alarms are labelled parts the model
+really
 rejected, and the held-back good images and the confirmed defects are JPEG frames as the image archive
 stores them (quality 95). `vision.teach.teach_normal` (ONNX Runtime only, 1 thread) makes the candidate.
 Both models are then measured the box's way (`vision.inspector.Inspector`, live frames, 2 threads) on

@@ -24,10 +24,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
 from device.config import MqttSettings
-from device.model_registry import sha256_of_file
-from device.mqtt_link import create_client
-from device.rollout.manifest import PromoteNotice, ReleaseManifest, RolloutPolicy, sign
-from device.rollout.wire import FleetTopics, StationReport
+from device.mqtt_client import create_client
+from device.wire.fleet import FleetTopics, StationReport
+from device.wire.release import PromoteNotice, ReleaseManifest, RolloutPolicy, sign
+from vision.export import sha256_file
 from vision.inspector import Inspector
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def build_release(
         release_id=release_id,
         model_name=info.name,
         model_version=info.version,
-        sha256=sha256_of_file(model),
+        sha256=sha256_file(model),
         size=model.stat().st_size,
         url=f"{base_url.rstrip('/')}/{filename}",
         policy=policy,

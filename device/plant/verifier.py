@@ -29,7 +29,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from device.config import MqttSettings
-from device.escalation.protocol import (
+from device.mqtt_client import create_client
+from device.wire.escalation import (
     MAX_SUMMARY_BOXES,
     MapSummary,
     ProtocolError,
@@ -40,7 +41,6 @@ from device.escalation.protocol import (
     jpeg_size,
     shared_request_topic,
 )
-from device.mqtt_link import create_client
 from vision.inspector import Inspector, find_boxes
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from playwright.sync_api import Page, expect
 from verifier_process import start_verifier
 
 from app.cli import main
-from device.rollout.manifest import generate_keypair, load_public_key
+from device.wire.release import generate_keypair, load_public_key
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
 

@@ -19,7 +19,7 @@ from playwright.sync_api import Page, expect
 from unit.app.api_helpers import KEYS
 from unit.app.fake_runtime import FakeRuntime, fake_model_bytes
 
-from device.commands import PauseInspection, ResumeInspection, StopLine
+from device.station.commands import PauseInspection, ResumeInspection, StopLine
 
 pytestmark = pytest.mark.e2e
 

@@ -14,7 +14,7 @@ from playwright.sync_api import Page, expect
 from unit.app.api_helpers import KEYS
 from unit.app.fake_runtime import fake_model_bytes
 
-from device.recipes import Recipe
+from device.station.recipes import Recipe
 
 pytestmark = pytest.mark.e2e
 

@@ -23,7 +23,7 @@ from playwright.sync_api import Page, Request, expect
 from unit.app.api_helpers import KEYS
 from unit.app.fake_runtime import fake_model_bytes
 
-from device.commands import PauseInspection
+from device.station.commands import PauseInspection
 from vision.teach import BeforeAfter, TeachReport
 
 pytestmark = pytest.mark.e2e

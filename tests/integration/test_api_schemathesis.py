@@ -32,8 +32,8 @@ from app.api.main import create_app
 from app.api.security import KeyStore
 from app.audit import AuditLog
 from app.settings import Settings, load_settings
-from device.broker import MosquittoBroker
-from device.runtime import EdgeRuntime
+from device.station.broker import MosquittoBroker
+from device.station.runtime import EdgeRuntime
 
 pytestmark = pytest.mark.integration
 # Operations a schema-valid request may rightly be refused by, and why; every other check still applies.

@@ -12,7 +12,7 @@ import pytest
 from conftest import launch_edge_stack
 from unit.app.tls_certs import TlsFiles, write_server_pki
 
-from device.broker import MosquittoBroker
+from device.station.broker import MosquittoBroker
 
 pytestmark = pytest.mark.integration
 KEYS = {"viewer": "viewer-tls-key-0123456789", "operator": "operator-tls-key-0123456789"}

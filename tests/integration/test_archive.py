@@ -21,8 +21,8 @@ from unit.app.uvicorn_thread import serve
 from app.api.main import create_app
 from app.api.security import KeyStore
 from app.settings import load_settings
-from device.commands import StopLine
-from device.runtime import EdgeRuntime
+from device.station.commands import StopLine
+from device.station.runtime import EdgeRuntime
 from vision.data.mvtec import MvtecCategory
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -8,15 +8,14 @@ from pathlib import Path
 import pytest
 from fixtures_mqtt import MessageCollector
 
-import device.broker as broker_module
-from device.broker import (
-    BrokerError,
+import device.station.broker as broker_module
+from device.mqtt_client import BrokerAddress, BrokerError, parse_broker_url
+from device.station.broker import (
     MosquittoBroker,
     ensure_local_broker,
     find_mosquitto,
     free_port,
     is_listening,
-    parse_broker_url,
 )
 
 pytestmark = pytest.mark.integration
@@ -30,7 +29,7 @@ def test_missing_mosquitto_says_how_to_install_it(monkeypatch: pytest.MonkeyPatc
 
 
 def test_broker_urls_parse_with_default_ports() -> None:
-    assert parse_broker_url("mqtt://10.0.0.5") == broker_module.BrokerAddress("10.0.0.5", 1883, False)
+    assert parse_broker_url("mqtt://10.0.0.5") == BrokerAddress("10.0.0.5", 1883, False)
     assert parse_broker_url("mqtts://broker.plant:8884").port == 8884
     assert parse_broker_url("mqtts://broker.plant").port == 8883
     with pytest.raises(BrokerError, match="must start with mqtt://"):

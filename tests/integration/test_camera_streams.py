@@ -16,10 +16,10 @@ import cv2
 import numpy as np
 import pytest
 
-from device.camera import open_source
-from device.camera.base import Frame
-from device.capture import CaptureWorker, FrameQueue
 from device.config import CameraSettings
+from device.station.camera import open_source
+from device.station.camera.base import Frame
+from device.station.capture import CaptureWorker, FrameQueue
 
 pytestmark = pytest.mark.integration
 
@@ -268,8 +268,8 @@ def test_opencv_ffmpeg_live_source_reads_and_reports_loss(camera_server: MjpegCa
     """The VideoCapture path used for RTSP/USB cameras, driven by FFmpeg against the same loopback camera."""
     import cv2
 
-    from device.camera.base import CameraError
-    from device.camera.opencv_sources import LiveCaptureSource
+    from device.station.camera.base import CameraError
+    from device.station.camera.opencv_sources import LiveCaptureSource
 
     for value in (30, 60, 90, 120, 150, 180):
         camera_server.send_frame(jpeg(value))

@@ -21,9 +21,9 @@ from fixtures_mqtt import MessageCollector, wait_until
 from verifier_process import Verifier, start_verifier
 
 from app.settings import Settings, load_settings
-from device.broker import MosquittoBroker
-from device.commands import StopLine
-from device.runtime import EdgeRuntime
+from device.station.broker import MosquittoBroker
+from device.station.commands import StopLine
+from device.station.runtime import EdgeRuntime
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

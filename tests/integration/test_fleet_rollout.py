@@ -18,15 +18,15 @@ from app.cli import main
 from app.settings import load_settings
 from device.plant.file_server import FileServer
 from device.plant.release_publisher import RolloutCoordinator, build_release
-from device.rollout.manifest import (
+from device.station.runtime import EdgeRuntime
+from device.wire.fleet import FleetTopics, StationReport
+from device.wire.release import (
     ReleaseManifest,
     RolloutPolicy,
     generate_keypair,
     load_private_key,
     sign,
 )
-from device.rollout.wire import FleetTopics, StationReport
-from device.runtime import EdgeRuntime
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TOPICS = FleetTopics("edgeinspect")

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from fake_gige_camera import start_fake_camera, stop_fake_camera, wait_for
 
-from device.camera import CameraError, open_source
-from device.camera.genicam import GenicamOptions, GenicamSource, list_cameras, load_aravis
-from device.capture import CaptureWorker, FrameQueue
 from device.config import CameraSettings
+from device.station.camera import CameraError, open_source
+from device.station.camera.genicam import GenicamOptions, GenicamSource, list_cameras, load_aravis
+from device.station.capture import CaptureWorker, FrameQueue
 
 SERIAL = "GVTEST"
 _wait_for = wait_for

@@ -26,8 +26,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from app.settings import load_settings
-from device.broker import MosquittoBroker
-from device.runtime import EdgeRuntime
+from device.station.broker import MosquittoBroker
+from device.station.runtime import EdgeRuntime
 
 pytestmark = [
     pytest.mark.integration,

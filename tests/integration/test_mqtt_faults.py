@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from fixtures_mqtt import MessageCollector, wait_until
 
-from device.broker import MosquittoBroker
-from device.commands import Command, CommandResult
 from device.config import MqttSettings
-from device.mqtt_link import MqttLink
-from device.outbox import Outbox
-from device.topics import Topics
+from device.station.broker import MosquittoBroker
+from device.station.commands import Command, CommandResult
+from device.station.mqtt_link import MqttLink
+from device.station.outbox import Outbox
+from device.station.topics import Topics
 
 pytestmark = pytest.mark.integration
 
@@ -113,10 +113,10 @@ def test_a_new_link_on_the_same_spool_delivers_the_backlog_in_order(
 CRASHER = """
 import json, sys, time
 from device.config import MqttSettings
-from device.mqtt_link import MqttLink
-from device.outbox import Outbox
-from device.topics import Topics
-from device.commands import CommandResult
+from device.station.mqtt_link import MqttLink
+from device.station.outbox import Outbox
+from device.station.topics import Topics
+from device.station.commands import CommandResult
 topics = Topics("edgeinspect", "line1", "st1")
 outbox = Outbox(sys.argv[2], 100000)
 link = MqttLink(MqttSettings(url=sys.argv[1], client_id="crasher"), topics, outbox,

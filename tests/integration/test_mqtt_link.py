@@ -18,12 +18,12 @@ from fixtures_mqtt import MessageCollector, wait_until
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from device.broker import MosquittoBroker
-from device.commands import Command, CommandResult, SetThreshold
 from device.config import MqttSettings
-from device.mqtt_link import MqttLink
-from device.outbox import Outbox
-from device.topics import Topics
+from device.station.broker import MosquittoBroker
+from device.station.commands import Command, CommandResult, SetThreshold
+from device.station.mqtt_link import MqttLink
+from device.station.outbox import Outbox
+from device.station.topics import Topics
 
 pytestmark = pytest.mark.integration
 
@@ -154,10 +154,10 @@ def test_clean_stop_leaves_a_retained_offline_status(mosquitto: MosquittoBroker,
 VICTIM = """
 import sys, time
 from device.config import MqttSettings
-from device.mqtt_link import MqttLink
-from device.outbox import Outbox
-from device.topics import Topics
-from device.commands import CommandResult
+from device.station.mqtt_link import MqttLink
+from device.station.outbox import Outbox
+from device.station.topics import Topics
+from device.station.commands import CommandResult
 link = MqttLink(MqttSettings(url=sys.argv[1], client_id="victim"), Topics("edgeinspect", "line1", "st1"),
                 Outbox(sys.argv[2], 100), lambda c: CommandResult(ok=True, command=c.command), lambda: {})
 link.start()

@@ -34,13 +34,20 @@ from fixtures_mqtt import wait_until
 from app.audit import AuditLog
 from app.fleet_audit import audit_every_door
 from app.settings import load_settings
-from device.commands import Command, CommandResult, PrepareRecipe, SaveRecipe, SelectRecipe, SetThreshold
 from device.config import LineSettings, OpcUaSettings
-from device.opcua import LAST_RESULT, THRESHOLD, OpcUaError, OpcUaServer, PartResult, node_id
-from device.opcua.nodes import ACTIVE_RECIPE, CONFIGURATION, PREPARE_RECIPE, SELECT_RECIPE
-from device.recipes import Recipe
-from device.runtime import EdgeRuntime
-from device.status import LatencyStatus, ModelStatus, RuntimeStatus
+from device.station.commands import (
+    Command,
+    CommandResult,
+    PrepareRecipe,
+    SaveRecipe,
+    SelectRecipe,
+    SetThreshold,
+)
+from device.station.opcua import LAST_RESULT, THRESHOLD, OpcUaError, OpcUaServer, PartResult, node_id
+from device.station.opcua.nodes import ACTIVE_RECIPE, CONFIGURATION, PREPARE_RECIPE, SELECT_RECIPE
+from device.station.recipes import Recipe
+from device.station.runtime import EdgeRuntime
+from device.station.status import LatencyStatus, ModelStatus, RuntimeStatus
 
 pytestmark = pytest.mark.integration
 
@@ -291,7 +298,9 @@ def make_certificate(folder: Path, name: str, app_uri: str, use: x509.ObjectIden
 def server_side(records: list[logging.LogRecord], level: int) -> list[logging.LogRecord]:
     """What the server logged at `level` (the test's own client logs beside it, in this process)."""
     return [
-        r for r in records if r.levelno == level and r.name.startswith(("device.opcua", "asyncua.server"))
+        r
+        for r in records
+        if r.levelno == level and r.name.startswith(("device.station.opcua", "asyncua.server"))
     ]
 
 
@@ -788,7 +797,7 @@ def test_a_refused_login_is_one_warning_and_no_error(
 def test_the_certificate_is_made_once_and_reused(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     station = FakeStation()
     settings = make_settings(free_port())
-    caplog.set_level(logging.INFO, logger="device.opcua")
+    caplog.set_level(logging.INFO, logger="device.station.opcua")
     seen = []
     for _ in range(2):
         with OpcUaServer(settings, LINE, station.snapshot, station.execute, data_dir=tmp_path) as server:

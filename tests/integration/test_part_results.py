@@ -10,7 +10,7 @@ import pytest
 from fixtures_mqtt import MessageCollector
 
 from app.settings import load_settings
-from device.runtime import EdgeRuntime
+from device.station.runtime import EdgeRuntime
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

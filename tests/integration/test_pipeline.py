@@ -15,8 +15,8 @@ import pytest
 from fixtures_mqtt import MessageCollector
 
 from app.settings import load_settings
-from device.commands import StopLine
-from device.runtime import EdgeRuntime
+from device.station.commands import StopLine
+from device.station.runtime import EdgeRuntime
 from vision.data.synthetic import LineSimulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

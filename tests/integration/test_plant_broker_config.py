@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from fixtures_mqtt import MessageCollector, wait_until
 
-from device.broker import find_mosquitto, free_port, is_listening
+from device.station.broker import find_mosquitto, free_port, is_listening
 
 pytestmark = pytest.mark.integration
 CONF = Path(__file__).resolve().parents[2] / "docker" / "mosquitto.plant.conf"

@@ -23,8 +23,8 @@ from conftest import EdgeStack, free_port, start_edge_stack, stop_edge_stack
 from fixtures_mqtt import MessageCollector, wait_until
 from tcp_proxy import StallingProxy
 
-from device.broker import MosquittoBroker
-from device.topics import Topics
+from device.station.broker import MosquittoBroker
+from device.station.topics import Topics
 
 pytestmark = pytest.mark.integration
 
@@ -100,7 +100,7 @@ class Station:
         return [message_id for message_id, topic in rows if topic == TOPICS.alert]
 
     def history_alert_ids(self) -> set[str]:
-        """Every alert the station recorded for its operators (AlertStore, see device/alerts.py)."""
+        """Every alert the station recorded for its operators (AlertStore, see device/station/alerts.py)."""
         return {row[0] for row in _read(self.data_dir / "alerts.sqlite3", "SELECT alert_id FROM alerts")}
 
 

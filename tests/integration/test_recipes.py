@@ -14,7 +14,7 @@ import pytest
 from fixtures_mqtt import MessageCollector, wait_until
 
 from app.settings import load_settings
-from device.runtime import EdgeRuntime
+from device.station.runtime import EdgeRuntime
 from vision.inspector import Inspector
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -126,8 +126,8 @@ def test_a_new_product_is_captured_from_the_camera_built_and_switched_to(
     """The line engineer's flow on the station itself: capture good parts while the line keeps judging,
     build the model there (the build template, ONNX Runtime and numpy) while the line keeps judging, then
     save it as a recipe and switch to it."""
-    from device import commands as cmd
-    from device.recipes import Recipe
+    from device.station import commands as cmd
+    from device.station.recipes import Recipe
     from vision.build_template import export_build_template
     from vision.config import ModelSettings
 
@@ -175,7 +175,7 @@ def test_a_candidate_model_judges_in_the_shadow_and_decides_nothing(
     tmp_path: Path, trained_model: Path, gaussian_trained_model: Path, mosquitto: Any
 ) -> None:
     """Before a new model judges parts it runs beside the active one; the panel sees where they differ."""
-    from device import commands as cmd
+    from device.station import commands as cmd
 
     runtime = EdgeRuntime(_settings(tmp_path, trained_model, mosquitto.url))
     runtime.start()

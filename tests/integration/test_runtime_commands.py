@@ -10,10 +10,10 @@ import pytest
 from fixtures_mqtt import wait_until
 
 from app.settings import load_settings
-from device import commands as cmd
-from device.data_dir_lock import DataDirLockedError
-from device.model_registry import sha256_bytes
-from device.runtime import EdgeRuntime
+from device.station import commands as cmd
+from device.station.data_dir_lock import DataDirLockedError
+from device.station.model_registry import sha256_bytes
+from device.station.runtime import EdgeRuntime
 from vision.inspector import ModelFileError
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -14,9 +14,9 @@ import pytest
 from fixtures_mqtt import MessageCollector, wait_until
 
 from app.settings import Settings, load_settings
-from device.broker import MosquittoBroker
-from device.commands import StopLine
-from device.runtime import EdgeRuntime
+from device.station.broker import MosquittoBroker
+from device.station.commands import StopLine
+from device.station.runtime import EdgeRuntime
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

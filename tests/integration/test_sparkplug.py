@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from fixtures_mqtt import MessageCollector, Received, wait_until
 
-from device.broker import MosquittoBroker
 from device.config import LineSettings, MqttSettings
-from device.sparkplug import (
+from device.station.broker import MosquittoBroker
+from device.station.sparkplug import (
     DataType,
     DecodedPayload,
     SparkplugNode,
@@ -168,7 +168,7 @@ def _resubscribed(reader: MessageCollector) -> bool:
 SPB_VICTIM = """
 import sys, time
 from device.config import LineSettings, MqttSettings
-from device.sparkplug import SparkplugNode
+from device.station.sparkplug import SparkplugNode
 settings = MqttSettings(url=sys.argv[1], client_id="spb-victim", sparkplug_group_id="plant7")
 node = SparkplugNode(settings, LineSettings(line_id="line9", station_id="st9"), lambda: {"frames": 1})
 node.start()

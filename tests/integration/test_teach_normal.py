@@ -25,8 +25,8 @@ from unit.app.uvicorn_thread import serve
 from app.api.main import create_app
 from app.api.security import KeyStore
 from app.settings import load_settings
-from device.camera.simulator import SimulatorSource
-from device.runtime import EdgeRuntime
+from device.station.camera.simulator import SimulatorSource
+from device.station.runtime import EdgeRuntime
 from vision.data.stickers import paint_sticker
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -13,7 +13,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response
 from app.api.deps import AUTH_RESPONSES, RuntimeDep, Viewer
 from app.api.filters import PageLimit, PageOffset, TimeQuery, utc_range
 from app.api.schemas import AlertPage
-from device.alerts import AlertCursorError, ReviewFilter
+from device.station.alerts import AlertCursorError, ReviewFilter
 
 router = APIRouter(prefix="/alerts", tags=["alerts"], responses=AUTH_RESPONSES)
 

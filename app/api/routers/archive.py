@@ -28,7 +28,7 @@ from app.api.runtime_port import ArchiveCatalog
 from app.api.schemas import _JSON_INT
 from app.api.security import Principal
 from app.audit import AuditLog
-from device.archive import (
+from device.station.archive import (
     NAME_PATTERN,
     ArchivedImage,
     ArchiveItemNotFound,

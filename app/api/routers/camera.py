@@ -9,7 +9,7 @@ from fastapi import APIRouter
 
 from app.api.control import REFUSED_RESPONSE, CommandResponse, execute_command
 from app.api.deps import CONTROL_RESPONSES, AuditDep, Operator, RuntimeDep
-from device.commands import CommandResult, SetCameraSettings, TriggerCamera
+from device.station.commands import CommandResult, SetCameraSettings, TriggerCamera
 
 router = APIRouter(prefix="/camera", tags=["camera"], responses={**CONTROL_RESPONSES, **REFUSED_RESPONSE})
 

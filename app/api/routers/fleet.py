@@ -1,6 +1,6 @@
 """Fleet rollout as this station sees it (viewer): releases handled, their outcomes, the keys it trusts.
 
-Releases arrive signed over MQTT (`device.rollout`, docs/FLEET_ROLLOUT.md); nothing here changes them.
+Releases arrive signed over MQTT (`device.station.rollout`, docs/FLEET_ROLLOUT.md); nothing here changes them.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.api.deps import AUTH_RESPONSES, RuntimeDep, Viewer
-from device.rollout.view import RolloutView
+from device.station.rollout.view import RolloutView
 
 router = APIRouter(prefix="/fleet", tags=["fleet"], responses=AUTH_RESPONSES)
 

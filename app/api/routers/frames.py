@@ -11,8 +11,8 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import AUTH_RESPONSES, RuntimeDep, SettingsDep, Viewer
-from device.alerts import iso_utc
-from device.status import FrameVerdict
+from device.station.alerts import iso_utc
+from device.station.status import FrameVerdict
 
 router = APIRouter(prefix="/frames", tags=["frames"], responses=AUTH_RESPONSES)
 

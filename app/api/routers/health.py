@@ -7,7 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.api.deps import AUTH_RESPONSES, MaybeViewer, RuntimeDep, Viewer
 from device.environment import environment_record
-from device.status import HealthReport
+from device.station.status import HealthReport
 
 router = APIRouter(tags=["health"])
 

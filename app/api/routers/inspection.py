@@ -13,15 +13,15 @@ from app.api.schemas import (
     SensitivityRequest,
     ThresholdRequest,
 )
-from device.commands import (
+from device.config import RegionOfInterest
+from device.station.commands import (
     ClearRegionOfInterest,
     CommandResult,
     ResetThreshold,
     SetRegionOfInterest,
     SetThreshold,
 )
-from device.config import RegionOfInterest
-from device.roi_preview import RoiPreview
+from device.station.roi_preview import RoiPreview
 
 router = APIRouter(
     prefix="/inspection", tags=["inspection"], responses={**CONTROL_RESPONSES, **REFUSED_RESPONSE}

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from app.api.control import REFUSED_RESPONSE, CommandResponse, execute_command
 from app.api.deps import CONTROL_RESPONSES, AuditDep, Operator, RuntimeDep
 from app.api.schemas import LineSpeedRequest
-from device.commands import (
+from device.station.commands import (
     CommandResult,
     PauseInspection,
     RequestLineSpeed,

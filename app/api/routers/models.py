@@ -14,8 +14,8 @@ from fastapi import APIRouter, File, Form, HTTPException, Path, UploadFile
 from app.api.control import REFUSED_RESPONSE, CommandResponse, execute_command, record_action
 from app.api.deps import AUTH_RESPONSES, CONTROL_RESPONSES, Admin, AuditDep, RuntimeDep, Viewer
 from app.api.schemas import ErrorBody, ModelOut
-from device.commands import ActivateModel, CommandResult, RollbackModel
-from device.model_registry import ModelEntry
+from device.station.commands import ActivateModel, CommandResult, RollbackModel
+from device.station.model_registry import ModelEntry
 from vision.inspector import ModelFileError
 
 router = APIRouter(prefix="/models", tags=["models"], responses=AUTH_RESPONSES)

@@ -15,9 +15,9 @@ from fastapi import APIRouter, HTTPException, Path, Response
 from app.api.control import REFUSED_RESPONSE, CommandResponse, execute_command
 from app.api.deps import AUTH_RESPONSES, CONTROL_RESPONSES, AuditDep, Operator, RuntimeDep, Viewer
 from app.api.schemas import ErrorBody
-from device.commands import BuildProduct, CancelCapture, CaptureProduct, CommandResult, StrikeCapture
-from device.product_build import BuildStatus
-from device.product_capture import CaptureStatus
+from device.station.commands import BuildProduct, CancelCapture, CaptureProduct, CommandResult, StrikeCapture
+from device.station.product_build import BuildStatus
+from device.station.product_capture import CaptureStatus
 
 router = APIRouter(prefix="/capture", tags=["capture"], responses=AUTH_RESPONSES)
 CONTROL = {**CONTROL_RESPONSES, **REFUSED_RESPONSE}

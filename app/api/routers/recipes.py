@@ -13,8 +13,8 @@ from fastapi import APIRouter, Path
 
 from app.api.control import REFUSED_RESPONSE, CommandResponse, execute_command
 from app.api.deps import AUTH_RESPONSES, CONTROL_RESPONSES, Admin, AuditDep, Operator, RuntimeDep, Viewer
-from device.commands import CommandResult, DeleteRecipe, PrepareRecipe, SaveRecipe, SelectRecipe
-from device.recipes import RECIPE_NAME_PATTERN, Recipe, RecipesView
+from device.station.commands import CommandResult, DeleteRecipe, PrepareRecipe, SaveRecipe, SelectRecipe
+from device.station.recipes import RECIPE_NAME_PATTERN, Recipe, RecipesView
 
 router = APIRouter(prefix="/recipes", tags=["recipes"], responses=AUTH_RESPONSES)
 CONTROL = {**CONTROL_RESPONSES, **REFUSED_RESPONSE}

@@ -29,9 +29,9 @@ from app.api.deps import (
 )
 from app.api.filters import TimeQuery, as_utc, utc_range
 from app.api.schemas import ErrorBody, _Request
-from device.alerts import MAX_REVIEW_COMMENT, ReviewFilter, ReviewState, check_review_comment, iso_utc
 from device.config import TrendSettings
-from device.trends import resolve_zone, shift_boundaries
+from device.station.alerts import MAX_REVIEW_COMMENT, ReviewFilter, ReviewState, check_review_comment, iso_utc
+from device.station.trends import resolve_zone, shift_boundaries
 
 router = APIRouter(prefix="/alerts", tags=["alerts"], responses=AUTH_RESPONSES)
 

@@ -13,8 +13,8 @@ from fastapi import APIRouter, HTTPException, Path, Response
 from app.api.control import REFUSED_RESPONSE, CommandResponse, execute_command
 from app.api.deps import AUTH_RESPONSES, CONTROL_RESPONSES, Admin, AuditDep, RuntimeDep, Viewer
 from app.api.schemas import ErrorBody
-from device.commands import CommandResult, StartShadow, StopShadow
-from device.shadow import ShadowStatus
+from device.station.commands import CommandResult, StartShadow, StopShadow
+from device.station.shadow import ShadowStatus
 
 router = APIRouter(prefix="/shadow", tags=["shadow"], responses=AUTH_RESPONSES)
 CONTROL = {**CONTROL_RESPONSES, **REFUSED_RESPONSE}

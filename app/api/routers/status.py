@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 
 from app.api.deps import AUTH_RESPONSES, RuntimeDep, Viewer
 from app.api.schemas import WhoAmI
-from device.status import RuntimeStatus
+from device.station.status import RuntimeStatus
 
 router = APIRouter(tags=["status"], responses=AUTH_RESPONSES)
 

@@ -23,7 +23,7 @@ from app.api.runtime_port import RuntimePort
 from app.api.schemas import ErrorBody, _Request
 from app.api.security import Principal
 from app.audit import AuditLog
-from device.teaching import TeachBusyError, TeachJob, TeachKind, TeachRequestError, UnknownAlertsError
+from device.station.teaching import TeachBusyError, TeachJob, TeachKind, TeachRequestError, UnknownAlertsError
 
 router = APIRouter(prefix="/models", tags=["models"], responses=AUTH_RESPONSES)
 

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 
 from app.api.deps import AUTH_RESPONSES, RuntimeDep, Viewer
-from device.trends import TrendReport
+from device.station.trends import TrendReport
 
 router = APIRouter(prefix="/trends", tags=["trends"], responses=AUTH_RESPONSES)
 

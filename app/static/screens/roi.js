@@ -3,7 +3,7 @@
 // Capture crops the raw frame to the ROI first and then resizes the crop to camera.width x height, so the
 // frame shown here is the current ROI (or the whole source frame) stretched. A point at fraction (fx, fy)
 // of the shown frame is at source pixel (view.x + fx * view.w, view.y + fy * view.h), where `view` is the
-// current ROI clipped to the source frame (as device/camera/transform.clip_roi does), or the whole frame.
+// current ROI clipped to the source frame (as device/station/camera/transform.clip_roi does), or the whole frame.
 // The frame is shown at the view's own aspect ratio so the part is not distorted while drawing.
 "use strict";
 

@@ -1,4 +1,4 @@
-"""A stand-in for `device.runtime.EdgeRuntime` with the same facade, for API, schema and panel tests.
+"""A stand-in for `device.station.runtime.EdgeRuntime` with the same facade, for API, schema and panel tests.
 
 It produces real JPEG frames (a part with a frame counter, a red box on defective parts) and alerts with
 thumbnails, either on a background thread (`start()`, for uvicorn + Chromium) or one at a time
@@ -28,10 +28,11 @@ import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
 from unit.app.fake_teacher import FakeLearner
 
-from device.alerts import AlertStore
-from device.archive import ArchiveRecord, ImageArchive
-from device.camera.base import Frame
-from device.commands import (
+from device.config import ArchiveSettings, RegionOfInterest, TrendSettings
+from device.station.alerts import AlertStore
+from device.station.archive import ArchiveRecord, ImageArchive
+from device.station.camera.base import Frame
+from device.station.commands import (
     ActivateModel,
     BuildProduct,
     CancelCapture,
@@ -56,16 +57,14 @@ from device.commands import (
     StopShadow,
     StrikeCapture,
 )
-from device.config import ArchiveSettings, RegionOfInterest, TrendSettings
-from device.model_registry import ModelEntry
-from device.product_build import MIN_IMAGES, BuildStatus, HeldBackImage
-from device.product_capture import CaptureStatus, ProductCapture
-from device.recipes import RecipeError, RecipeStore, RecipesView
-from device.roi_preview import REBUILD_HINT, REBUILD_ON_STATION, RoiPreview, RoiWarning, judge_verdict
-from device.rollout.view import PublicKeyBytes, RolloutView, build_rollout_view
-from device.rollout.wire import StationReport
-from device.shadow import ShadowRun, ShadowStatus
-from device.status import (
+from device.station.model_registry import ModelEntry
+from device.station.product_build import MIN_IMAGES, BuildStatus, HeldBackImage
+from device.station.product_capture import CaptureStatus, ProductCapture
+from device.station.recipes import RecipeError, RecipeStore, RecipesView
+from device.station.roi_preview import REBUILD_HINT, REBUILD_ON_STATION, RoiPreview, RoiWarning, judge_verdict
+from device.station.rollout.view import PublicKeyBytes, RolloutView, build_rollout_view
+from device.station.shadow import ShadowRun, ShadowStatus
+from device.station.status import (
     ComponentHealth,
     FrameVerdict,
     HealthReport,
@@ -74,8 +73,9 @@ from device.status import (
     RuntimeState,
     RuntimeStatus,
 )
-from device.teaching import TeachJobs
-from device.trends import TrendRecorder, TrendReport
+from device.station.teaching import TeachJobs
+from device.station.trends import TrendRecorder, TrendReport
+from device.wire.fleet import StationReport
 from vision.inspector import Inspector, ModelFileError
 from vision.teach import TeachReport
 from vision.teach_defects import DefectTeachReport
@@ -505,7 +505,8 @@ class FakeRuntime:
         return self.preview_frames - 2
 
     def preview_roi(self, roi: RegionOfInterest | None) -> RoiPreview:
-        """The real verdict rule (`device.roi_preview.judge_verdict`) on `preview_rejects`' figures."""
+        """The real verdict rule (`device.station.roi_preview.judge_verdict`) on `preview_rejects`'
+        figures."""
         proposed = roi.model_dump() if roi else None
         frames = self.preview_frames
         now, then = self.preview_rejects(self.roi), self.preview_rejects(proposed)

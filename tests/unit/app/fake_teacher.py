@@ -1,4 +1,5 @@
-"""The fake runtime's learner: the real `device.teaching.TeachJobs` run it like the box's `ArchiveLearner`.
+"""The fake runtime's learner: the real `device.station.teaching.TeachJobs` run it like the box's
+`ArchiveLearner`.
 
 It looks frames up in the fake's real image archive, as the box does, but the fake's models are not ONNX,
 so "learning" registers a new fake model version whose figures come from the archived parts' own scores:
@@ -15,10 +16,10 @@ from typing import Protocol
 
 import numpy as np
 
-from device.alerts import AlertStore
-from device.archive import ImageArchive
-from device.model_registry import ModelEntry
-from device.teaching import Learned
+from device.station.alerts import AlertStore
+from device.station.archive import ImageArchive
+from device.station.model_registry import ModelEntry
+from device.station.teaching import Learned
 from vision.teach import BeforeAfter, ProgressFn, TeachError, TeachReport
 from vision.teach_defects import DefectTeachReport
 

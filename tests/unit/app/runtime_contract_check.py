@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from unit.app.fake_runtime import FakeRuntime
 
     from app.api.runtime_port import RuntimePort
-    from device.runtime import EdgeRuntime
+    from device.station.runtime import EdgeRuntime
 
 
 def _real_runtime_keeps_the_contract(runtime: EdgeRuntime) -> RuntimePort:

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from unit.app.api_helpers import headers
 from unit.app.fake_runtime import FakeRolloutStation, FakeRuntime
 
-from device.rollout.manifest import generate_keypair, load_public_key
-from device.rollout.wire import Outcome, StationReport
+from device.wire.fleet import Outcome, StationReport
+from device.wire.release import generate_keypair, load_public_key
 
 
 def _report(release_id: str | None, outcome: Outcome, ts: str, reason: str = "") -> StationReport:

@@ -17,7 +17,7 @@ from unit.app.fake_runtime import FakeRuntime
 from app.api.main import create_app
 from app.api.security import KeyStore
 from app.settings import Settings
-from device.alerts import iso_utc
+from device.station.alerts import iso_utc
 
 
 def _alerts(runtime: FakeRuntime, count: int) -> list[dict[str, Any]]:

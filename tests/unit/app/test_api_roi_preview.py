@@ -7,9 +7,9 @@ from fastapi.testclient import TestClient
 from unit.app.api_helpers import headers
 from unit.app.fake_runtime import FakeRuntime
 
-from device.commands import SetRegionOfInterest
 from device.config import RegionOfInterest
-from device.roi_preview import REBUILD_HINT, RoiPreview
+from device.station.commands import SetRegionOfInterest
+from device.station.roi_preview import REBUILD_HINT, RoiPreview
 
 WHOLE = {"x": 0, "y": 0, "width": 160, "height": 160}  # the fake camera's whole frame
 TIGHT = {"x": 60, "y": 60, "width": 40, "height": 44}  # a zoomed view the model never learned

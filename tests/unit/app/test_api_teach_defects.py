@@ -13,7 +13,7 @@ from fixtures_mqtt import wait_until
 from unit.app.api_helpers import headers
 from unit.app.fake_runtime import FakeRuntime
 
-from device.teaching import Learned
+from device.station.teaching import Learned
 from vision.teach import ProgressFn, TeachError
 
 

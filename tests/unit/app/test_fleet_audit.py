@@ -7,8 +7,8 @@ from pathlib import Path
 
 from app.audit import AuditLog
 from app.fleet_audit import command_auditor, rollout_auditor
-from device.commands import CommandResult, SetThreshold
-from device.rollout.wire import StationReport
+from device.station.commands import CommandResult, SetThreshold
+from device.wire.fleet import StationReport
 
 
 def _report(outcome: str, reason: str = "") -> StationReport:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from device.alerts import MAX_REVIEW_COMMENT, AlertCursorError, AlertStore
+from device.station.alerts import MAX_REVIEW_COMMENT, AlertCursorError, AlertStore
 
 
 def _alert(index: int) -> dict[str, Any]:

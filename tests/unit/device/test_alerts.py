@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device.alerts import ALERT_SCHEMA_VERSION, AlertStore, build_alert, classify_defect
+from device.station.alerts import ALERT_SCHEMA_VERSION, AlertStore, build_alert, classify_defect
 from vision.types import Box, InspectionResult, ModelInfo
 
 MODEL = ModelInfo(name="m", version="3", sha256="ab" * 32, threshold=1.0, input_size=256)

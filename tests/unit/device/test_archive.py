@@ -14,8 +14,9 @@ import cv2
 import numpy as np
 import pytest
 
-from device.alerts import ReviewState
-from device.archive import (
+from device.config import ArchiveSettings
+from device.station.alerts import ReviewState
+from device.station.archive import (
     ArchivedImage,
     ArchiveItemNotFound,
     ArchiveRecord,
@@ -24,8 +25,7 @@ from device.archive import (
     UnreviewedPolicy,
     plan_mvtec_export,
 )
-from device.camera.base import Frame
-from device.config import ArchiveSettings
+from device.station.camera.base import Frame
 from vision.data.mvtec import MvtecCategory
 from vision.overlay import BOX_COLOR_BGR
 from vision.types import Box, InspectionResult

@@ -11,14 +11,14 @@ import cv2
 import numpy as np
 import pytest
 
-from device.camera import SourceConfigError, describe_source, open_source
-from device.camera.base import CameraError, CorruptFrame, Frame
-from device.camera.decode import decode_image
-from device.camera.image_folder import ImageFolderSource
-from device.camera.mjpeg import MjpegHttpSource, MultipartReader, redact_url
-from device.camera.opencv_sources import LiveCaptureSource, VideoFileSource
-from device.capture import CaptureWorker, FrameQueue
 from device.config import CameraSettings
+from device.station.camera import SourceConfigError, describe_source, open_source
+from device.station.camera.base import CameraError, CorruptFrame, Frame
+from device.station.camera.decode import decode_image
+from device.station.camera.image_folder import ImageFolderSource
+from device.station.camera.mjpeg import MjpegHttpSource, MultipartReader, redact_url
+from device.station.camera.opencv_sources import LiveCaptureSource, VideoFileSource
+from device.station.capture import CaptureWorker, FrameQueue
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
@@ -103,7 +103,7 @@ def test_open_source_rejects_empty_folder_and_non_video_file(tmp_path: Path) -> 
 
 
 def test_gstreamer_needs_a_gstreamer_build() -> None:
-    from device.camera.opencv_sources import opencv_has_gstreamer
+    from device.station.camera.opencv_sources import opencv_has_gstreamer
 
     if opencv_has_gstreamer():
         assert isinstance(open_source(CameraSettings(source="gst:videotestsrc ! appsink")), LiveCaptureSource)

@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from device.camera.base import CameraError, CorruptFrame, Frame
-from device.camera.transform import clip_roi, crop_and_resize, to_bgr
-from device.capture import Backoff, CaptureWorker, FrameQueue
 from device.config import CameraSettings, RegionOfInterest
+from device.station.camera.base import CameraError, CorruptFrame, Frame
+from device.station.camera.transform import clip_roi, crop_and_resize, to_bgr
+from device.station.capture import Backoff, CaptureWorker, FrameQueue
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
@@ -209,7 +209,7 @@ def test_to_bgr_converts_mono_and_bgra_and_rejects_the_rest() -> None:
 def test_a_mono_camera_frame_is_judged_as_the_same_bgr_pixels_and_kept_mono() -> None:
     """Capture resizes a mono frame before making it BGR (cheaper at full resolution): the model sees
     exactly what converting first would give, and the ROI preview's ring keeps the one-channel frame."""
-    from device.capture import RawFrameRing
+    from device.station.capture import RawFrameRing
 
     mono = np.random.default_rng(0).integers(0, 256, (96, 120), dtype=np.uint8)
     ring = RawFrameRing(2)

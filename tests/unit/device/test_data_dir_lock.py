@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from device.data_dir_lock import DataDirLock, DataDirLockedError
+from device.station.data_dir_lock import DataDirLock, DataDirLockedError
 
 HOLDER = """
 import sys, time
-from device.data_dir_lock import DataDirLock
+from device.station.data_dir_lock import DataDirLock
 lock = DataDirLock(sys.argv[1])  # kept referenced: a collected lock closes its file
 lock.acquire()
 print("held", flush=True)

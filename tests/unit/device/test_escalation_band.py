@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from device.escalation.band import EscalationBand
+from device.station.escalation.band import EscalationBand
 
 
 def _band(**changes: float) -> EscalationBand:

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from app.settings import ConfigError, load_settings
-from device.alerts import build_alert
 from device.config import EscalationSettings, MqttSettings, RejectSettings, escalation_problem
-from device.escalation.decision import EDGE_DECISION, Decision
-from device.escalation.protocol import (
+from device.plant.verifier import Verdict, VerifierService
+from device.station.alerts import build_alert
+from device.station.escalation.decision import EDGE_DECISION, Decision
+from device.wire.escalation import (
     REQUEST_MAGIC,
     MapSummary,
     ProtocolError,
@@ -30,7 +31,6 @@ from device.escalation.protocol import (
     response_topic,
     shared_request_topic,
 )
-from device.plant.verifier import Verdict, VerifierService
 from vision.types import InspectionResult, ModelInfo
 
 
@@ -251,10 +251,10 @@ def test_deadline_must_fit_the_reject_gate() -> None:
 def test_station_falls_back_at_once_when_it_cannot_ask() -> None:
     from prometheus_client import CollectorRegistry
 
-    from device.camera.base import Frame
-    from device.escalation.client import EscalationClient
-    from device.metrics import EscalationMetrics
-    from device.topics import Topics
+    from device.station.camera.base import Frame
+    from device.station.escalation.client import EscalationClient
+    from device.station.metrics import EscalationMetrics
+    from device.station.topics import Topics
 
     settings = EscalationSettings(enabled=True, initial_width=1.0, max_width=1.0)
     metrics = EscalationMetrics(CollectorRegistry())

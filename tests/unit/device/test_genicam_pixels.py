@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from device.camera.base import CameraError, CorruptFrame
-from device.camera.genicam import resolve_device_id
-from device.camera.genicam_pixels import decode_buffer
+from device.station.camera.base import CameraError, CorruptFrame
+from device.station.camera.genicam import resolve_device_id
+from device.station.camera.genicam_pixels import decode_buffer
 
 
 def test_mono8_stays_one_channel_for_capture_to_resize() -> None:
@@ -69,7 +69,7 @@ def test_empty_picks_first_and_unknown_is_named() -> None:
 def test_camera_clock_uses_the_smallest_transport_gap() -> None:
     import time
 
-    from device.camera.genicam_clock import CameraClock
+    from device.station.camera.genicam_clock import CameraClock
 
     clock = CameraClock()
     assert clock.to_host(5) is None
@@ -87,8 +87,8 @@ def test_camera_clock_uses_the_smallest_transport_gap() -> None:
 
 
 def test_trigger_watchdog_reports_no_parts() -> None:
-    from device.camera.genicam import GenicamOptions, GenicamSource
-    from device.camera_control import trigger_watchdog
+    from device.station.camera.genicam import GenicamOptions, GenicamSource
+    from device.station.camera_control import trigger_watchdog
 
     source = GenicamSource(GenicamOptions(device="x", trigger="hardware"))  # never opened: no camera needed
     assert trigger_watchdog(source, None) is None

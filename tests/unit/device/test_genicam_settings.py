@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from device.camera import genicam
-from device.camera.base import CameraError, SourceConfigError
-from device.camera.genicam import GenicamOptions, GenicamSource
 from device.config import PUBLIC_FIELDS, CameraSettings
+from device.station.camera import genicam
+from device.station.camera.base import CameraError, SourceConfigError
+from device.station.camera.genicam import GenicamOptions, GenicamSource
 
 
 @pytest.mark.parametrize(

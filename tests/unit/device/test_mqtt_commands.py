@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from device.commands import SetThreshold
-from device.mqtt_link import CommandRejected, parse_command
+from device.station.commands import SetThreshold
+from device.station.mqtt_link import CommandRejected, parse_command
 
 
 def test_a_valid_command_becomes_its_typed_model() -> None:

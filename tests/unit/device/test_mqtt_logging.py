@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from device.mqtt_link import PAHO_LOG
+from device.mqtt_client import PAHO_LOG
 
 
 def _paho_says(state: str) -> str:

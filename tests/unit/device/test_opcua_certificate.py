@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from device.opcua.certificate import (
+from device.station.opcua.certificate import (
     CERTIFICATE_FILENAME,
     PRIVATE_KEY_FILENAME,
     RENEW_DAYS,
@@ -75,7 +75,7 @@ def test_a_key_readable_by_others_is_made_private_again(
 ) -> None:
     first = load_or_generate(tmp_path, URI, HOSTS)
     first.private_key_file.chmod(0o644)
-    with caplog.at_level(logging.WARNING, logger="device.opcua.certificate"):
+    with caplog.at_level(logging.WARNING, logger="device.station.opcua.certificate"):
         again = load_or_generate(tmp_path, URI, HOSTS)
     assert again.sha1 == first.sha1 and _mode(first.private_key_file) == 0o600
     assert "readable by other users" in caplog.text
@@ -86,7 +86,7 @@ def test_replaced_for_a_renamed_station_keeping_the_key(
 ) -> None:
     first = load_or_generate(tmp_path, URI, HOSTS)
     renamed = application_uri("line1", "st2")
-    with caplog.at_level(logging.WARNING, logger="device.opcua.certificate"):
+    with caplog.at_level(logging.WARNING, logger="device.station.opcua.certificate"):
         second = load_or_generate(tmp_path, renamed, HOSTS)
     assert second.origin == "generated" and second.sha1 != first.sha1
     assert second.private_key.public_key() == first.private_key.public_key()

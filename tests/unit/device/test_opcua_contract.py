@@ -8,10 +8,10 @@ from asyncua.crypto.permission_rules import UserRole
 from pydantic import ValidationError
 
 from app.settings import ConfigError, load_settings
-from device.camera.base import Frame
 from device.config import OpcUaSettings
-from device.opcua import PartResult
-from device.opcua.access import StationUser, StationUserManager, station_role
+from device.station.camera.base import Frame
+from device.station.opcua import PartResult
+from device.station.opcua.access import StationUser, StationUserManager, station_role
 from vision.types import Box, InspectionResult
 
 SETTINGS = OpcUaSettings(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from device.outbox import Outbox, OutboxError
+from device.station.outbox import Outbox, OutboxError
 
 TOPIC = "edgeinspect/line1/st1/alert"
 
@@ -77,7 +77,10 @@ def test_restart_keeps_the_backlog_in_order_and_new_ids_follow(tmp_path: Path) -
 
 def test_full_spool_drops_the_oldest_and_counts_them_across_restarts(tmp_path: Path, caplog) -> None:
     path = tmp_path / "outbox.sqlite3"
-    with caplog.at_level(logging.WARNING, logger="device.outbox"), Outbox(path, max_messages=10) as outbox:
+    with (
+        caplog.at_level(logging.WARNING, logger="device.station.outbox"),
+        Outbox(path, max_messages=10) as outbox,
+    ):
         fill(outbox, range(15))
         assert outbox.depth() == 10
         assert outbox.dropped == 5
@@ -119,7 +122,7 @@ def test_bad_input_is_refused_and_stores_nothing(tmp_path: Path, kwargs, error, 
 def test_a_file_that_is_not_a_database_is_moved_aside(tmp_path: Path, caplog) -> None:
     path = tmp_path / "outbox.sqlite3"
     path.write_bytes(b"this is not sqlite at all" * 100)
-    with caplog.at_level(logging.ERROR, logger="device.outbox"), Outbox(path, 100) as outbox:
+    with caplog.at_level(logging.ERROR, logger="device.station.outbox"), Outbox(path, 100) as outbox:
         assert outbox.recovered_from is not None
         assert outbox.recovered_from.read_bytes().startswith(b"this is not sqlite")
         assert outbox.depth() == 0

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from fixture_parts import aligned_parts, texture_crops, write_good_images
 
-from device.model_registry import ModelRegistry
-from device.product_build import ProductBuild
+from device.station.model_registry import ModelRegistry
+from device.station.product_build import ProductBuild
 from vision.build_template import export_build_template
 from vision.config import ModelSettings
 from vision.inspector import Inspector

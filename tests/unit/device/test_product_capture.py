@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from device.camera.base import Frame
-from device.product_capture import ProductCapture
+from device.station.camera.base import Frame
+from device.station.product_capture import ProductCapture
 
 
 def _frame(i: int) -> Frame:

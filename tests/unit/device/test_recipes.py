@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from device.config import RegionOfInterest
-from device.recipes import PreparedModels, Recipe, RecipeError, RecipeStore, UnknownRecipeError
+from device.station.recipes import PreparedModels, Recipe, RecipeError, RecipeStore, UnknownRecipeError
 
 MODELS = {"m-a", "m-b"}
 

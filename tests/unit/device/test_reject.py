@@ -6,7 +6,7 @@ import threading
 import time
 
 from device.config import RejectSettings
-from device.reject import RejectScheduler
+from device.station.reject import RejectScheduler
 
 
 def _collect(settings: RejectSettings) -> tuple[RejectScheduler, list[tuple[float, dict]], threading.Event]:

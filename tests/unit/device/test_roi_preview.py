@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from device.camera.transform import roi_view
-from device.capture import CaptureWorker, FrameQueue, RawFrameRing
 from device.config import CameraSettings, RegionOfInterest
-from device.roi_preview import (
+from device.station.camera.transform import roi_view
+from device.station.capture import CaptureWorker, FrameQueue, RawFrameRing
+from device.station.roi_preview import (
     REBUILD_HINT,
     WARN_MIN_EXTRA_REJECTS,
     WARN_REJECT_SHARE_POINTS,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from device.plant.file_server import FileServer
-from device.rollout.download import DownloadError, DownloadLimits, IntegrityError, fetch_verified
+from device.station.rollout.download import DownloadError, DownloadLimits, IntegrityError, fetch_verified
 
 DATA = bytes(range(256)) * 64
 SHA = hashlib.sha256(DATA).hexdigest()

@@ -12,7 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from app.cli import main
-from device.rollout.manifest import (
+from device.station.rollout.state import RolloutState
+from device.wire.release import (
     ManifestError,
     PromoteNotice,
     ReleaseManifest,
@@ -24,7 +25,6 @@ from device.rollout.manifest import (
     sign,
     verify,
 )
-from device.rollout.state import RolloutState
 
 SHA = "ab" * 32
 

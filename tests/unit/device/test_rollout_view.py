@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from device.config import MqttSettings, RolloutSettings
-from device.rollout.manifest import generate_keypair, load_public_key
-from device.rollout.state import HandledRelease, RolloutState
-from device.rollout.station import RolloutStation
-from device.rollout.view import build_rollout_view, releases_from
-from device.rollout.wire import Outcome, StationReport
+from device.station.rollout.state import HandledRelease, RolloutState
+from device.station.rollout.station import RolloutStation
+from device.station.rollout.view import build_rollout_view, releases_from
+from device.wire.fleet import Outcome, StationReport
+from device.wire.release import generate_keypair, load_public_key
 
 
 def _report(release_id: str | None, outcome: Outcome, ts: str) -> StationReport:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from device.metrics import RuntimeMetrics
+from device.station.metrics import RuntimeMetrics
 
 
 def test_percentiles_and_counters() -> None:

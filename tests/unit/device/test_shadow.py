@@ -8,8 +8,8 @@ from typing import Any, cast
 import numpy as np
 import pytest
 
-from device.camera.base import Frame
-from device.shadow import ShadowRun
+from device.station.camera.base import Frame
+from device.station.shadow import ShadowRun
 from vision.inspector import Inspector
 from vision.types import InspectionResult
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from device.sparkplug import DataType, decode_payload, encode_payload, parse_topic
-from device.sparkplug import sparkplug_b_pb2 as pb
-from device.sparkplug.protoc import PB2_PATH, PROTO_PATH, ProtoSyntaxError, compile_proto, render_pb2
+from device.station.sparkplug import DataType, decode_payload, encode_payload, parse_topic
+from device.station.sparkplug import sparkplug_b_pb2 as pb
+from device.station.sparkplug.protoc import PB2_PATH, PROTO_PATH, ProtoSyntaxError, compile_proto, render_pb2
 
 
 def test_generated_module_matches_the_proto_schema() -> None:
     compiled = compile_proto(PROTO_PATH.read_text())
-    assert PB2_PATH.read_text() == render_pb2(compiled), "run: python -m device.sparkplug.protoc"
+    assert PB2_PATH.read_text() == render_pb2(compiled), "run: python -m device.station.sparkplug.protoc"
     nested = {m.name for m in compiled.message_type[0].nested_type}
     assert set(pb.Payload.DESCRIPTOR.nested_types_by_name) == nested
 

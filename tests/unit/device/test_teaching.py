@@ -1,4 +1,5 @@
-"""Teach job bookkeeping (`device.teaching.TeachJobs`) over a real AlertStore: one job at a time (either
+"""Teach job bookkeeping (`device.station.teaching.TeachJobs`) over a real AlertStore: one job at a time
+(either
 kind), progress, failures reported (never raised), completion callback, taught false alarms remembered;
 teach-defects takes every confirmed defect and keeps a fifth out to check. The real `ArchiveLearner` teaches
 defects from a real archive onto a real Gaussian-head model (`gaussian_trained_model`)."""
@@ -15,11 +16,11 @@ import numpy as np
 import pytest
 from fixtures_mqtt import wait_until
 
-from device.alerts import AlertStore, ReviewState
-from device.archive import ArchiveRecord, ImageArchive
 from device.config import ArchiveSettings, TeachSettings
-from device.model_registry import ModelRegistry
-from device.teaching import (
+from device.station.alerts import AlertStore, ReviewState
+from device.station.archive import ArchiveRecord, ImageArchive
+from device.station.model_registry import ModelRegistry
+from device.station.teaching import (
     ArchiveLearner,
     Learned,
     TeachBusyError,

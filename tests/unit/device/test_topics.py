@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from device.topics import Topics
+from device.station.topics import Topics
 
 
 def test_every_topic_sits_under_prefix_line_and_station() -> None:

@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from device.config import TrendSettings
-from device.trends import (
+from device.station.trends import (
     LATENCY_BINS_PER_DECADE,
     Bucket,
     TrendRecorder,
