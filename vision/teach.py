@@ -539,17 +539,8 @@ def teach_normal(
             f"need at least {MIN_GOOD_IMAGES} held-back good images to tell a taught image's unusual "
             f"patches from normal ones, got {len(good)}"
         )
-    parent = onnx_proto.load_model(model_bytes)
-    try:
-        gaussian = find_gaussian(parent)
-    except ShiftedGaussianError as exc:
-        raise TeachError(str(exc)) from None
+    parent, gaussian, meta, size, threshold_before = open_parent(model_bytes)
     layout = find_bank(parent) if gaussian is None else None
-    meta = onnx_proto.metadata(parent)
-    try:
-        size, threshold_before = int(meta[META_INPUT_SIZE]), float(meta[META_THRESHOLD])
-    except (KeyError, ValueError) as exc:
-        raise TeachError(f"the model lacks usable EdgeInspect metadata ({exc})") from exc
     notes: list[str] = []
     splitting = len(good) >= options.min_good_images
     calibration = list(good[0::2]) if splitting else list(good)
@@ -603,45 +594,96 @@ def teach_normal(
         )
     if not len(defects):
         notes.append("no confirmed defects: defect AUROC and detection rate are not measured")
-    good_before_arr = np.asarray(good_before)
-    all_good_after = np.concatenate([calibration_after, evaluation_after])
-    version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-taught"
-    report = TeachReport(
+    scores = _Scores(
+        np.asarray(good_before),
+        calibration_after,
+        evaluation_after,
+        np.asarray(taught_before),
+        taught_after,
+        defects_before,
+        defects_after,
+    )
+    report = _teach_report(meta, learned, scores, (threshold_before, threshold_after), splitting, notes)
+    _stamp(child, meta, report, taught, threshold_after, len(good), options)
+    tracker.at("done")
+    return TeachResult(child.SerializeToString(), report)
+
+
+def open_parent(model_bytes: bytes) -> tuple[Any, GaussianLayout | None, dict[str, str], int, float]:
+    """(model, its Gaussian head's layout or None for a memory bank, metadata, input size, calibrated
+    threshold) of a model to teach, or a TeachError naming what the file lacks."""
+    parent = onnx_proto.load_model(model_bytes)
+    try:
+        gaussian = find_gaussian(parent)
+    except ShiftedGaussianError as exc:
+        raise TeachError(str(exc)) from None
+    meta = onnx_proto.metadata(parent)
+    try:
+        size, threshold = int(meta[META_INPUT_SIZE]), float(meta[META_THRESHOLD])
+    except (KeyError, ValueError) as exc:
+        raise TeachError(f"the model lacks usable EdgeInspect metadata ({exc})") from exc
+    return parent, gaussian, meta, size, threshold
+
+
+@dataclass(frozen=True)
+class _Scores:
+    """Image scores before and after teaching normal: the good images (all, before), their calibration
+    and evaluation halves (after), the taught images and the confirmed defects."""
+
+    good_before: np.ndarray
+    calibration_after: np.ndarray
+    evaluation_after: np.ndarray
+    taught_before: np.ndarray
+    taught_after: np.ndarray
+    defects_before: np.ndarray
+    defects_after: np.ndarray
+
+
+def _teach_report(
+    meta: dict[str, str],
+    learned: _Learned,
+    scores: _Scores,
+    thresholds: tuple[float, float],
+    splitting: bool,
+    notes: list[str],
+) -> TeachReport:
+    """The before/after figures of teaching normal (rates at each model's own threshold)."""
+    before, after = thresholds
+    all_good_after = np.concatenate([scores.calibration_after, scores.evaluation_after])
+    defects = len(scores.defects_before)
+    return TeachReport(
         parent_version=meta.get(META_MODEL_VERSION, ""),
-        model_version=version,
-        taught_examples=len(taught),
+        model_version=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-taught",
+        taught_examples=len(scores.taught_before),
         head=learned.head,
         bank_entries_added=learned.size_after - learned.size_before,
         bank_size_before=learned.size_before,
         bank_size_after=learned.size_after,
         positions_taught=learned.positions_taught,
         uncovered_patches=learned.uncovered,
-        good_images_calibration=len(calibration) if splitting else 0,
-        good_images_evaluation=len(evaluation),
-        confirmed_defects=len(defects),
-        threshold=_before_after(threshold_before, threshold_after),
+        good_images_calibration=len(scores.calibration_after) if splitting else 0,
+        good_images_evaluation=len(scores.evaluation_after),
+        confirmed_defects=defects,
+        threshold=_before_after(before, after),
         threshold_recalibrated=splitting,
         false_reject_rate_good=(
-            _before_after(
-                _rate(good_before_arr[1::2], threshold_before), _rate(evaluation_after, threshold_after)
-            )
+            _before_after(_rate(scores.good_before[1::2], before), _rate(scores.evaluation_after, after))
             if splitting
             else None
         ),
         false_reject_rate_taught=_before_after(
-            _rate(np.asarray(taught_before), threshold_before), _rate(taught_after, threshold_after)
+            _rate(scores.taught_before, before), _rate(scores.taught_after, after)
         ),
-        defect_auroc=_defect_auroc(good_before_arr, all_good_after, defects_before, defects_after, splitting),
+        defect_auroc=_defect_auroc(
+            scores.good_before, all_good_after, scores.defects_before, scores.defects_after, splitting
+        ),
         defect_detection_rate=(
-            _before_after(_rate(defects_before, threshold_before), _rate(defects_after, threshold_after))
-            if len(defects)
+            _before_after(_rate(scores.defects_before, before), _rate(scores.defects_after, after))
+            if defects
             else None
         ),
         notes=notes,
     )
-    _stamp(child, meta, report, taught, threshold_after, len(good), options)
-    tracker.at("done")
-    return TeachResult(child.SerializeToString(), report)
 
 
 @dataclass(frozen=True)

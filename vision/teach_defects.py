@@ -26,10 +26,10 @@ from pydantic import BaseModel
 
 from vision import onnx_proto
 from vision.calibration import threshold_from_good_scores
-from vision.export import INPUT_NAME, META_INPUT_SIZE, META_MODEL_VERSION, META_THRESHOLD, OUTPUT_NAMES
+from vision.export import INPUT_NAME, META_MODEL_VERSION, META_THRESHOLD, OUTPUT_NAMES
 from vision.ort_session import cpu_session
-from vision.teach import BeforeAfter, ProgressFn, TeachError, _as_input, _scores
-from vision.teach_gaussian import FACTOR, GaussianHead, GaussianLayout, ShiftedGaussianError, find_gaussian
+from vision.teach import BeforeAfter, ProgressFn, TeachError, _as_input, _scores, open_parent
+from vision.teach_gaussian import FACTOR, GaussianHead, GaussianLayout
 
 BRANCH = "defect_classifier"  # prefix of the branch's node names (".../") and initializers ("...")
 HIDDEN_X, HIDDEN_Z, HIDDEN_ZZ = (f"{BRANCH}.hidden_{part}" for part in ("x", "z", "zz"))
@@ -385,23 +385,13 @@ def teach_defects(
 
 
 def _open_parent(model_bytes: bytes) -> tuple[Any, GaussianLayout, dict[str, str], int, float]:
-    """(model, its Gaussian head's layout, metadata, input size, calibrated threshold), or a TeachError
-    naming what the file lacks."""
-    parent = onnx_proto.load_model(model_bytes)
-    try:
-        layout = find_gaussian(parent)
-    except ShiftedGaussianError as exc:
-        raise TeachError(str(exc)) from None
+    """`vision.teach.open_parent`, refusing a model without a per-position Gaussian head."""
+    parent, layout, meta, size, threshold = open_parent(model_bytes)
     if layout is None:
         raise TeachError(
             "teaching defects needs a per-position Gaussian head (model.head: gaussian, or auto on parts in "
             "a fixture); this model has a memory bank"
         )
-    meta = onnx_proto.metadata(parent)
-    try:
-        size, threshold = int(meta[META_INPUT_SIZE]), float(meta[META_THRESHOLD])
-    except (KeyError, ValueError) as exc:
-        raise TeachError(f"the model lacks usable EdgeInspect metadata ({exc})") from exc
     return parent, layout, meta, size, threshold
 
 
