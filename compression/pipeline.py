@@ -587,6 +587,84 @@ def _layer_entries(result: CompressedModel, timings: Mapping[str, LayerTiming]) 
     return entries
 
 
+def _measure_variants(
+    teacher: nn.Module,
+    result: Any,
+    baseline_path: Path,
+    model_path: Path,
+    int8_path: Path | None,
+    data: Any,
+    settings: CompressionSettings,
+) -> dict[str, dict[str, Any]]:
+    """Accuracy, latency and size of the dense parent, the compressed model and its int8 file."""
+    student = result.model
+    student_inventory = build_inventory(student, _example(student), timing_runs=1)
+    # The inventory is of what was factorized: the pruned copy when pruning came first.
+    teacher_macs = (
+        build_inventory(teacher, _example(teacher), timing_runs=1).total_macs
+        if result.parent is not None
+        else result.inventory.total_macs
+    )
+    files = {"baseline": (baseline_path, teacher, teacher_macs)}
+    files["tensorized+healed"] = (model_path, student, student_inventory.total_macs)
+    if int8_path is not None:
+        files["tensorized+healed+int8"] = (int8_path, student, student_inventory.total_macs)
+    return {
+        name: measure_variant(name, path, count_params(model), macs, data, settings, data.evaluation)
+        for name, (path, model, macs) in files.items()
+    }
+
+
+def _report(
+    payload: dict[str, Any],
+    request: tuple[Path, str, str, dict[str, int] | None, MethodRules],
+    thresholds: tuple[float, float],
+    result: Any,
+    variants: dict[str, dict[str, Any]],
+    int8_result: Int8Result | None,
+    timings: Any,
+    settings: CompressionSettings,
+) -> dict[str, Any]:
+    """report.json's content: what was asked, what was done to each layer, and what each file measured."""
+    model_checkpoint, category, budget, fixed_ranks, methods = request
+    threshold, baseline_threshold = thresholds
+    return {
+        "model_name": payload.get("extra", {}).get("metadata", {}).get("edgeinspect.model_name", "model"),
+        "checkpoint": str(model_checkpoint),
+        "category": category,
+        "budget": budget,
+        "fixed_ranks": dict(fixed_ranks or {}),
+        "method_rules": [rule.text for rule in method_rules(settings, methods)],
+        "threshold": threshold,
+        "baseline_threshold": baseline_threshold,
+        "plan": result.plan.as_dict(),
+        "pruned": [dataclasses.asdict(block) for block in result.pruned],
+        "healing": {
+            "kept": result.healing.kept,
+            "check": result.healing.check,
+            "steps_run": result.healing.steps_run,
+            "best_step": result.healing.best_step,
+            "stopped_early": result.healing.stopped_early,
+            "history": result.healing.history,
+        },
+        "variants": list(variants.values()),
+        "targets": _targets(variants),
+        "int8": int8_result.as_dict() if int8_result is not None else None,
+        "layers": _layer_entries(result, timings),
+        "settings": settings.model_dump(),
+        "notes": [
+            "Rank decisions (sensitivity, drop checks, healing metric, int8 groups) use half of the test "
+            "set; the variant metrics come from the other half, stratified by label.",
+            "Sensitivity is the relative anomaly-map error on held-back good images when only that layer "
+            "is factorized (per candidate method for auto layers).",
+            f"Latencies: ORT CPU, batch 1, {settings.latency_threads} threads, p50 over "
+            f"{settings.latency_runs} runs after {settings.latency_warmup} warm-up runs. Layer timings: "
+            f"each layer alone at its real input shape, options interleaved, p50 of "
+            f"{settings.layer_latency_runs} runs.",
+        ],
+    }
+
+
 def compress(
     model_checkpoint: Path,
     data_root: Path,
@@ -672,79 +750,18 @@ def compress(
                 check=_int8_check(model_path, data, settings),
             )
             int8_path = int8_result.path
-        student_inventory = build_inventory(student, _example(student), timing_runs=1)
-        # The inventory is of what was factorized: the pruned copy when pruning came first.
-        teacher_macs = (
-            build_inventory(teacher, _example(teacher), timing_runs=1).total_macs
-            if result.parent is not None
-            else result.inventory.total_macs
-        )
-        variants = {
-            "baseline": measure_variant(
-                "baseline",
-                baseline_path,
-                count_params(teacher),
-                teacher_macs,
-                data,
-                settings,
-                data.evaluation,
-            ),
-            "tensorized+healed": measure_variant(
-                "tensorized+healed",
-                model_path,
-                count_params(student),
-                student_inventory.total_macs,
-                data,
-                settings,
-                data.evaluation,
-            ),
-        }
-        if int8_path is not None:
-            variants["tensorized+healed+int8"] = measure_variant(
-                "tensorized+healed+int8",
-                int8_path,
-                count_params(student),
-                student_inventory.total_macs,
-                data,
-                settings,
-                data.evaluation,
-            )
+        variants = _measure_variants(teacher, result, baseline_path, model_path, int8_path, data, settings)
     variants["baseline"].pop("path")  # it lived in the temporary folder
-    report = {
-        "model_name": payload.get("extra", {}).get("metadata", {}).get("edgeinspect.model_name", "model"),
-        "checkpoint": str(model_checkpoint),
-        "category": category,
-        "budget": budget,
-        "fixed_ranks": dict(fixed_ranks or {}),
-        "method_rules": [rule.text for rule in method_rules(settings, methods)],
-        "threshold": threshold,
-        "baseline_threshold": baseline_threshold,
-        "plan": result.plan.as_dict(),
-        "pruned": [dataclasses.asdict(block) for block in result.pruned],
-        "healing": {
-            "kept": result.healing.kept,
-            "check": result.healing.check,
-            "steps_run": result.healing.steps_run,
-            "best_step": result.healing.best_step,
-            "stopped_early": result.healing.stopped_early,
-            "history": result.healing.history,
-        },
-        "variants": list(variants.values()),
-        "targets": _targets(variants),
-        "int8": int8_result.as_dict() if int8_result is not None else None,
-        "layers": _layer_entries(result, timings),
-        "settings": settings.model_dump(),
-        "notes": [
-            "Rank decisions (sensitivity, drop checks, healing metric, int8 groups) use half of the test "
-            "set; the variant metrics come from the other half, stratified by label.",
-            "Sensitivity is the relative anomaly-map error on held-back good images when only that layer "
-            "is factorized (per candidate method for auto layers).",
-            f"Latencies: ORT CPU, batch 1, {settings.latency_threads} threads, p50 over "
-            f"{settings.latency_runs} runs after {settings.latency_warmup} warm-up runs. Layer timings: "
-            f"each layer alone at its real input shape, options interleaved, p50 of "
-            f"{settings.layer_latency_runs} runs.",
-        ],
-    }
+    report = _report(
+        payload,
+        (model_checkpoint, category, budget, fixed_ranks, methods),
+        (threshold, baseline_threshold),
+        result,
+        variants,
+        int8_result,
+        timings,
+        settings,
+    )
     paths = write_reports(report, out_dir)
     return CompressionResult(
         model_path=model_path,
