@@ -142,23 +142,7 @@ class EdgeRuntime:
         )
         self.queue = FrameQueue(self.settings.camera.queue_size)
         self._raw_frames = RawFrameRing(PREVIEW_FRAMES)  # for the ROI preview; kept across stop/start
-        self._lock = threading.RLock()
-        self._state: RuntimeState = "starting"
-        self._inspector: Inspector | None = None
-        self._active_model_id: str | None = None
-        self._active_recipe: str | None = None
-        self._threshold_override = self.settings.inspection.threshold
-        self._line_speed_ppm: float | None = None
-        self._started_mono = time.monotonic()
-        self._stop_event = threading.Event()
-        self._capture: CaptureWorker | None = None
-        self._next_frame_id = 0
-        self._knobs = DecisionKnobs(0.0, 0, 1, False)
-        self._retired_knobs: DecisionKnobs | None = None  # the previous recipe's, for its frames in flight
-        self._product_capture: ProductCapture | None = None  # learning a new product from the camera
-        self._product_build: ProductBuild | None = None  # building a captured product's model
-        self._shadow: ShadowRun | None = None  # a candidate model judging beside the active one
-        self._jpeg_cache: tuple[int, bool, bytes] | None = None
+        self._init_state()
         self.reject = RejectScheduler(self.settings.reject, self._emit_reject)
         self.escalation: EscalationClient | None = None  # plant verifiers (`escalation.enabled`)
         if self.settings.escalation.enabled:
@@ -194,7 +178,32 @@ class EdgeRuntime:
             )
         self._housekeeping = threading.Thread(target=self._housekeep, name="housekeeping", daemon=True)
         self._command_listeners: list[CommandListener] = []
-        self._handlers: dict[str, CommandHandler] = dict(
+        self._handlers = self._command_table()
+
+    def _init_state(self) -> None:
+        """What the runtime tracks while it runs (the line's state, the active model and recipe, the
+        live knobs, jobs in progress), guarded by `_lock`."""
+        self._lock = threading.RLock()
+        self._state: RuntimeState = "starting"
+        self._inspector: Inspector | None = None
+        self._active_model_id: str | None = None
+        self._active_recipe: str | None = None
+        self._threshold_override = self.settings.inspection.threshold
+        self._line_speed_ppm: float | None = None
+        self._started_mono = time.monotonic()
+        self._stop_event = threading.Event()
+        self._capture: CaptureWorker | None = None
+        self._next_frame_id = 0
+        self._knobs = DecisionKnobs(0.0, 0, 1, False)
+        self._retired_knobs: DecisionKnobs | None = None  # the previous recipe's, for its frames in flight
+        self._product_capture: ProductCapture | None = None  # learning a new product from the camera
+        self._product_build: ProductBuild | None = None  # building a captured product's model
+        self._shadow: ShadowRun | None = None  # a candidate model judging beside the active one
+        self._jpeg_cache: tuple[int, bool, bytes] | None = None
+
+    def _command_table(self) -> dict[str, CommandHandler]:
+        """One handler per command: `execute` dispatches on the command's name through this table."""
+        return dict(
             [
                 _filed(cmd.StartLine, self._cmd_start),
                 _filed(cmd.ResumeInspection, self._cmd_resume),
