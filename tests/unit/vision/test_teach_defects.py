@@ -21,6 +21,7 @@ from vision.teach_defects import (
     DefectTeachOptions,
     LabelledDefect,
     fit_classifier,
+    peak_region,
     teach_defects,
 )
 
@@ -141,6 +142,42 @@ def test_the_classifier_learns_two_kinds_of_defect_on_opposite_sides() -> None:
 def test_classifier_options_are_checked() -> None:
     with pytest.raises(ValueError, match="hidden >= 1"):
         DefectTeachOptions(hidden=0)
+    with pytest.raises(ValueError, match="unmasked_level"):
+        DefectTeachOptions(unmasked_level=1.0)
+
+
+def test_an_unmasked_defect_is_the_region_around_its_peak_not_scattered_spikes() -> None:
+    """A 32 x 32 grid of good-looking distances with one defect (a 4 x 6 block, its core the most
+    unusual) and isolated spikes elsewhere above the block's rim: the positives are the block, where the
+    image's most unusual patches would have been its core and the spikes; never more than the cap."""
+    rng = np.random.default_rng(3)
+    grid = rng.normal(1.0, 0.05, (32, 32))
+    grid[10:14, 20:26] = 2.5
+    grid[11:13, 22:24] = 4.0
+    spikes = [(2, 3), (28, 5), (25, 29), (5, 15)]
+    for row, col in spikes:
+        grid[row, col] = 3.0
+    chosen = peak_region(grid.reshape(-1), level=0.5, cap=0.1).reshape(32, 32)
+    assert chosen[10:14, 20:26].mean() >= 0.8
+    assert not any(chosen[row, col] for row, col in spikes)
+    assert chosen.sum() <= 4 * 6 + 2 * (4 + 6) + 4  # the block and at most its smoothed rim
+    capped = peak_region(grid.reshape(-1), level=0.5, cap=0.005).reshape(32, 32)
+    assert capped.sum() == round(0.005 * 32 * 32) == capped[10:14, 20:26].sum()
+
+
+def test_defects_confirmed_without_a_mask_are_still_learned(gaussian_model: Path) -> None:
+    """What a real line gives: an operator confirms an alert, nobody draws the scratch."""
+    parent = gaussian_model.read_bytes()
+    taught = [LabelledDefect(d.image) for d in _faint_scratches(85, 12)]
+    check = [d.image for d in _faint_scratches(86, 12)]
+    result = teach_defects(parent, taught, _good(87, 36), check, DefectTeachOptions())
+    report = result.report
+    assert report.defects_with_mask == 0 and report.positive_patches >= 12
+    assert report.positive_patches <= 12 * round(0.1 * 32 * 32)
+    assert any("without a mask" in note for note in report.notes)
+    assert report.detection_rate_check is not None
+    assert report.detection_rate_check.after > report.detection_rate_check.before
+    assert report.false_reject_rate_good.after <= 0.1
 
 
 def test_teaching_defects_needs_neither_torch_nor_onnx() -> None:
