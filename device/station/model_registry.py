@@ -17,7 +17,6 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from vision.export import sha256_file
 from vision.inspector import Inspector, ModelFileError
 from vision.teach import TeachReport
 from vision.teach_defects import DefectTeachReport
@@ -37,11 +36,6 @@ class ModelEntry(BaseModel):
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_of_file(path: str | Path) -> str:
-    """The same chunked hash the inspector checks a model file against (`vision.export.sha256_file`)."""
-    return sha256_file(path)
 
 
 class ModelRegistry:

@@ -37,7 +37,7 @@ from device.station.data_dir_lock import DataDirLock
 from device.station.escalation.decision import Decision
 from device.station.inspection_worker import DecisionKnobs, InspectionWorker
 from device.station.metrics import EscalationMetrics, RuntimeMetrics
-from device.station.model_registry import ModelRegistry, sha256_of_file
+from device.station.model_registry import ModelRegistry
 from device.station.mqtt_link import MqttLink
 from device.station.outbox import Outbox
 from device.station.part_result import PartResult
@@ -61,6 +61,7 @@ from device.station.status import (
 from device.station.teaching import ArchiveLearner, TeachJobs
 from device.station.topics import Topics
 from device.station.trends import TrendRecorder, TrendReport
+from vision.export import sha256_file
 from vision.inspector import Inspector, ModelFileError
 from vision.overlay import encode_overlay_jpeg, overlay_thumbnail, render_overlay
 from vision.types import InspectionResult
@@ -332,7 +333,7 @@ class EdgeRuntime:
         configured = Path(self.settings.model.path)
         model_id: str | None = None
         if configured.exists():
-            digest = sha256_of_file(configured)
+            digest = sha256_file(configured)
             known = {e.sha256: e.id for e in self.models.list()}
             if digest not in known:
                 model_id = self.models.register_file(configured).id
