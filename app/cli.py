@@ -284,17 +284,8 @@ def _add_model_shape(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, default=256)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgeinspect", description="Defect inspection on the edge box.")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    parser.add_argument(
-        "--version",
-        action="store_true",
-        help="print the version and exit; with --verbose, what it runs on (packages, ONNX Runtime "
-        "providers, CPU flags, lock file) for a field report",
-    )
-    sub = parser.add_subparsers(dest="command")
-
+def _add_run_command(sub: Any) -> None:
+    """`run`: the line itself."""
     run = sub.add_parser("run", help="run the line: camera -> model -> MQTT alerts, API and panel")
     run.add_argument("--config", default="configs/default.yaml")
     run.add_argument("--max-frames", type=int, default=None, help="stop after judging N frames")
@@ -303,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", default=None, help="override data_dir")
     run.set_defaults(func=_cmd_run)
 
+
+def _add_dataset_command(sub: Any) -> None:
+    """`dataset make` (synthetic) and `dataset import` (real sets, benchmark use)."""
     dataset = sub.add_parser("dataset", help="datasets").add_subparsers(dest="dataset_command", required=True)
     make = dataset.add_parser("make", help="write the synthetic line dataset in the MVTec AD layout")
     make.add_argument("--out", default="data/datasets/synthetic")
@@ -345,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--overwrite", action="store_true", help="replace categories already imported")
     imp.set_defaults(func=_cmd_dataset_import)
 
+
+def _add_train_command(sub: Any) -> None:
+    """`train`: the plant's build of a model from good images."""
     train = sub.add_parser("train", help="train a defect model from good images and export ONNX")
     train.add_argument("--data", required=True, help="dataset root in the MVTec AD layout")
     train.add_argument("--category", required=True)
@@ -363,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--int8", action="store_true", help=INT8_HELP)
     train.set_defaults(func=_cmd_train)
 
+
+def _add_template_command(sub: Any) -> None:
+    """`template`: what a station needs to build without torch."""
     template = sub.add_parser(
         "template", help="export a build template: what a station needs to build models without torch"
     )
@@ -379,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     template.set_defaults(func=_cmd_template)
 
+
+def _add_build_command(sub: Any) -> None:
+    """`build`: a station's torch-free build from a template."""
     build = sub.add_parser(
         "build", help="build a model from good images with a build template (no torch: runs on a station)"
     )
@@ -391,6 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.set_defaults(func=_cmd_build)
 
+
+def _add_eval_command(sub: Any) -> None:
+    """`eval`: figures and heatmaps of a model on a dataset."""
     ev = sub.add_parser("eval", help="evaluate an ONNX model on a dataset folder")
     ev.add_argument("--data", required=True)
     ev.add_argument("--category", required=True)
@@ -400,6 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--worst", type=int, default=5, help="false rejects and misses to list and draw (each)")
     ev.set_defaults(func=_cmd_eval)
 
+
+def _add_compress_command(sub: Any) -> None:
+    """`compress`: tensor decomposition, healing and int8."""
     comp = sub.add_parser("compress", help="tensor-decompose, heal and quantize a trained model")
     comp.add_argument("--model", required=True, help="PyTorch checkpoint written by `train` (FILE.pt)")
     comp.add_argument("--data", required=True)
@@ -426,6 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--out", required=True)
     comp.set_defaults(func=_cmd_compress)
 
+
+def _add_verify_command(sub: Any) -> None:
+    """`verify`: the plant-side verifier of escalated frames."""
     verify = sub.add_parser(
         "verify", help="plant-side verifier: judge escalated frames (MQTT 5 shared subscription)"
     )
@@ -445,6 +457,26 @@ def build_parser() -> argparse.ArgumentParser:
         "over their thresholds",
     )
     verify.set_defaults(func=_cmd_verify)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgeinspect", description="Defect inspection on the edge box.")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument(
+        "--version",
+        action="store_true",
+        help="print the version and exit; with --verbose, what it runs on (packages, ONNX Runtime "
+        "providers, CPU flags, lock file) for a field report",
+    )
+    sub = parser.add_subparsers(dest="command")
+    _add_run_command(sub)
+    _add_dataset_command(sub)
+    _add_train_command(sub)
+    _add_template_command(sub)
+    _add_build_command(sub)
+    _add_eval_command(sub)
+    _add_compress_command(sub)
+    _add_verify_command(sub)
     add_release_commands(sub)
     add_camera_commands(sub)
     return parser

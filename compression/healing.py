@@ -57,6 +57,37 @@ def distillation_loss(
     return loss
 
 
+@dataclass
+class _Targets:
+    """Good images and what the teacher makes of them: what the student must reproduce."""
+
+    images: torch.Tensor
+    features: torch.Tensor
+    maps: torch.Tensor
+
+    @classmethod
+    def of(cls, teacher: nn.Module, images: np.ndarray, batch_size: int) -> _Targets:
+        features, maps = _teacher_targets(teacher, images, batch_size)
+        return cls(torch.from_numpy(np.ascontiguousarray(images)), features, maps)
+
+    def loss(
+        self, student: nn.Module, index: torch.Tensor | slice, map_weight: float, scales: tuple[float, float]
+    ) -> torch.Tensor:
+        return distillation_loss(
+            student, self.images[index], self.features[index], self.maps[index], map_weight, scales
+        )
+
+    @torch.no_grad()
+    def mean_loss(
+        self, student: nn.Module, batch_size: int, map_weight: float, scales: tuple[float, float]
+    ) -> float:
+        total = 0.0
+        for start in range(0, len(self.images), batch_size):
+            batch = slice(start, start + batch_size)
+            total += float(self.loss(student, batch, map_weight, scales)) * len(self.images[batch])
+        return total / len(self.images)
+
+
 def heal(
     student: nn.Module,
     teacher: nn.Module,
@@ -83,13 +114,11 @@ def heal(
     if len(train_images) == 0 or len(val_images) == 0:
         raise ValueError("healing needs at least one training and one validation image")
     generator = torch.Generator().manual_seed(seed)
-    train_x = torch.from_numpy(np.ascontiguousarray(train_images))
-    val_x = torch.from_numpy(np.ascontiguousarray(val_images))
-    train_f, train_m = _teacher_targets(teacher, train_images, batch_size)
-    val_f, val_m = _teacher_targets(teacher, val_images, batch_size)
+    train = _Targets.of(teacher, train_images, batch_size)
+    val = _Targets.of(teacher, val_images, batch_size)
     scales = (
-        max(float((train_f**2).mean()), 1e-12),
-        max(float((val_m**2).mean()), 1e-12),  # held-out maps: a typical good-image anomaly level
+        max(float((train.features**2).mean()), 1e-12),
+        max(float((val.maps**2).mean()), 1e-12),  # held-out maps: a typical good-image anomaly level
     )
     params = [
         p
@@ -100,22 +129,7 @@ def heal(
     student.eval()
 
     def validate() -> float:
-        with torch.no_grad():
-            losses = [
-                float(
-                    distillation_loss(
-                        student,
-                        val_x[s : s + batch_size],
-                        val_f[s : s + batch_size],
-                        val_m[s : s + batch_size],
-                        map_weight,
-                        scales,
-                    )
-                )
-                * len(val_x[s : s + batch_size])
-                for s in range(0, len(val_x), batch_size)
-            ]
-        return sum(losses) / len(val_x)
+        return val.mean_loss(student, batch_size, map_weight, scales)
 
     best_state = copy.deepcopy(student.state_dict())
     result.best_val_loss = validate()
@@ -124,8 +138,8 @@ def heal(
     bar = tqdm(range(1, steps + 1), desc="healing", disable=not progress, leave=False)
     running = 0.0
     for step in bar:
-        index = torch.randint(len(train_x), (min(batch_size, len(train_x)),), generator=generator)
-        loss = distillation_loss(student, train_x[index], train_f[index], train_m[index], map_weight, scales)
+        index = torch.randint(len(train.images), (min(batch_size, len(train.images)),), generator=generator)
+        loss = train.loss(student, index, map_weight, scales)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -9,6 +9,7 @@ depthwise ones), plus the head's matrix products and the map's resize and blur b
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -21,6 +22,9 @@ CONV_OPS = ("Conv", "FusedConv", "QLinearConv", "ConvInteger")
 MATMUL_OPS = ("MatMul", "Gemm", "FusedMatMul", "MatMulInteger", "QLinearMatMul")
 MAP_OPS = ("Resize", "Upsample")
 QUANT_OPS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
+# ORT names a node it builds from a QDQ group (DequantizeLinear -> Conv -> QuantizeLinear becomes a
+# QLinearConv) after the Conv, with this suffix.
+_FUSION_SUFFIX = re.compile(r"_token_\d+$")
 
 
 def _attribute(node: onnx.NodeProto, name: str) -> list[int] | int | None:
@@ -53,9 +57,18 @@ def _matmul_class(name: str) -> str:
     return "other matmul"
 
 
+def _weight_shapes(graph: onnx.GraphProto) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape of every weight, also as an int8 file's DequantizeLinear outputs give it."""
+    weights = {init.name: tuple(init.dims) for init in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in weights:
+            weights[node.output[0]] = weights[node.input[0]]
+    return weights
+
+
 def node_classes(graph: onnx.GraphProto) -> dict[str, str]:
     """Node name -> operator class for every node of the graph."""
-    weights = {init.name: tuple(init.dims) for init in graph.initializer}
+    weights = _weight_shapes(graph)
     classes = {}
     for node in graph.node:
         if node.op_type in CONV_OPS:
@@ -76,7 +89,7 @@ def _class_of_event(name: str, op: str, classes: dict[str, str], producers: dict
     and rewrites layouts (NCHWc), naming the new node after the tensor it writes; that tensor's producer in
     the exported graph, followed back through activations, is the Conv that did the work."""
     node = name.removesuffix("_kernel_time")
-    for candidate in (node, node.removesuffix("_nchwc")):
+    for candidate in (node, node.removesuffix("_nchwc"), _FUSION_SUFFIX.sub("", node)):
         if candidate in classes:
             return classes[candidate]
         producer = producers.get(candidate)

@@ -14,6 +14,7 @@ from compression.evaluation import relative_error
 from compression.factorize import apply_ranks
 from compression.layers import CPConv2d, TTLinear
 from compression.onnx_bench import interleaved_times, measure_latency, onnx_outputs, sessions_peak_mib
+from compression.op_profile import profile_by_class
 from compression.quantize import (
     Int8Check,
     quantize_int8,
@@ -288,3 +289,12 @@ def test_models_of_different_input_sizes_time_interleaved_and_load_together(toy_
     times = interleaved_times([small, large], toy_images(1, seed=3)[0], threads=1, warmup=1, runs=4)
     assert [len(t) for t in times] == [4, 4] and all(ms > 0 for t in times for ms in t)
     assert sessions_peak_mib([small, small, large], 32, threads=1) > 0
+
+
+def test_profile_of_an_int8_file_tells_its_convolutions_apart(patchcore, tmp_path) -> None:
+    """ORT fuses each QDQ conv into a QLinearConv named after the Conv with a `_token_N` suffix; its time
+    must still land on 1x1 / depthwise convs, not all on 'kxk conv'."""
+    int8_path = quantize_int8(patchcore, tmp_path / "model.int8.onnx", _parts(4, seed=2, defect_rate=0.0))
+    profile = profile_by_class(int8_path, _parts(1, seed=5, defect_rate=0.0)[0], threads=1, runs=3)
+    assert profile.get("1x1 conv", 0.0) > 0.0
+    assert profile.get("depthwise conv", 0.0) > 0.0

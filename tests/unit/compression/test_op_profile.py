@@ -45,6 +45,21 @@ def test_convolutions_are_classed_by_kernel_and_group() -> None:
     }
 
 
+def test_an_int8_files_convolutions_are_classed_through_their_dequantized_weights() -> None:
+    weights = [
+        numpy_helper.from_array(np.zeros((8, 1, 3, 3), np.int8), "w_q"),
+        numpy_helper.from_array(np.ones(8, np.float32), "w_scale"),
+    ]
+    nodes = [
+        helper.make_node("DequantizeLinear", ["w_q", "w_scale"], ["w_float"], name="dq", axis=0),
+        _conv("dw", "w_float", group=8),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 4, 4])], [], weights
+    )
+    assert node_classes(graph)["dw"] == "depthwise conv"
+
+
 def test_profile_of_an_exported_model_attributes_time_to_its_convolutions(toy_model, tmp_path) -> None:
     path = export_onnx(toy_model, tmp_path / "toy.onnx", METADATA, 32)
     profile = profile_by_class(path, toy_images(1, seed=4)[0], threads=1, runs=5)
