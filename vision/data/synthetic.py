@@ -13,10 +13,11 @@ import os
 import shutil
 import tempfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -248,26 +249,15 @@ def write_dataset(
     from tqdm.auto import tqdm
 
     sizes = suite_sizes(suite)
-    n_train = sizes["n_train"] if n_train is None else n_train
-    n_test_good = sizes["n_test_good"] if n_test_good is None else n_test_good
-    if n_test_defect_per_type is None:
-        n_test_defect_per_type = sizes["n_test_defect_per_type"]
-    if isinstance(categories, str):
-        raise ValueError("categories must be a sequence of names, not a single string")
-    chosen = list(suite_categories(suite) if categories is None else categories)
-    for name in chosen:
-        _suite_defect_types(suite, name)
-    if len(set(chosen)) != len(chosen):
-        raise ValueError(f"categories contain duplicates: {chosen}")
-    for label, value in (
-        ("n_train", n_train),
-        ("n_test_good", n_test_good),
-        ("n_test_defect_per_type", n_test_defect_per_type),
-    ):
-        if not isinstance(value, int) or value < 0:
-            raise ValueError(f"{label} must be a non-negative integer, got {value!r}")
-    if n_train < 1:
-        raise ValueError("n_train must be at least 1: a category without training images is unusable")
+    counts = {
+        "n_train": sizes["n_train"] if n_train is None else n_train,
+        "n_test_good": sizes["n_test_good"] if n_test_good is None else n_test_good,
+        "n_test_defect_per_type": (
+            sizes["n_test_defect_per_type"] if n_test_defect_per_type is None else n_test_defect_per_type
+        ),
+    }
+    chosen = _chosen_categories(suite, categories)
+    _check_counts(counts)
     _check_size(image_size)
 
     root = Path(out_dir)
@@ -281,41 +271,74 @@ def write_dataset(
                 f"{root / name} exists and was not written by {GENERATOR_NAME}; refusing to replace it"
             )
 
-    plans = {name: _plan(suite, name, n_train, n_test_good, n_test_defect_per_type) for name in chosen}
+    plans = {
+        name: _plan(suite, name, counts["n_train"], counts["n_test_good"], counts["n_test_defect_per_type"])
+        for name in chosen
+    }
     total = sum(len(jobs) for jobs in plans.values())
     with tqdm(total=total, desc="writing dataset", unit="img", disable=not progress) as bar:
         for name, jobs in plans.items():
-            staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
-            try:
-                counters: dict[str, int] = {}
-                for folder, stream, index, defect in jobs:
-                    number = counters.get(folder, 0)
-                    counters[folder] = number + 1
-                    image, mask = _render(suite, name, seed, stream, index, defect, image_size)
-                    (staging / folder).mkdir(parents=True, exist_ok=True)
-                    _write_png(staging / folder / f"{number:03d}.png", image)
-                    if defect is not None:
-                        mask_dir = staging / "ground_truth" / defect
-                        mask_dir.mkdir(parents=True, exist_ok=True)
-                        _write_png(mask_dir / f"{number:03d}_mask.png", mask)
-                    bar.update(1)
-                if (root / name).exists():
-                    shutil.rmtree(root / name)
-                staging.rename(root / name)
-            finally:
-                if staging.exists():
-                    shutil.rmtree(staging)
+            render = partial(_render, suite, name, seed, image_size=image_size)
+            _write_category(root, name, jobs, render, bar)
             known[name] = {
                 "seed": seed,
                 "image_size": image_size,
-                "n_train": n_train,
-                "n_test_good": n_test_good,
-                "n_test_defect_per_type": n_test_defect_per_type,
+                **counts,
                 "defect_types": list(_suite_defect_types(suite, name)),
                 **_split_entry(suite, name),
             }
             _write_manifest(manifest_path, known, suite)
     return root
+
+
+def _chosen_categories(suite: str, categories: Sequence[str] | None) -> list[str]:
+    """The categories to write, each known to `suite`, none twice."""
+    if isinstance(categories, str):
+        raise ValueError("categories must be a sequence of names, not a single string")
+    chosen = list(suite_categories(suite) if categories is None else categories)
+    for name in chosen:
+        _suite_defect_types(suite, name)
+    if len(set(chosen)) != len(chosen):
+        raise ValueError(f"categories contain duplicates: {chosen}")
+    return chosen
+
+
+def _check_counts(counts: dict[str, int]) -> None:
+    for label, value in counts.items():
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(f"{label} must be a non-negative integer, got {value!r}")
+    if counts["n_train"] < 1:
+        raise ValueError("n_train must be at least 1: a category without training images is unusable")
+
+
+def _write_category(
+    root: Path,
+    name: str,
+    jobs: list[tuple[str, int, int, str | None]],
+    render: Callable[[int, int, str | None], tuple[np.ndarray, np.ndarray]],
+    bar: Any,
+) -> None:
+    """Render `jobs` (folder, stream, index, defect) into a staging folder, then swap it in whole."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+    try:
+        counters: dict[str, int] = {}
+        for folder, stream, index, defect in jobs:
+            number = counters.get(folder, 0)
+            counters[folder] = number + 1
+            image, mask = render(stream, index, defect)
+            (staging / folder).mkdir(parents=True, exist_ok=True)
+            _write_png(staging / folder / f"{number:03d}.png", image)
+            if defect is not None:
+                mask_dir = staging / "ground_truth" / defect
+                mask_dir.mkdir(parents=True, exist_ok=True)
+                _write_png(mask_dir / f"{number:03d}_mask.png", mask)
+            bar.update(1)
+        if (root / name).exists():
+            shutil.rmtree(root / name)
+        staging.rename(root / name)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
 
 
 def _split_entry(suite: str, category: str) -> dict[str, str]:
