@@ -551,15 +551,7 @@ def teach_normal(
 
     probe = _probe(parent, layout, gaussian, size, options.threads)
     tracker.at("measuring the current model on good images")
-    good_before, normal_distances = [], []
-    for image in good:
-        score, _, distances = probe.run(_as_input(image, size))
-        good_before.append(score)
-        normal_distances.append(distances)
-        tracker.tick()
-    calibration_distances = np.concatenate(normal_distances[0::2] if splitting else normal_distances)
-    select_level = float(np.quantile(calibration_distances, options.select_quantile))
-    cover_radius = float(np.quantile(calibration_distances, options.cover_quantile))
+    good_before, select_level, cover_radius = _normal_levels(probe, good, splitting, options, tracker)
 
     tracker.at("reading the taught images")
     taught_before, pool = _unusual_patches(probe, taught, views, select_level, tracker)
@@ -595,7 +587,7 @@ def teach_normal(
     if not len(defects):
         notes.append("no confirmed defects: defect AUROC and detection rate are not measured")
     scores = _Scores(
-        np.asarray(good_before),
+        good_before,
         calibration_after,
         evaluation_after,
         np.asarray(taught_before),
@@ -607,6 +599,24 @@ def teach_normal(
     _stamp(child, meta, report, taught, threshold_after, len(good), options)
     tracker.at("done")
     return TeachResult(child.SerializeToString(), report)
+
+
+def _normal_levels(
+    probe: _Probe, good: Sequence[np.ndarray], splitting: bool, options: TeachOptions, tracker: _Progress
+) -> tuple[np.ndarray, float, float]:
+    """The good images' scores under the parent, and from their patch distances (the calibration half's
+    when the images are split) the level above which a taught patch is unusual and the radius a new
+    entry covers."""
+    scores, distances = [], []
+    for image in good:
+        score, _, patch_distances = probe.run(_as_input(image, probe.size))
+        scores.append(score)
+        distances.append(patch_distances)
+        tracker.tick()
+    calibration = np.concatenate(distances[0::2] if splitting else distances)
+    select_level = float(np.quantile(calibration, options.select_quantile))
+    cover_radius = float(np.quantile(calibration, options.cover_quantile))
+    return np.asarray(scores), select_level, cover_radius
 
 
 def open_parent(model_bytes: bytes) -> tuple[Any, GaussianLayout | None, dict[str, str], int, float]:
