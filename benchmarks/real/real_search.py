@@ -163,6 +163,14 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
         {"gaussian_shift": 1},
         "today's default, a patch may match its position's Gaussian 1 cell (8 px) away",
     ),
+    "g3_b1245": (
+        {"feature_blocks": (1, 2, 4, 5)},
+        "today's default plus block 5 (192 channels at stride 32: larger, more semantic context)",
+    ),
+    "g3_b12456": (
+        {"feature_blocks": (1, 2, 4, 5, 6)},
+        "today's default plus blocks 5 and 6 (the last block before the classifier's head)",
+    ),
 }
 
 
