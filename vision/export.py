@@ -75,6 +75,10 @@ def export_onnx(model: nn.Module, path: str | Path, metadata: dict[str, str], im
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         raw = Path(tmp) / "raw.onnx"
         with torch.no_grad(), warnings.catch_warnings():
+            # One plain pass first: fixed matrices a module builds on first use (the map's upsampling
+            # and blur) are then cached tensors, which the tracer writes as constants, not as the ops
+            # that built them.
+            model(dummy)
             # Shape checks become constants under tracing: intended, the input size is fixed.
             warnings.simplefilter("ignore")
             torch.onnx.export(

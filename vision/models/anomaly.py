@@ -151,15 +151,18 @@ class AnomalyModel(nn.Module):
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 NHWC RGB -> normalised float NCHW, as the backbone was trained."""
-        x = images.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+        # The steps below, written out: x / 255, minus its per-channel mean, divided by its contrast, times
+        # TYPICAL_STD, plus INPUT_MEAN; then (x - INPUT_MEAN) / INPUT_STD. The constants are folded into one
+        # scale so the graph passes over the frame as few times as it can.
+        x = images.permute(0, 3, 1, 2).to(torch.float32)
         if self.config.normalize_illumination:
             # Lighting and tint drift between frames is not a defect: remove each image's per-channel
             # mean and its overall contrast, then restore typical values so the backbone sees a normal image.
             x = x - x.mean(dim=(2, 3), keepdim=True)
             # The floor keeps a blank frame (lens cap, no part) from having its sensor noise blown up.
-            contrast = x.flatten(1).std(dim=1).clamp_min(MIN_CONTRAST).reshape(-1, 1, 1, 1)
-            x = x / contrast * TYPICAL_STD + INPUT_MEAN
-        return (x - INPUT_MEAN) / INPUT_STD
+            contrast = (x.flatten(1).std(dim=1) / 255.0).clamp_min(MIN_CONTRAST).reshape(-1, 1, 1, 1)
+            return x * (TYPICAL_STD / INPUT_STD / 255.0) / contrast
+        return x * (1.0 / (255.0 * INPUT_STD)) - INPUT_MEAN / INPUT_STD
 
     def extract_features(self, images: torch.Tensor) -> torch.Tensor:
         """Patch embeddings [N, C, H/stride, W/stride] before scoring (what healing distills)."""
@@ -196,8 +199,7 @@ class AnomalyModel(nn.Module):
         else:
             assert self.memory_bank is not None
             distances = self.memory_bank(features, self.position_norm)
-        anomaly_map = F.interpolate(distances, size=output_size, mode="bilinear", align_corners=False)
-        anomaly_map = self.blur(anomaly_map)
+        anomaly_map = self.blur(distances, output_size)  # bilinear upsampling and blur in one
         score = anomaly_map.flatten(1).amax(dim=1)
         return anomaly_map, score
 

@@ -168,7 +168,7 @@ def test_int8_keeps_the_distance_smoothing_and_max_in_float(patchcore, tmp_path)
     quantized_ops = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulInteger"}
     assert any(n.op_type == "QuantizeLinear" and "backbone" in n.name for n in model.graph.node)
     after = _float_path_nodes(model)
-    assert {"ReduceMax", "Sqrt", "Resize", "MatMul"} <= {n.op_type for n in after}
+    assert {"ReduceMax", "Sqrt", "MatMul"} <= {n.op_type for n in after}
     for node in after:
         assert node.op_type not in quantized_ops, node.name
         for name in node.input:
@@ -176,7 +176,7 @@ def test_int8_keeps_the_distance_smoothing_and_max_in_float(patchcore, tmp_path)
             assert producer is None or producer.op_type not in quantized_ops, (node.name, producer.name)
     blur = [n for n in model.graph.node if n.op_type == "MatMul" and n.name.startswith("/blur/")]
     initializers = {init.name for init in model.graph.initializer}
-    # The two banded blur matrices stay float constants (rows @ map @ columns^T).
+    # The upsampling-and-blur matrices stay float constants (rows @ grid @ columns^T).
     assert len(blur) == 2 and all(any(i in initializers for i in n.input) for n in blur)
     bank = [n for n in after if n.op_type in ("MatMul", "Gemm") and "memory_bank" in n.name]
     scaled = {n.output[0]: n for n in model.graph.node if n.op_type == "Mul"}

@@ -87,9 +87,9 @@ def test_build_model_files_calibrates_above_held_back_good_scores(tmp_path) -> N
     assert max(good) < threshold < bad
 
 
-def test_the_blur_matrix_is_stored_once(tmp_path) -> None:
-    """After a forward pass (calibration runs one) the blur's matrix is a cached tensor, which the tracer
-    writes once per use; the file keeps one copy for both products and scores the same."""
+def test_the_maps_upsampling_and_blur_matrix_is_stored_once(tmp_path) -> None:
+    """After a forward pass (calibration runs one) the map's upsampling-and-blur matrix is a cached tensor,
+    which the tracer writes once per use; the file keeps one copy for both products and scores the same."""
     rng = np.random.default_rng(2)
     model = fit_model(
         [make_part(rng) for _ in range(4)], ModelSettings(image_size=SIZE, memory_bank_size=32), False
@@ -100,8 +100,9 @@ def test_the_blur_matrix_is_stored_once(tmp_path) -> None:
     path = export_onnx(model, tmp_path / "m.onnx", METADATA, SIZE)
     proto = onnx.load(str(path))
     constants = [n.attribute[0].t for n in proto.graph.node if n.op_type == "Constant"]
-    squares = [t for t in constants if tuple(t.dims) == (SIZE, SIZE)]
-    assert len(squares) == 1
+    grid = SIZE // model.config.patch_stride
+    matrices = [t for t in constants if tuple(t.dims) == (SIZE, grid)]  # frame rows x grid rows
+    assert len(matrices) == 1
     blur_products = [n for n in proto.graph.node if n.op_type == "MatMul" and n.name.startswith("/blur/")]
     assert (
         len(blur_products) == 2
