@@ -538,6 +538,7 @@ PUBLIC_FIELDS: dict[str, tuple[str, ...]] = {
         "refined_patches",
         "head",
         "gaussian_components",
+        "gaussian_rank",
         "gaussian_shift",
         "int8",
     ),

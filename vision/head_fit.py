@@ -79,16 +79,24 @@ def apply_scaler(patches: np.ndarray, shift: np.ndarray, transform: np.ndarray) 
 
 
 def fit_position_gaussian(
-    patches: np.ndarray, components: int, shrinkage: float = COVARIANCE_SHRINKAGE
+    patches: np.ndarray, components: int, shrinkage: float = COVARIANCE_SHRINKAGE, rank: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(basis [C, K], mean [P, K], factor [P, K, K]) from good patch embeddings [N, P, C] (N images,
+    """(basis [C, K], mean [P, K], factor [P, K, R]) from good patch embeddings [N, P, C] (N images,
     P positions in grid order): the K leading principal directions of all patches, then each position's
-    mean and the Cholesky factor L of its shrunk precision matrix (precision = L L^T)."""
+    mean and a factor L of its shrunk precision matrix, a patch's distance being |L^T (x - mean)|.
+
+    `rank` 0 (or K): L is the Cholesky factor (precision = L L^T, R = K). Else each position keeps only
+    its `rank` strongest precision directions, those in which its good patches vary least, where a
+    defect stands out most (R = rank): a truncated eigendecomposition of the precision, the head's
+    memory and time cut by K / rank. On real DEV parts 128 directions truncated to 32 per position beat
+    64 whole ones at the same size (benchmarks/real/search.md, round 15)."""
     n, _, dim = patches.shape
     if n < 2:
         raise ValueError(f"a per-position covariance needs at least 2 good images, got {n}")
     if not 1 <= components <= dim:
         raise ValueError(f"components must be within [1, {dim}] (the embedding width), got {components}")
+    if not 0 <= rank <= components:
+        raise ValueError(f"rank must be within [0, {components}] (0 = all components), got {rank}")
     data = np.asarray(patches, dtype=np.float64)
     flat = data.reshape(-1, dim)
     centred = flat - flat.mean(axis=0)
@@ -100,6 +108,16 @@ def fit_position_gaussian(
     residual = (projected - mean).transpose(1, 0, 2)  # [P, N, K]
     per_position = residual.transpose(0, 2, 1) @ residual / (n - 1)  # [P, K, K]
     level = np.maximum(np.diagonal(per_position, axis1=1, axis2=2).mean(axis=1), 1e-12)
+    if rank and rank < components:
+        # Shrunk a little less along the leading principal directions than along the later ones (a ramp
+        # from 0.8 to 1.2 of the usual amount): the directions a position never saw vary in (outside the
+        # span of its few images) all sit at the shrinkage floor, and the ramp keeps the leading ones of
+        # them, the same ones on the plant and the station, instead of any the rounding picks.
+        ramp = np.linspace(0.8, 1.2, components)
+        per_position = per_position + shrinkage * level[:, None, None] * np.diag(ramp)
+        position_variances, directions = np.linalg.eigh(per_position)  # ascending: least varying first
+        factor = directions[:, :, :rank] / np.sqrt(position_variances[:, None, :rank])
+        return np.ascontiguousarray(basis), mean, np.ascontiguousarray(factor)
     per_position = per_position + shrinkage * level[:, None, None] * np.eye(components)
     # precision = (L_c L_c^T)^-1 = L_c^-T L_c^-1, through the Cholesky factor of the covariance.
     inverse_factor = np.linalg.inv(np.linalg.cholesky(per_position))

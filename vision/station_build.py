@@ -105,7 +105,9 @@ def fitted_values(template: BuildTemplate, fit_patches: np.ndarray) -> dict[str,
     # The whitening convolution's weight is transform^T, as the scaler's forward folds it.
     values = {"shift": shift, "transform": transform, "whiten_weight": transform.T.reshape(dim, dim, 1, 1)}
     if template.head == "gaussian":
-        basis, mean, factor = fit_position_gaussian(scaled, min(settings.gaussian_components, dim))
+        components = min(settings.gaussian_components, dim)
+        rank = min(settings.gaussian_rank, components)
+        basis, mean, factor = fit_position_gaussian(scaled, components, rank=rank)
         return {**values, "basis": basis, "mean": mean[:, None, :], "factor": factor}
     return {**values, **_bank_values(template, scaled)}
 

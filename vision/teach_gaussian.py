@@ -1,12 +1,15 @@
 """Teach "this is normal" to a per-position Gaussian head (`vision.models.position_gaussian`), numpy only.
 
 The ONNX file holds the head as three initializers: a basis [C, K] (the leading principal directions), each
-position's mean [P, 1, K] and the Cholesky factor L [P, K, K] of its precision matrix; a patch's distance is
-|(x B - mean_p) L_p|. A false alarm is a patch that lies outside its position's Gaussian. Teaching blends the
-taught patches into the Gaussian of the position where they were seen: mean' = (1-t) mean + t m and
-cov' = (1-t) cov + t S + t(1-t) (m - mean)(m - mean)^T, with m, S the taught patches' mean and spread there.
-The share t is the smallest on a fixed ladder that brings every taught patch there within `radius` (a
-normal patch's distance), so a position the mark never touched keeps its Gaussian byte for byte.
+position's mean [P, 1, K] and a factor L [P, K, R] of its precision matrix (its Cholesky factor, R = K, or
+its R strongest directions); a patch's distance is |(x B - mean_p) L_p|. A false alarm is a patch that lies
+outside its position's Gaussian. Teaching blends the taught patches into the Gaussian of the position where
+they were seen: mean' = (1-t) mean + t m and cov' = (1-t) cov + t S + t(1-t) (m - mean)(m - mean)^T, with
+m, S the taught patches' mean and spread there. The blend is done in the head's own whitened coordinates
+z = L^T (x - mean), where the Gaussian is the identity, so a truncated head (R < K) is taught in the
+directions it keeps. The share t is the smallest on a fixed ladder that brings every taught patch there
+within `radius` (a normal patch's distance), so a position the mark never touched keeps its Gaussian byte
+for byte.
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ class GaussianHead:
 
     basis: np.ndarray  # [C, K]
     mean: np.ndarray  # [P, K]
-    factor: np.ndarray  # [P, K, K], precision = L L^T
+    factor: np.ndarray  # [P, K, R], precision = L L^T (R = K: Cholesky; R < K: strongest directions)
 
     @classmethod
     def read(cls, model: Any, layout: GaussianLayout) -> GaussianHead:
@@ -121,18 +124,24 @@ def blend_taught_patches(
 def _blend(
     mean: np.ndarray, factor: np.ndarray, samples: np.ndarray, radius: float
 ) -> tuple[np.ndarray, np.ndarray, int] | None:
-    """(mean', factor', samples still too far) at the smallest share that covers them; None: all near."""
+    """(mean', factor', samples still too far) at the smallest share that covers them; None: all near.
+
+    In z = L^T (x - mean) the position's Gaussian is the identity; the blended covariance there, C', gives
+    the new factor L G with G G^T = C'^-1 (then made triangular again when L was a Cholesky factor)."""
     if _farthest(mean, factor, samples) <= radius:
         return None
-    covariance = np.linalg.inv(factor @ factor.T)
-    centre = samples.mean(axis=0)
-    spread = np.cov(samples.T, bias=True) if len(samples) > 1 else np.zeros_like(covariance)
-    offset = (centre - mean)[:, None]
+    whitened = (samples - mean) @ factor  # [n, R]
+    rank = factor.shape[1]
+    centre = whitened.mean(axis=0)
+    spread = np.cov(whitened.T, bias=True).reshape(rank, rank) if len(samples) > 1 else np.zeros((rank, rank))
+    offset = centre[:, None]
     best: tuple[np.ndarray, np.ndarray] | None = None
     for share in SHARES:
-        new_mean = (1.0 - share) * mean + share * centre
-        new_cov = (1.0 - share) * covariance + share * spread + share * (1.0 - share) * (offset @ offset.T)
-        new_factor = np.linalg.cholesky(np.linalg.inv(new_cov))
+        new_mean = mean + share * (samples.mean(axis=0) - mean)
+        new_cov = (1.0 - share) * np.eye(rank) + share * spread + share * (1.0 - share) * (offset @ offset.T)
+        new_factor = factor @ np.linalg.cholesky(np.linalg.inv(new_cov))
+        if factor.shape[0] == rank:  # a Cholesky factor stays one (int8 files store its triangle)
+            new_factor = np.linalg.cholesky(new_factor @ new_factor.T)
         best = (new_mean, new_factor)
         if _farthest(new_mean, new_factor, samples) <= radius:
             return new_mean, new_factor, 0

@@ -70,6 +70,7 @@ def model_config(settings: ModelSettings) -> AnomalyModelConfig:
         refined_patches=settings.refined_patches if coarse else 0,
         head=settings.head,
         gaussian_components=settings.gaussian_components,
+        gaussian_rank=settings.gaussian_rank,
         gaussian_shift=settings.gaussian_shift,
     )
 

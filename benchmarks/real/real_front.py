@@ -123,42 +123,56 @@ class Variant:
         return "compressed" if self.budget else "dense"
 
 
+# The Gaussian head the variants before 2026-12-07 were built with (64 whole directions; today's default keeps
+# 128 directions truncated to each position's 32 strongest).
+K64: dict[str, Any] = {"gaussian_components": 64, "gaussian_rank": 0}
+
 VARIANTS: dict[str, Variant] = {
-    "lite0-256": Variant(why="today's default (per-position Gaussian head, 64 directions)"),
-    "lite0-256-k32": Variant({"gaussian_components": 32}, why="a quarter of the head's memory"),
-    "lite0-256-int8": Variant(int8=True, why="the default, backbone int8, head int8 weights"),
+    "lite0-256-r32": Variant(
+        why="today's default: 128 directions, each position keeping its 32 strongest (the head's size at 64)"
+    ),
+    "lite0-256-r32-int8": Variant(int8=True, why="today's default, backbone int8, head int8 weights"),
+    "lite2-256-r32": Variant(
+        {"backbone": "efficientnet_lite2"}, why="the heavy backbone, today's head (128 -> 32 per position)"
+    ),
+    "lite2-256-r32-int8": Variant(
+        {"backbone": "efficientnet_lite2"}, int8=True, why="the heavy backbone with today's head, int8"
+    ),
+    "lite0-256": Variant(K64, why="the default until 2026-12-07 (Gaussian head, 64 whole directions)"),
+    "lite0-256-k32": Variant({**K64, "gaussian_components": 32}, why="a quarter of the head's memory"),
+    "lite0-256-int8": Variant(K64, int8=True, why="the default until 2026-12-07, int8 (head int8 weights)"),
     "lite0-256-p0.5": Variant(
-        budget="params=0.5", heal_steps=25, why="the default, backbone half the parameters"
+        K64, budget="params=0.5", heal_steps=25, why="the default, backbone half the parameters"
     ),
     "lite0-224": Variant(
-        {"image_size": 224}, why="the default at 224 px: the dense model a compressed one must beat on time"
+        {**K64, "image_size": 224}, why="the old default at 224 px: the dense model to beat on time"
     ),
-    "lite0-224-int8": Variant({"image_size": 224}, int8=True, why="the default at 224 px, int8"),
-    "lite2-256": Variant({"backbone": "efficientnet_lite2"}, why="the heavy backbone"),
+    "lite0-224-int8": Variant({**K64, "image_size": 224}, int8=True, why="the default at 224 px, int8"),
+    "lite2-256": Variant({**K64, "backbone": "efficientnet_lite2"}, why="the heavy backbone"),
     "lite2-256-p0.3": Variant(
-        {"backbone": "efficientnet_lite2"},
+        {**K64, "backbone": "efficientnet_lite2"},
         budget="params=0.3",
         heal_steps=25,
         why="Lite2 at 30 % of its parameters (0.245 is the least its rank search reaches)",
     ),
     "lite2-256-int8": Variant(
-        {"backbone": "efficientnet_lite2"}, int8=True, why="the heavy backbone, int8 (head int8 weights)"
+        {**K64, "backbone": "efficientnet_lite2"}, int8=True, why="the heavy backbone, int8 (head int8)"
     ),
     "lite2-256-c0.5": Variant(
-        {"backbone": "efficientnet_lite2"},
+        {**K64, "backbone": "efficientnet_lite2"},
         budget="channels=0.5",
         heal_steps=200,
         why="Lite2, half of every block's hidden channels pruned (compression/prune.py), healed 200 steps",
     ),
     "lite2-256-c0.5-int8": Variant(
-        {"backbone": "efficientnet_lite2"},
+        {**K64, "backbone": "efficientnet_lite2"},
         budget="channels=0.5",
         heal_steps=200,
         int8=True,
         why="Lite2 pruned to half its hidden channels, then int8 (head int8 weights)",
     ),
     "lite2-256-p0.3-int8": Variant(
-        {"backbone": "efficientnet_lite2"},
+        {**K64, "backbone": "efficientnet_lite2"},
         budget="params=0.3",
         heal_steps=25,
         int8=True,

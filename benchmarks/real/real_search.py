@@ -163,6 +163,22 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
         {"gaussian_shift": 1},
         "today's default, a patch may match its position's Gaussian 1 cell (8 px) away",
     ),
+    "g3_k128": (
+        {"gaussian_components": 128},
+        "today's default with 128 principal directions (4x the head's memory; a stride-4 try's control)",
+    ),
+    "g3_k64": (
+        {"gaussian_components": 64, "gaussian_rank": 0},
+        "the default until round 15: 64 whole directions",
+    ),
+    "g3_k128_r32": (
+        {"gaussian_components": 128, "gaussian_rank": 32},
+        "128 directions, each position keeping its 32 strongest precision directions (the head's size at 64)",
+    ),
+    "g3_k128_r16": (
+        {"gaussian_components": 128, "gaussian_rank": 16},
+        "128 directions, each position keeping its 16 strongest (half the head's size at 64)",
+    ),
     "g3_b1245": (
         {"feature_blocks": (1, 2, 4, 5)},
         "today's default plus block 5 (192 channels at stride 32: larger, more semantic context)",

@@ -39,6 +39,7 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "head": "bank",
     "gaussian_components": 64,
     "gaussian_shift": 0,
+    "gaussian_rank": 0,
 }
 HEADS = ("bank", "gaussian")
 
@@ -72,12 +73,16 @@ class AnomalyModelConfig:
     head: str = "bank"
     gaussian_components: int = 64  # head=gaussian: principal directions each position's Gaussian keeps
     gaussian_shift: int = 0  # head=gaussian: grid cells a patch may sit from its position and still match
+    # head=gaussian: precision directions each position keeps (its strongest); 0 = all `gaussian_components`
+    gaussian_rank: int = 0
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
         if self.head == "gaussian" and self.coarse_entries:
             raise ValueError("coarse_entries searches a memory bank; the gaussian head has none (use 0)")
+        if self.gaussian_rank < 0:
+            raise ValueError(f"gaussian_rank must be >= 0 (0 = all components), got {self.gaussian_rank}")
         if self.feature_norm not in FEATURE_NORMS:
             raise ValueError(f"feature_norm must be one of {FEATURE_NORMS}, got {self.feature_norm!r}")
         if self.position_strength is not None and not 0.0 <= self.position_strength <= 1.0:
@@ -134,6 +139,7 @@ class AnomalyModel(nn.Module):
                 min(config.gaussian_components, self.embedding_dim),
                 grid,
                 shift=config.gaussian_shift,
+                rank=min(config.gaussian_rank, config.gaussian_components, self.embedding_dim),
             )
         else:
             self.memory_bank = MemoryBank(

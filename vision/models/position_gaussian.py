@@ -9,8 +9,10 @@ Mahalanobis distance there. Chosen on real DEV images (ELPV mono cells: image AU
 
 The embedding is first projected onto its `components` leading principal directions (fitted on all good
 patches), so each position stores a components x components factor instead of C x C: 64 of 176 directions
-keep 1024 positions at 16 MiB. Distances use the Cholesky factor L of each precision matrix
-(d = |L^T (x - mean)|), two batched matrix products in the exported graph.
+keep 1024 positions at 16 MiB. Distances use a factor L of each precision matrix (d = |L^T (x - mean)|),
+two batched matrix products in the exported graph: its Cholesky factor, or with a `rank` only the
+position's `rank` strongest precision directions (components x rank: 128 directions at rank 32 are the same
+16 MiB and more accurate on real DEV parts; `vision.head_fit.fit_position_gaussian`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from vision.head_fit import COVARIANCE_SHRINKAGE, fit_position_gaussian
 class PositionGaussian(nn.Module):
     """[N, C, h, w] embeddings -> [N, 1, h, w] Mahalanobis distance to each position's good-patch Gaussian."""
 
-    def __init__(self, dim: int, components: int, grid: tuple[int, int], shift: int = 0) -> None:
+    def __init__(
+        self, dim: int, components: int, grid: tuple[int, int], shift: int = 0, rank: int = 0
+    ) -> None:
         super().__init__()
         if not 0 <= shift <= 2:
             raise ValueError(f"shift must be 0, 1 or 2 grid cells, got {shift}")
@@ -33,11 +37,15 @@ class PositionGaussian(nn.Module):
         self.shift = shift
         if not 1 <= components <= dim:
             raise ValueError(f"components must be within [1, {dim}] (the embedding width), got {components}")
+        if not 0 <= rank <= components:
+            raise ValueError(f"rank must be within [0, {components}] (0 = all components), got {rank}")
         positions = grid[0] * grid[1]
         self.grid = grid
+        self.rank = rank if 0 < rank < components else 0
         self.register_buffer("basis", torch.eye(dim)[:, :components].clone())
         self.register_buffer("mean", torch.zeros(positions, 1, components))
-        self.register_buffer("factor", torch.eye(components).repeat(positions, 1, 1))
+        kept = self.rank or components
+        self.register_buffer("factor", torch.eye(components)[:, :kept].repeat(positions, 1, 1))
 
     @property
     def components(self) -> int:
@@ -54,7 +62,7 @@ class PositionGaussian(nn.Module):
                 f"{self.basis.shape[0]}"
             )
         basis, mean, factor = fit_position_gaussian(
-            patches.detach().cpu().numpy(), self.components, shrinkage=shrinkage
+            patches.detach().cpu().numpy(), self.components, shrinkage=shrinkage, rank=self.rank
         )
         self.basis.copy_(torch.from_numpy(basis).to(torch.float32))
         self.mean.copy_(torch.from_numpy(mean[:, None, :]).to(torch.float32))
@@ -80,6 +88,6 @@ class PositionGaussian(nn.Module):
         n, c, h, w = features.shape
         patches = features.permute(2, 3, 0, 1).reshape(h * w, n, c)  # [P, N, C]
         centred = patches @ self.basis - self.mean  # [P, N, K]
-        whitened = centred @ self.factor  # [P, N, K]: (x - mean)^T L
+        whitened = centred @ self.factor  # [P, N, R]: (x - mean)^T L
         distance = whitened.pow(2).sum(dim=-1).clamp_min(0.0).sqrt()  # [P, N]
         return distance.transpose(0, 1).reshape(n, 1, h, w)

@@ -252,6 +252,27 @@ def test_int8_stores_the_gaussian_heads_precision_factors_as_int8_and_keeps_its_
     assert relative_error(onnx_outputs(head_only, parts)[0], onnx_outputs(path, parts)[0]) < 0.02
 
 
+def test_int8_of_a_truncated_gaussian_head_stores_its_factors_whole_and_keeps_its_scores(tmp_path) -> None:
+    """A head that keeps each position's strongest directions has [positions, K, rank] factors, not
+    triangles: they are stored whole as int8, and the scores hold."""
+    settings = ModelSettings(
+        head="gaussian", image_size=64, train_images=8, gaussian_components=16, gaussian_rank=4
+    )
+    model = fit_model(list(_parts(8, seed=1, defect_rate=0.0)), settings, progress=False)
+    assert tuple(model.position_gaussian.factor.shape)[1:] == (16, 4)
+    path = export_onnx(model, tmp_path / "model.onnx", METADATA, 64)
+    float_model = onnx.load(str(path))
+    head_nodes = [n.name for n in float_model.graph.node if n.name.startswith("/position_gaussian/")]
+    assert weight_only_int8(float_model, head_nodes, distance_bias=False) == 2
+    stored = {init.name: tuple(init.dims) for init in float_model.graph.initializer}
+    positions = model.position_gaussian.factor.shape[0]
+    assert [d for n, d in stored.items() if n.endswith("_int8") and d[0] == positions] == [(positions, 16, 4)]
+    head_only = tmp_path / "head.int8.onnx"
+    onnx.save(float_model, str(head_only))
+    parts = _parts(6, seed=4, defect_rate=0.5)
+    assert relative_error(onnx_outputs(head_only, parts)[0], onnx_outputs(path, parts)[0]) < 0.02
+
+
 def test_int8_bank_of_a_compressed_coarse_to_fine_model_keeps_both_distances_exact(tmp_path) -> None:
     """The coarse copy and the whole SVD bank share their first factor (through an Identity): it is stored
     once as int8, and each chain's closing bias is recomputed from its own int8 entries (after ONNX

@@ -30,8 +30,11 @@ def test_an_int8_build_deploys_the_quantized_file_calibrated_on_its_own_scores(t
     path = build_model_files(good, tmp_path / "m.onnx", settings, "t", progress=False)
     model = onnx.load(str(path))
     assert any(node.op_type in ("QuantizeLinear", "QLinearConv", "ConvInteger") for node in model.graph.node)
-    # The Gaussian head's precision factors travel as int8 lower triangles, rebuilt when the session starts.
-    assert any(init.name.endswith("_triangle_index") for init in model.graph.initializer)
+    # The Gaussian head's precision factors (each position's strongest directions) travel as int8.
+    assert any(
+        init.name.startswith("position_gaussian.factor") and init.data_type == onnx.TensorProto.INT8
+        for init in model.graph.initializer
+    )
     info = Inspector(path).info
     assert info.version.endswith("-int8")
     _, held_back = split_holdout(len(good), 0.2, settings.seed)  # the build's own split

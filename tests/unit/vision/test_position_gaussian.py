@@ -88,6 +88,37 @@ def test_distances_are_the_mahalanobis_distances_of_each_position() -> None:
         np.testing.assert_allclose(got[:, position], expected, rtol=1e-3)
 
 
+def test_a_rank_keeps_each_positions_least_varying_directions() -> None:
+    """`rank` r: the distance is the Mahalanobis distance within the r directions each position's good
+    patches vary least in, so a deviation there counts in full and one along the widest spread not at all."""
+    rng = np.random.default_rng(3)
+    spread = np.array([4.0, 2.0, 1.0, 0.25])  # channel 3 varies least, channel 0 most
+    patches = torch.tensor(rng.normal(0, 1, (400, 6, 4)) * spread, dtype=torch.float32)
+    head = PositionGaussian(dim=4, components=4, grid=(2, 3), rank=2)
+    head.fit(patches)
+    assert tuple(head.factor.shape) == (6, 4, 2)
+    probe = torch.tensor(rng.normal(0, 2, (3, 6, 4)), dtype=torch.float32)
+    got = head(probe.reshape(3, 2, 3, 4).permute(0, 3, 1, 2))[:, 0].reshape(3, 6).numpy()
+    data = patches.double().numpy()
+    for position in range(6):
+        samples = data[:, position]
+        covariance = np.cov(samples.T)
+        covariance += COVARIANCE_SHRINKAGE * np.trace(covariance) / 4 * np.eye(4)
+        variances, directions = np.linalg.eigh(covariance)
+        diff = probe[:, position].double().numpy() - samples.mean(axis=0)
+        expected = np.sqrt(((diff @ directions[:, :2]) ** 2 / variances[:2]).sum(axis=1))
+        np.testing.assert_allclose(got[:, position], expected, rtol=1e-3)
+    along_widest = torch.zeros(1, 6, 4)
+    along_widest[0, :, 0] = 12.0  # three standard deviations along channel 0: outside the kept directions
+    along_narrowest = torch.zeros(1, 6, 4)
+    along_narrowest[0, :, 3] = 1.0  # about three along channel 3 (0.34 with the shrinkage)
+    wide = head(along_widest.reshape(1, 2, 3, 4).permute(0, 3, 1, 2)).max()
+    narrow = head(along_narrowest.reshape(1, 2, 3, 4).permute(0, 3, 1, 2)).max()
+    assert narrow > 2.5 and wide < 1.0
+    with pytest.raises(ValueError, match="rank must be within"):
+        PositionGaussian(dim=4, components=4, grid=(2, 3), rank=5)
+
+
 def test_bad_shapes_and_settings_are_refused_with_the_reason() -> None:
     with pytest.raises(ValueError, match="components must be within"):
         PositionGaussian(dim=3, components=4, grid=(2, 2))

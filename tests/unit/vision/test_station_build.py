@@ -122,10 +122,13 @@ def test_an_int8_line_gets_from_the_station_the_int8_model_the_plant_builds(
     built = build_on_station(load_kit(int8_template), list(good), tmp_path / "station.onnx", "part")
     dense = build_on_station(load_kit(template), list(good), tmp_path / "dense.onnx", "part")
     station = Inspector(built.path).info
-    # The deployed file is the int8 one: QDQ backbone, the Gaussian's factors as int8 lower triangles.
+    # The deployed file is the int8 one: QDQ backbone, the Gaussian's factors as int8.
     graph = onnx.load(str(built.path)).graph
     assert any(node.op_type == "QuantizeLinear" for node in graph.node)
-    assert any(init.name.endswith("_triangle_index") for init in graph.initializer)
+    assert any(
+        init.name.startswith("position_gaussian.factor") and init.data_type == onnx.TensorProto.INT8
+        for init in graph.initializer
+    )
     assert built.path.stat().st_size < 0.5 * dense.path.stat().st_size
     assert station.version.endswith("-int8") and station.metadata["edgeinspect.built_on"].startswith(
         "station"

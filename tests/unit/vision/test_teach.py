@@ -18,6 +18,7 @@ from vision import onnx_proto
 from vision.data.stickers import paint_sticker
 from vision.data.synthetic import LineSimulator
 from vision.export import META_MODEL_VERSION, META_THRESHOLD, META_TRAIN_DATA_SHA256
+from vision.head_fit import fit_position_gaussian
 from vision.inspector import Inspector
 from vision.teach import (
     META_TAUGHT_EXAMPLES,
@@ -327,13 +328,12 @@ def test_teaching_a_gaussian_head_widens_the_positions_the_label_covers(
     assert all(inspector.inspect(frame).is_defect for frame in defects)
 
 
-def test_blending_leaves_untouched_positions_exactly_as_they_were() -> None:
+@pytest.mark.parametrize("rank", [0, 2])  # a whole Cholesky factor; each position's 2 strongest directions
+def test_blending_leaves_untouched_positions_exactly_as_they_were(rank: int) -> None:
     rng = np.random.default_rng(0)
     good = rng.normal(size=(200, 4, 6))  # 200 images, 4 positions, 6 channels
-    basis = np.eye(6)[:, :3]
-    projected = good @ basis
-    mean = projected.mean(axis=0)
-    factor = np.stack([np.linalg.cholesky(np.linalg.inv(np.cov(projected[:, p].T))) for p in range(4)])
+    basis, mean, factor = fit_position_gaussian(good, 3, rank=rank)
+    assert factor.shape == (4, 3, rank or 3)
     head = GaussianHead(basis, mean, factor)
     far = np.full((2, 6), 6.0)  # two taught patches far out, both at position 2
     radius = float(np.quantile(head.distances(good.reshape(-1, 6), np.tile(np.arange(4), 200)), 0.9))
@@ -344,3 +344,5 @@ def test_blending_leaves_untouched_positions_exactly_as_they_were() -> None:
     for position in (0, 1, 3):
         assert np.array_equal(outcome.head.mean[position], mean[position])
         assert np.array_equal(outcome.head.factor[position], factor[position])
+    if not rank:  # a Cholesky factor stays lower-triangular (int8 files store only its triangle)
+        assert not np.triu(outcome.head.factor[2], 1).any()
