@@ -38,7 +38,8 @@ SECTIONS = [
         "`model.head: auto` (the default since 2026-12-06, later) decides per product from how aligned its\n"
         "good images are, and near the boundary by fitting both heads and comparing them on synthetic\n"
         "defects (since 2026-12-07, night). Command: `.venv/bin/python benchmarks/real/head_choice.py\n"
-        "--real DIR --synthetic DIR`.",
+        "--real DIR --synthetic DIR`. Measured with the Gaussian head of 64 whole directions, the default\n"
+        "until 2026-12-07 late night (today's keeps 128 -> 32 per position: real/search.md, round 15).",
     ),
     (
         "real/front.md",
@@ -51,16 +52,17 @@ SECTIONS = [
     (
         "peers/results_mtd_all.md",
         "Side by side with anomalib PatchCore, PaDiM, SuperSimpleNet on real magnetic tiles, DEV (issue 26)",
-        "Today's default model (no overrides; `auto` chose the per-position Gaussian) and anomalib 2.7\n"
-        "PatchCore, PaDiM and SuperSimpleNet in one script, same images, weights, size and metrics, ONNX\n"
-        "Runtime latency interleaved. PatchCore's 10 % k-center-greedy runs on a random 10 % of the fit\n"
-        "patches (over all of them it took 72 min on these 240 fit images). SuperSimpleNet trains 10 epochs\n"
-        "(19 min on the 2 cores) instead of its paper's 300 on a GPU: at that budget it has not learned\n"
-        "(chance-level AUROC), so its row says what it costs here, not what the method reaches. Command:\n"
-        "`.venv-peers/bin/python benchmarks/peers/run_peers.py --data DIR --categories mtd_dev --groups\n"
-        "'dev=mtd_dev' --models ours,padim,patchcore,supersimplenet --patchcore-subsample 0.1\n"
-        "--ssn-epochs 10 --name results_mtd_all` (the run also started the HOLDOUT half, which ran out\n"
-        "of memory beside other work; it was rerun alone below).",
+        "The default model of 2026-12-07 (no overrides; `auto` chose the per-position Gaussian, 64 whole\n"
+        "directions; today's head is 0.7 points higher on this set: real/search.md round 15) and anomalib\n"
+        "2.7 PatchCore, PaDiM and SuperSimpleNet in one script, same images, weights, size and metrics,\n"
+        "ONNX Runtime latency interleaved. PatchCore's 10 % k-center-greedy runs on a random 10 % of the\n"
+        "fit patches (over all of them it took 72 min on these 240 fit images). SuperSimpleNet trains 10\n"
+        "epochs (19 min on the 2 cores) instead of its paper's 300 on a GPU: at that budget it has not\n"
+        "learned (chance-level AUROC), so its row says what it costs here, not what the method reaches.\n"
+        "Command: `.venv-peers/bin/python benchmarks/peers/run_peers.py --data DIR --categories mtd_dev\n"
+        "--groups 'dev=mtd_dev' --models ours,padim,patchcore,supersimplenet --patchcore-subsample 0.1\n"
+        "--ssn-epochs 10 --name results_mtd_all` (the run also started the HOLDOUT half, which ran out of\n"
+        "memory beside other work; it was rerun alone below).",
     ),
     (
         "peers/results_mtd_all_holdout.md",
@@ -83,7 +85,8 @@ SECTIONS = [
     (
         "peers/results_elpv.md",
         "Side by side with anomalib on real images, DEV cells (ELPV mono; issue: detection on real parts)",
-        "Ours with the per-position Gaussian head chosen on DEV (today's default) and anomalib 2.7 PaDiM,\n"
+        "Ours with the per-position Gaussian head chosen on DEV (the default of 2026-12-07: 64 whole\n"
+        "directions; today's 128 -> 32 head: real/search.md round 15) and anomalib 2.7 PaDiM,\n"
         "one script, same images, weights, size and metrics; good cells against certainly defective ones.\n"
         "PatchCore is left out on ELPV (`--models ours,padim`): its 10 % k-center-greedy over 282 images'\n"
         "patches ran 45 min without finishing on 2 cores. Command: `.venv-peers/bin/python\n"

@@ -47,6 +47,21 @@ LATENCY_RUNS = 150
 # What the figures say, written after the run named in the table (kept with the generator so the report
 # and its reading stay together).
 NOTES = (
+    "- **This pass** (2026-12-07 23:59 UTC, quiet host): two changes since the 16:03 pass. (1) Today's "
+    "default head keeps 128 directions truncated to each position's 32 strongest (`gaussian_rank`; "
+    "real/search.md round 15), the size of the old 64 whole ones: `lite0-256-r32` scores 0.903 mean AUROC "
+    "against the old default's 0.896 (MTD 0.937 vs 0.929, ELPV 0.910 vs 0.896, KolektorSDD's bank the same) "
+    "at 8.7 vs 8.6 ms p50 and the same RSS; with int8 (`lite0-256-r32-int8`) 0.903 at 6.4 ms (1.36x, worst "
+    "set -0.5 points, MTD), on both fronts; Lite2 with it and int8 (`lite2-256-r32-int8`) 0.923 at 7.9 ms, "
+    "the most accurate model here, 1.42x faster than its dense parent (0.921 at 11.2 ms). The truncated "
+    "factors are stored whole as int8 (no triangle), so those files are 5.7-6.2 MiB against 3.6-4.1. (2) "
+    "The map's upsampling is folded into its blur and the preprocessing's constants into one scale "
+    "(exact to float rounding): the dense files re-exported from their checkpoints and their int8 files "
+    "re-quantized (AUROC within 0.001 of before) lost 0.5-1.0 ms (`lite2-256` 12.3 -> 11.3 ms; the map "
+    "blur and resize classes 0.3-0.4 -> 0.05 ms in the profile). The factorized and pruned files "
+    "(`-p0.5`, `-p0.3`, `-c0.5` and their int8) keep the earlier graph (their checkpoints hold the dense "
+    "parent; recompressing was left for time): they would be about 0.4 ms faster, which moves none of "
+    "them onto a front. The 16:03 verdict below stands for them.",
     "- **Verdict** (2026-12-07, 16:03 pass, three HOLDOUT sets): no tensor-decomposed or pruned model earns "
     "its place; int8 does, at both ends. Dense Lite2 is the most accurate float model (mean 0.914, "
     "KolektorSDD 0.926 against Lite0's 0.863); int8 on top of it (`lite2-256-int8`) keeps 0.915 (worst set "
@@ -70,7 +85,8 @@ NOTES = (
     "KolektorSDD +4.9 over dense Lite2, MTD -1.8; real/search.md round 12): 25 cracked parts per split "
     "move a mean by more than the method does. Its build s (1,397 for three sets) ran beside other jobs; "
     "KolektorSDD's, the least loaded, took 97 s (the <= 5 min target).",
-    "- The default stays dense Lite0 at 256 px: backbones and sizes are chosen on DEV, where Lite2 is level "
+    "- The default stays dense Lite0 at 256 px (today with the truncated head): backbones and sizes are "
+    "chosen on DEV, where Lite2 is level "
     "on KolektorSDD (0.883 vs 0.884) and 1.4 points behind on MTD (real/search.md, rounds 4 and 7; DEV mean "
     "0.922 against 0.927). KolektorSDD's two splits disagree by 6 points about the backbone (25 and 27 "
     "cracked parts); a line whose own DEV images say Lite2 sets `model.backbone: efficientnet_lite2` and "
@@ -80,8 +96,9 @@ NOTES = (
     "- Where the time goes (profile below): 1x1 convolutions at high resolution and depthwise ones, 64-71 % "
     "of every dense float model. SVD/Tucker-2 split a 1x1 convolution into two that each still read the "
     "full-size activation, so halving parameters buys 1.1-1.3x; int8 turns those convolutions into "
-    "quantized ones (kxk in the int8 rows; this host has AVX-512 VNNI). The bank head (KolektorSDD, p50 B) "
-    "costs 1-2 ms more than the Gaussian.",
+    "quantized ones: 1x1 time 2.7x lower (Lite0 1.5 vs 4.2 ms), depthwise about the same (this host has "
+    "AVX-512 VNNI; since 23:59 the int8 rows' QLinearConvs are classed by their Conv, before they showed "
+    "as kxk). The bank head (KolektorSDD, p50 B) costs 1-2 ms more than the Gaussian.",
     "- Memory: 8 models loaded take 221-371 MiB peak RSS (target <= 1 GB: met by every variant). A Gaussian "
     "file is mostly its head (16 of 19.5 MiB: 1,024 positions x 64x64 precision factors). int8 also stores "
     "those factors as int8 weights, only their lower triangles (Cholesky factors) and one scale per position "
