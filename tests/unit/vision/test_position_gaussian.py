@@ -71,19 +71,31 @@ def test_a_shift_lets_a_part_that_sits_one_cell_off_match_and_exports_alike(tmp_
     np.testing.assert_allclose(got, tolerant(features).detach().numpy(), rtol=1e-4, atol=1e-4)
 
 
+def _on_grid(head: PositionGaussian, patches: torch.Tensor) -> np.ndarray:
+    """The head's distances [N, 6] for patches [N, 6 positions, 4] on its 2 x 3 grid."""
+    return head(patches.reshape(len(patches), 2, 3, 4).permute(0, 3, 1, 2))[:, 0].reshape(-1, 6).numpy()
+
+
+def _per_position(patches: torch.Tensor, probe: torch.Tensor, shape: np.ndarray | None = None):
+    """(probe's offsets from the position's mean [n, 4], its shrunk covariance) for each of 6 positions;
+    `shape`: the shrinkage's form (default: the same amount in every direction)."""
+    data = patches.double().numpy()
+    for position in range(6):
+        samples = data[:, position]
+        covariance = np.cov(samples.T)
+        form = np.eye(4) if shape is None else shape
+        covariance += COVARIANCE_SHRINKAGE * np.trace(covariance) / 4 * form
+        yield probe[:, position].double().numpy() - samples.mean(axis=0), covariance
+
+
 def test_distances_are_the_mahalanobis_distances_of_each_position() -> None:
     rng = np.random.default_rng(1)
     patches = torch.tensor(rng.normal(0, 1, (50, 6, 4)) * [1.0, 2.0, 0.5, 3.0], dtype=torch.float32)
     head = PositionGaussian(dim=4, components=4, grid=(2, 3))
     head.fit(patches)
     probe = torch.tensor(rng.normal(0, 2, (3, 6, 4)), dtype=torch.float32)
-    got = head(probe.reshape(3, 2, 3, 4).permute(0, 3, 1, 2))[:, 0].reshape(3, 6).numpy()
-    data = patches.double().numpy()
-    for position in range(6):
-        samples = data[:, position]
-        covariance = np.cov(samples.T)
-        covariance += COVARIANCE_SHRINKAGE * np.trace(covariance) / 4 * np.eye(4)
-        diff = probe[:, position].double().numpy() - samples.mean(axis=0)
+    got = _on_grid(head, probe)
+    for position, (diff, covariance) in enumerate(_per_position(patches, probe)):
         expected = np.sqrt(np.einsum("nc,cd,nd->n", diff, np.linalg.inv(covariance), diff))
         np.testing.assert_allclose(got[:, position], expected, rtol=1e-3)
 
@@ -98,23 +110,21 @@ def test_a_rank_keeps_each_positions_least_varying_directions() -> None:
     head.fit(patches)
     assert tuple(head.factor.shape) == (6, 4, 2)
     probe = torch.tensor(rng.normal(0, 2, (3, 6, 4)), dtype=torch.float32)
-    got = head(probe.reshape(3, 2, 3, 4).permute(0, 3, 1, 2))[:, 0].reshape(3, 6).numpy()
-    data = patches.double().numpy()
-    for position in range(6):
-        samples = data[:, position]
-        covariance = np.cov(samples.T)
-        covariance += COVARIANCE_SHRINKAGE * np.trace(covariance) / 4 * np.eye(4)
+    got = _on_grid(head, probe)
+    # A truncated head shrinks 0.8x along the leading principal direction of all patches up to 1.2x
+    # along the last (so directions a position never saw keep a definite order).
+    _, global_directions = np.linalg.eigh(np.cov(patches.double().numpy().reshape(-1, 4).T))
+    leading_first = global_directions[:, ::-1]
+    ramp = leading_first @ np.diag(np.linspace(0.8, 1.2, 4)) @ leading_first.T
+    for position, (diff, covariance) in enumerate(_per_position(patches, probe, ramp)):
         variances, directions = np.linalg.eigh(covariance)
-        diff = probe[:, position].double().numpy() - samples.mean(axis=0)
         expected = np.sqrt(((diff @ directions[:, :2]) ** 2 / variances[:2]).sum(axis=1))
         np.testing.assert_allclose(got[:, position], expected, rtol=1e-3)
     along_widest = torch.zeros(1, 6, 4)
     along_widest[0, :, 0] = 12.0  # three standard deviations along channel 0: outside the kept directions
     along_narrowest = torch.zeros(1, 6, 4)
     along_narrowest[0, :, 3] = 1.0  # about three along channel 3 (0.34 with the shrinkage)
-    wide = head(along_widest.reshape(1, 2, 3, 4).permute(0, 3, 1, 2)).max()
-    narrow = head(along_narrowest.reshape(1, 2, 3, 4).permute(0, 3, 1, 2)).max()
-    assert narrow > 2.5 and wide < 1.0
+    assert _on_grid(head, along_narrowest).max() > 2.5 and _on_grid(head, along_widest).max() < 1.0
     with pytest.raises(ValueError, match="rank must be within"):
         PositionGaussian(dim=4, components=4, grid=(2, 3), rank=5)
 
