@@ -67,7 +67,10 @@ class BuildTemplate:
         if META_BUILD_TEMPLATE not in meta:
             raise StationBuildError(f"{path} is not a build template (no {META_BUILD_TEMPLATE} metadata)")
         try:
-            settings = ModelSettings(**json.loads(meta[META_BUILD_SETTINGS]))
+            stored = json.loads(meta[META_BUILD_SETTINGS])
+            # Templates exported before `gaussian_rank` existed hold every direction (their factor is K x K).
+            stored.setdefault("gaussian_rank", 0)
+            settings = ModelSettings(**stored)
             groups = tuple(int(c) for c in meta[META_FEATURE_GROUPS].split(","))
         except (KeyError, ValueError) as exc:
             raise StationBuildError(f"{path}: unreadable template settings: {exc}") from exc

@@ -10,6 +10,7 @@ two near-equal patches), so there the bound is 1e-3 and every verdict must agree
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -217,6 +218,26 @@ def test_a_head_the_template_lacks_is_refused_with_the_reason_and_nothing_is_wri
     with pytest.raises(StationBuildError, match="need the bank head"):
         build_on_station(load_kit(auto), list(texture_crops(12)), tmp_path / "t.onnx", "t")
     assert not (tmp_path / "t.onnx").exists()
+
+
+def test_a_template_exported_before_gaussian_rank_still_builds_its_whole_head(tmp_path: Path) -> None:
+    """A station upgraded under an older template: the template's settings lack `gaussian_rank`, and its
+    head holds every direction; the station builds that head, not today's default rank."""
+    older = SETTINGS.model_copy(update={"head": "gaussian", "gaussian_components": 64, "gaussian_rank": 0})
+    folder = tmp_path / "older"
+    export_build_template(older, folder)
+    path = folder / "gaussian.onnx"
+    model = onnx.load(str(path))
+    for entry in model.metadata_props:
+        if entry.key == "edgeinspect.build_settings":
+            stored = json.loads(entry.value)
+            del stored["gaussian_rank"]  # written before the field existed
+            entry.value = json.dumps(stored)
+    onnx.save(model, str(path))
+    built = build_on_station(load_kit(folder), list(aligned_parts(12)), tmp_path / "m.onnx", "part")
+    graph = onnx.load(str(built.path)).graph
+    factor = next(t for t in graph.initializer if t.name == "position_gaussian.factor")
+    assert tuple(factor.dims)[1:] == (64, 64)
 
 
 def test_a_template_never_judges_parts_and_a_model_is_not_a_template(template: Path, tmp_path: Path) -> None:
