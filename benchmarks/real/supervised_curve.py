@@ -84,6 +84,19 @@ NOTES = (
     "0.50 against 0.48 untaught (with its masks 0.42-0.54). DEV ELPV mono 0.77 / 0.77 / 0.80 / 0.81 -> "
     "0.79 / 0.78 / 0.78 / 0.77; MTD dev without masks 0.45 / 0.42 / 0.51 / 0.57 (0.43 at k = 20 before). "
     "The MTD rows with masks are the same code path as before (within 0.01 of the last run).",
+    "- 2026-12-08, night: re-run with today's default head (128 principal directions, each position "
+    "keeping its 32 strongest; real/search.md round 15), so the tables above are that head's; the branch "
+    "now reads a 32-wide whitened residual instead of 64. Against the previous head's run (AUROC / recall "
+    "at 1 % false rejects at k = 0 / 20 / 50): DEV MTD 0.939 / 0.30, 0.949 / 0.48, 0.954 / 0.55 -> "
+    "0.947 / 0.22, 0.949 / 0.48, 0.951 / 0.49; MTD without masks 0.943 / 0.51 and 0.952 / 0.57 at 20 / 50 "
+    "-> 0.951 / 0.51 and 0.956 / 0.57; ELPV mono 0.954 / 0.78, 0.959 / 0.78, 0.958 / 0.77 -> 0.952 / "
+    "0.80, 0.958 / 0.81, 0.957 / 0.78. HOLDOUT (once): ELPV poly 0.895 / 0.33, 0.896 / 0.39, 0.894 / 0.41 "
+    "-> 0.910 / 0.33, 0.916 / 0.39, 0.912 / 0.39; MTD without masks (how a line teaches) 0.940 / 0.56 and "
+    "0.940 / 0.50 at 20 / 50 -> 0.942 / 0.56 and 0.942 / 0.55; MTD WITH masks loses recall: 0.940 / "
+    "0.52, 0.943 / 0.54 -> 0.944 / 0.38, 0.943 / 0.46 (k = 10: 0.44 -> 0.23). Untaught, the new head "
+    "ranks better (AUROC up 0.8-1.5 points on MTD dev and ELPV poly) but its recall at 1 % on MTD dev's "
+    "last third of good tiles is lower (0.22 vs 0.30: one or two good tiles set that threshold). The "
+    "masked MTD HOLDOUT loss is the branch's, with half the residual width; left as measured.",
 )
 DRAWS = 3
 SIZE = 256
