@@ -78,6 +78,14 @@ def apply_scaler(patches: np.ndarray, shift: np.ndarray, transform: np.ndarray) 
     return np.asarray(centred * transform.astype(np.float32), dtype=np.float32)
 
 
+def gaussian_shape(dim: int, components: int, rank: int) -> tuple[int, int]:
+    """(K, R) of a Gaussian head over a `dim`-wide embedding: the principal directions it keeps (at most
+    `dim`) and each position's factor width (R = K when `rank` is 0 or not below K). The plant's model and
+    the station's build size the head from here."""
+    kept = min(components, dim)
+    return kept, (rank if 0 < rank < kept else kept)
+
+
 def fit_position_gaussian(
     patches: np.ndarray, components: int, shrinkage: float = COVARIANCE_SHRINKAGE, rank: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -45,7 +45,7 @@ from vision.export import (
     sha256_file,
 )
 from vision.head_choice import HEAD_FAMILY, HeadChoice, choice_sample, decide_head, proxy_auroc
-from vision.head_fit import apply_scaler, fit_position_gaussian, fit_scaler
+from vision.head_fit import apply_scaler, fit_position_gaussian, fit_scaler, gaussian_shape
 from vision.ort_session import cpu_session, image_scores, run_each
 from vision.proxy_defects import synthetic_defects
 from vision.template_graph import BuildTemplate, StationBuildError, load_kit
@@ -105,8 +105,7 @@ def fitted_values(template: BuildTemplate, fit_patches: np.ndarray) -> dict[str,
     # The whitening convolution's weight is transform^T, as the scaler's forward folds it.
     values = {"shift": shift, "transform": transform, "whiten_weight": transform.T.reshape(dim, dim, 1, 1)}
     if template.head == "gaussian":
-        components = min(settings.gaussian_components, dim)
-        rank = min(settings.gaussian_rank, components)
+        components, rank = gaussian_shape(dim, settings.gaussian_components, settings.gaussian_rank)
         basis, mean, factor = fit_position_gaussian(scaled, components, rank=rank)
         return {**values, "basis": basis, "mean": mean[:, None, :], "factor": factor}
     return {**values, **_bank_values(template, scaled)}

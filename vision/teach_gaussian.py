@@ -135,9 +135,10 @@ def _blend(
     centre = whitened.mean(axis=0)
     spread = np.cov(whitened.T, bias=True).reshape(rank, rank) if len(samples) > 1 else np.zeros((rank, rank))
     offset = centre[:, None]
+    towards = samples.mean(axis=0) - mean
     best: tuple[np.ndarray, np.ndarray] | None = None
     for share in SHARES:
-        new_mean = mean + share * (samples.mean(axis=0) - mean)
+        new_mean = mean + share * towards
         new_cov = (1.0 - share) * np.eye(rank) + share * spread + share * (1.0 - share) * (offset @ offset.T)
         new_factor = factor @ np.linalg.cholesky(np.linalg.inv(new_cov))
         if factor.shape[0] == rank:  # a Cholesky factor stays one (int8 files store its triangle)

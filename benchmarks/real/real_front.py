@@ -277,15 +277,26 @@ def score(path: Path, dataset: Any, size: int) -> dict[str, Any]:
     }
 
 
+def _timing_frame() -> np.ndarray:
+    """The one frame every file is timed and profiled on (content does not change the work done)."""
+    return np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+
+
+def _profile(name: str, frame: np.ndarray) -> dict[str, float]:
+    """Where the time of a variant's Gaussian file (the larger head) goes, by operator class."""
+    from compression.op_profile import profile_by_class
+
+    return profile_by_class(_path(name, TIMED["gaussian"]), frame, THREADS, runs=50)
+
+
 def measure(names: list[str]) -> None:
     """Latency interleaved over every variant and both heads (`TIMED`), RSS for 1, 4 and 8 copies of the
     Gaussian file (the larger head), and the per-operator profile."""
     from compression.onnx_bench import interleaved_times, sessions_peak_mib
-    from compression.op_profile import profile_by_class
 
     present = [n for n in names if all(_path(n, c).exists() for c in TIMED.values())]
     files = [(n, head) for n in present for head in TIMED]
-    frame = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    frame = _timing_frame()
     load_before = os.getloadavg()[0]
     times = interleaved_times([_path(n, TIMED[h]) for n, h in files], frame, THREADS, 10, LATENCY_RUNS)
     by_file = dict(zip(files, times, strict=True))
@@ -311,7 +322,7 @@ def measure(names: list[str]) -> None:
             "p99_ms": max(h["p99_ms"] for h in per_head.values()),
             "per_head": per_head,
             "peak_rss_mib": copies,
-            "profile_ms": profile_by_class(gaussian_file, frame, THREADS, runs=50),
+            "profile_ms": _profile(name, frame),
         }
         print(json.dumps({"variant": name, **result["variants"][name]}), flush=True)
     (WORK / "measure.json").write_text(json.dumps(result, indent=2))
@@ -319,13 +330,12 @@ def measure(names: list[str]) -> None:
 
 def profile_again(names: list[str]) -> None:
     """Re-take the per-operator profile into `measure.json`, keeping its interleaved latency and memory."""
-    from compression.op_profile import profile_by_class
 
     measured = json.loads((WORK / "measure.json").read_text())
-    frame = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    frame = _timing_frame()
     for name in names:
         if name in measured["variants"]:
-            profile = profile_by_class(_path(name, TIMED["gaussian"]), frame, THREADS, runs=50)
+            profile = _profile(name, frame)
             measured["variants"][name]["profile_ms"] = profile
             print(json.dumps({"variant": name, "profile_ms": profile}), flush=True)
     measured["profile_when"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vision.head_fit import gaussian_shape
 from vision.models.backbone import INPUT_MEAN, INPUT_STD, FeatureBackbone
 from vision.models.feature_norm import COLOR_CHANNELS, FEATURE_NORMS, FeatureScaler, local_color_stats
 from vision.models.memory_bank import MemoryBank
@@ -134,12 +135,11 @@ class AnomalyModel(nn.Module):
         self.memory_bank: MemoryBank | None = None
         self.position_gaussian: PositionGaussian | None = None
         if config.head == "gaussian":
+            components, rank = gaussian_shape(
+                self.embedding_dim, config.gaussian_components, config.gaussian_rank
+            )
             self.position_gaussian = PositionGaussian(
-                self.embedding_dim,
-                min(config.gaussian_components, self.embedding_dim),
-                grid,
-                shift=config.gaussian_shift,
-                rank=min(config.gaussian_rank, config.gaussian_components, self.embedding_dim),
+                self.embedding_dim, components, grid, shift=config.gaussian_shift, rank=rank
             )
         else:
             self.memory_bank = MemoryBank(
