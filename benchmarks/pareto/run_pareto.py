@@ -395,7 +395,7 @@ def shared_backbone_model(variant: Variant, work: Path, base: Any) -> Any:
     import torch
 
     from vision.data.synthetic import write_dataset
-    from vision.models.smoothing import GaussianBlur
+    from vision.models.smoothing import UpsampleBlur
     from vision.train import fit_model
 
     # The search is a head setting: exact and coarse-to-fine variants share one compressed backbone, so
@@ -424,7 +424,7 @@ def shared_backbone_model(variant: Variant, work: Path, base: Any) -> Any:
     model = copy.deepcopy(torch.load(path, weights_only=False))
     # The blur holds no fitted state; a module pickled before it became banded matrix products gets
     # today's (same values: see the re-export note in results.md).
-    model.blur = GaussianBlur(model.config.smoothing_sigma)
+    model.blur = UpsampleBlur(model.config.smoothing_sigma)
     return with_search(model, variant.search)
 
 

@@ -50,7 +50,7 @@ from vision.config import ModelSettings
 from vision.data import hard_suite
 from vision.data.mvtec import GOOD
 from vision.models import AnomalyModel
-from vision.models.smoothing import GaussianBlur
+from vision.models.smoothing import UpsampleBlur
 from vision.train import fit_head, fit_model, model_config, prepare_images, split_holdout
 
 HERE = Path(__file__).resolve().parent / "hard"
@@ -174,7 +174,7 @@ class TextureBranch:
         self.position_mean = smooth(distances.mean(dim=0))
         spread = smooth(distances.std(dim=0))
         self.position_std = spread.clamp_min(0.5 * spread.median())
-        self.blur = GaussianBlur(model.config.smoothing_sigma)
+        self.blur = UpsampleBlur(model.config.smoothing_sigma)
 
     def distance(self, cells: torch.Tensor) -> torch.Tensor:
         centred = cells.permute(0, 2, 3, 1).double() - self.mean

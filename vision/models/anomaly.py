@@ -19,7 +19,7 @@ from vision.models.feature_norm import COLOR_CHANNELS, FEATURE_NORMS, FeatureSca
 from vision.models.memory_bank import MemoryBank
 from vision.models.position_gaussian import PositionGaussian
 from vision.models.position_norm import PositionNormalizer
-from vision.models.smoothing import GaussianBlur
+from vision.models.smoothing import UpsampleBlur
 
 # Contrast (std of pixel values in [0, 1]) of a typical photograph; normalised images are scaled to it.
 TYPICAL_STD = 0.25
@@ -149,7 +149,7 @@ class AnomalyModel(nn.Module):
                 coarse_entries=config.coarse_entries,
                 refined_patches=config.refined_patches,
             )
-        self.blur = GaussianBlur(config.smoothing_sigma)
+        self.blur = UpsampleBlur(config.smoothing_sigma)
         self.position_norm: PositionNormalizer | None = None
         if config.position_normalization and self.memory_bank is not None:  # a Gaussian is per position
             self.position_norm = PositionNormalizer(grid)

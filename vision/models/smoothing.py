@@ -50,7 +50,7 @@ def bilinear_matrix(out_size: int, in_size: int) -> torch.Tensor:
     return matrix.to(torch.float32)
 
 
-class GaussianBlur(nn.Module):
+class UpsampleBlur(nn.Module):
     """Upsamples a single-channel map (bilinear) and blurs it; reflect padding keeps the edges from fading.
 
     Applied as two matrix products (rows, then columns) rather than a resize and a convolution: ONNX
