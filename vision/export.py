@@ -29,6 +29,7 @@ META_INPUT_FORMAT = "edgeinspect.input_format"
 # A build template (`vision.build_template`): an unfitted Gaussian-head model a station fits without torch.
 META_BUILD_TEMPLATE = "edgeinspect.build_template"
 META_BUILD_SETTINGS = "edgeinspect.build_settings"  # the ModelSettings (JSON) the template was exported for
+META_QUANTIZATION = "edgeinspect.quantization"  # an int8 file's: what was quantized and how
 META_FEATURE_GROUPS = "edgeinspect.feature_groups"  # channels per tapped backbone block, comma-separated
 REQUIRED_METADATA = (
     META_THRESHOLD,

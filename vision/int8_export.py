@@ -31,7 +31,7 @@ import numpy as np
 import onnx
 
 from vision.calibration import threshold_from_good_scores
-from vision.export import META_MODEL_VERSION, META_THRESHOLD
+from vision.export import META_MODEL_VERSION, META_QUANTIZATION, META_THRESHOLD
 from vision.int8_weights import nodes_named, weight_only_int8
 from vision.ort_session import image_scores
 
@@ -173,7 +173,7 @@ def _set_metadata(
     values = dict(props)
     if META_MODEL_VERSION in values:
         values[META_MODEL_VERSION] += "-int8"
-    values["edgeinspect.quantization"] = (
+    values[META_QUANTIZATION] = (
         f"int8 static QDQ ({', '.join(qdq) or 'none'}), per-channel weights, MinMax on good images; "
         f"int8 weights only: {', '.join([*weights_only, 'memory bank', 'gaussian head'])}; distance, "
         "position normalisation, smoothing and max in float"

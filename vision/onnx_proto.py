@@ -68,6 +68,8 @@ _MESSAGES: dict[str, list[_FieldSpec]] = {
 }
 _PACKAGE = "edgeinspect_onnx_subset"
 FLOAT = 1  # TensorProto.DataType.FLOAT
+INT8, INT64 = 3, 7
+_RAW_TYPES = {FLOAT: "<f4", INT8: "i1", INT64: "<i8"}
 EXTERNAL = 1  # TensorProto.DataLocation.EXTERNAL
 
 
@@ -172,3 +174,58 @@ def behind_identities(tensor: str, producers: dict[str, Any]) -> str:
         tensor = node.input[0]
         node = producers.get(tensor)
     return tensor
+
+
+def _raw_array(tensor: Any) -> np.ndarray:
+    """A float32, int8 or int64 initializer stored raw, as a numpy array."""
+    kind = _RAW_TYPES.get(int(tensor.data_type))
+    if kind is None or not tensor.raw_data:
+        raise OnnxFormatError(f"initializer {tensor.name!r}: not a raw float32, int8 or int64 tensor")
+    return np.frombuffer(tensor.raw_data, dtype=kind).reshape(tuple(int(d) for d in tensor.dims))
+
+
+def float_weights(model: Any, name_parts: tuple[str, ...]) -> int:
+    """Give the MatMul/Gemm nodes whose name holds one of `name_parts` their weight as a float initializer
+    again where an int8 file stores it as int8 (`vision.int8_weights`: Cast (+ Gather of lower triangles)
+    + Mul by per-column scales, folded to that constant when a session starts): the initializer gets the
+    weight's original name and exactly the values the session computed, so scores do not move. Teaching
+    reads and rewrites those matrices by name. Returns the number of weights restored."""
+    inits = {tensor.name: tensor for tensor in model.graph.initializer}
+    producers = {output: node for node in model.graph.node for output in node.output}
+    restored = 0
+    for node in list(model.graph.node):
+        if node.op_type not in ("MatMul", "Gemm") or not any(part in node.name for part in name_parts):
+            continue
+        dequantized = node.input[1] if len(node.input) > 1 else ""
+        scaling = producers.get(dequantized)
+        if not dequantized.endswith("_dequantized") or scaling is None or scaling.op_type != "Mul":
+            continue
+        chain, values, index = [scaling], producers.get(scaling.input[0]), None
+        if values is not None and values.op_type == "Gather":  # lower triangles, unpacked along axis 1
+            chain.append(values)
+            index = _raw_array(inits[values.input[1]])
+            values = producers.get(values.input[0])
+        if values is None or values.op_type != "Cast" or values.input[0] not in inits:
+            continue
+        chain.append(values)
+        weight = _raw_array(inits[values.input[0]]).astype(np.float32)
+        if index is not None:
+            weight = np.take(weight, index, axis=1)
+        weight = weight * _raw_array(inits[scaling.input[1]]).astype(np.float32)
+        name = dequantized.removesuffix("_dequantized")
+        tensor = model.graph.initializer.add()
+        tensor.name = name
+        set_tensor(tensor, weight)
+        for reader in model.graph.node:
+            for slot, used in enumerate(reader.input):
+                if used == dequantized:
+                    reader.input[slot] = name
+        for link in chain:
+            model.graph.node.remove(link)
+        restored += 1
+    if restored:
+        used = {name for node in model.graph.node for name in node.input}
+        kept = [tensor for tensor in model.graph.initializer if tensor.name in used]
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(kept)
+    return restored

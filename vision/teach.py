@@ -34,6 +34,7 @@ from vision.export import (
     INPUT_NAME,
     META_INPUT_SIZE,
     META_MODEL_VERSION,
+    META_QUANTIZATION,
     META_THRESHOLD,
     OUTPUT_NAMES,
 )
@@ -164,6 +165,8 @@ def _initializers(model: Any) -> dict[str, Any]:
     return {tensor.name: tensor for tensor in model.graph.initializer}
 
 
+# Node-name parts of the matrices teaching reads and rewrites (an int8 file stores them as int8 weights).
+TAUGHT_MATRICES = ("memory_bank", "position_gaussian")
 BANK_READERS = ("ReduceMax", "TopK")  # what reads the similarities: k = 1, or the k nearest entries
 
 
@@ -261,6 +264,20 @@ def find_bank(model: Any) -> BankLayout:
         f"no extendable memory bank in the model{detail}; teach a model file as `edgeinspect train` or "
         "`compress` exports it (not an ONNX Runtime-optimized or int8 copy)"
     )
+
+
+def _bank_to_teach(model: Any, meta: dict[str, str]) -> BankLayout:
+    """`find_bank`, with the reason an int8 file's bank cannot be taught."""
+    try:
+        return find_bank(model)
+    except TeachError as exc:
+        if META_QUANTIZATION not in meta:
+            raise
+        raise TeachError(
+            "this is an int8 model file (model.int8): the quantizer fused its memory bank into a Gemm "
+            "between reshapes, which teaching cannot extend; teach the float model and quantize it again, "
+            "or turn model.int8 off for this product (an int8 Gaussian head is taught as it is)"
+        ) from exc
 
 
 # --------------------------------------------------------------------------------------- ONNX sessions
@@ -540,7 +557,7 @@ def teach_normal(
             f"patches from normal ones, got {len(good)}"
         )
     parent, gaussian, meta, size, threshold_before = open_parent(model_bytes)
-    layout = find_bank(parent) if gaussian is None else None
+    layout = _bank_to_teach(parent, meta) if gaussian is None else None
     notes: list[str] = []
     splitting = len(good) >= options.min_good_images
     calibration = list(good[0::2]) if splitting else list(good)
@@ -621,8 +638,11 @@ def _normal_levels(
 
 def open_parent(model_bytes: bytes) -> tuple[Any, GaussianLayout | None, dict[str, str], int, float]:
     """(model, its Gaussian head's layout or None for a memory bank, metadata, input size, calibrated
-    threshold) of a model to teach, or a TeachError naming what the file lacks."""
+    threshold) of a model to teach, or a TeachError naming what the file lacks. An int8 file's bank or
+    head comes back as float weights (the values its session computed), to read and rewrite: a taught
+    child keeps the int8 backbone and stores its bank or head as float (the math was float already)."""
     parent = onnx_proto.load_model(model_bytes)
+    onnx_proto.float_weights(parent, TAUGHT_MATRICES)
     try:
         gaussian = find_gaussian(parent)
     except ShiftedGaussianError as exc:

@@ -346,3 +346,51 @@ def test_blending_leaves_untouched_positions_exactly_as_they_were(rank: int) -> 
         assert np.array_equal(outcome.head.factor[position], factor[position])
     if not rank:  # a Cholesky factor stays lower-triangular (int8 files store only its triangle)
         assert not np.triu(outcome.head.factor[2], 1).any()
+
+
+def _int8_copy(model: Path, tmp_path: Path) -> bytes:
+    """The model as a line with `model.int8: true` deploys it: int8 backbone, bank or head as int8 weights."""
+    from vision.int8_export import quantize_deployed
+    from vision.teach import _as_input
+
+    copy = tmp_path / f"{model.stem}-int8.onnx"
+    copy.write_bytes(model.read_bytes())
+    quantize_deployed(copy, np.concatenate([_as_input(frame, 256) for frame in _parts(81, 12)]), 0.1)
+    return copy.read_bytes()
+
+
+def test_an_int8_gaussian_model_is_taught_like_a_float_one(gaussian_model: Path, tmp_path: Path) -> None:
+    from vision.ort_session import cpu_session
+    from vision.teach import TAUGHT_MATRICES, _scores
+    from vision.teach_defects import LabelledDefect, teach_defects
+
+    parent = _int8_copy(gaussian_model, tmp_path)
+    # Read back as float, the head gives exactly the scores of the int8 file a station runs.
+    restored = onnx_proto.load_model(parent)
+    assert onnx_proto.float_weights(restored, TAUGHT_MATRICES) == 2  # projection and precision factors
+    frames = _parts(82, 4, defect_rate=0.5)
+    before = _scores(cpu_session(parent, 1), frames, 256, lambda: None)
+    after = _scores(cpu_session(restored.SerializeToString(), 1), frames, 256, lambda: None)
+    np.testing.assert_allclose(after, before, rtol=1e-5)
+
+    taught, good = _parts(83, 6, sticker=True), _parts(84, 24)
+    result = teach_normal(parent, taught, good, _parts(85, 6, defect_rate=1.0), TeachOptions())
+    report = result.report
+    assert report.head == "gaussian" and report.positions_taught > 0
+    assert report.false_reject_rate_taught.before == 1.0 and report.false_reject_rate_taught.after == 0.0
+    assert report.defect_detection_rate is not None and report.defect_detection_rate.after == 1.0
+    child = tmp_path / "child.onnx"
+    child.write_bytes(result.model_bytes)
+    assert any(node.op_type == "QuantizeLinear" for node in onnx.load(str(child)).graph.node)  # still int8
+    inspector = Inspector(child, threads=1)
+    assert not any(inspector.inspect(frame).is_defect for frame in taught)
+    # Confirmed defects are taught on the same int8 file.
+    defects = [LabelledDefect(frame) for frame in _parts(86, 4, defect_rate=1.0)]
+    taught_defects = teach_defects(parent, defects, _parts(87, 12)).report
+    assert taught_defects.defects_taught == 4 and taught_defects.positive_patches > 0
+
+
+def test_an_int8_bank_model_is_refused_with_the_reason(bank_model: Path, tmp_path: Path) -> None:
+    parent = _int8_copy(bank_model, tmp_path)
+    with pytest.raises(TeachError, match=r"int8 model file .* teach the float model and quantize it again"):
+        teach_normal(parent, _parts(88, 2, sticker=True), _parts(89, 4))
