@@ -268,7 +268,10 @@ def build_peer(
 def build_ours(data_root: Path, category: str, settings: ModelSettings, out_path: Path) -> Built:
     started = time.perf_counter()
     train_model(data_root, category, out_path, settings, progress=False, holdout_fraction=HOLDOUT_FRACTION)
-    rows = settings.memory_bank_size if settings.head == "bank" else 0  # the Gaussian head has no bank
+    from vision import onnx_proto
+
+    head = onnx_proto.metadata(onnx_proto.load_model(out_path.read_bytes())).get("edgeinspect.head")
+    rows = settings.memory_bank_size if head == "bank" else 0  # `auto` resolved; a Gaussian keeps no bank
     return Built(out_path, time.perf_counter() - started, {"memory_bank_rows": rows})
 
 
