@@ -37,9 +37,11 @@ SECTIONS = [
         "Which head auto picks, against the head that won, per set (issue: detection on real parts)",
         "`model.head: auto` (the default since 2026-12-06, later) decides per product from how aligned its\n"
         "good images are, and near the boundary by fitting both heads and comparing them on synthetic\n"
-        "defects (since 2026-12-07, night). Command: `.venv/bin/python benchmarks/real/head_choice.py\n"
-        "--real DIR --synthetic DIR`. Measured with the Gaussian head of 64 whole directions, the default\n"
-        "until 2026-12-07 late night (today's keeps 128 -> 32 per position: real/search.md, round 15).",
+        "defects (since 2026-12-07, night; the other head must lead by more than 0.03 since 2026-12-08).\n"
+        "Command: `.venv/bin/python benchmarks/real/head_choice.py --real DIR --synthetic DIR`. Ratios and\n"
+        "synthetic-defect figures re-measured on the real sets with today's head on 2026-12-08 (the\n"
+        "synthetic surfaces keep theirs, measured with the head of 64 whole directions); the Gaussian's\n"
+        "real AUROC is today's head where `g3_gaussian` ran (KolektorSDD), else the 64-direction head's.",
     ),
     (
         "real/front.md",

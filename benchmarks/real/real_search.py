@@ -187,6 +187,10 @@ VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
         {"feature_blocks": (1, 2, 4, 5, 6)},
         "today's default plus blocks 5 and 6 (the last block before the classifier's head)",
     ),
+    "g3_gaussian": (
+        {"head": "gaussian"},
+        "today's default with the Gaussian head named outright (what `auto` gives a set it judges aligned)",
+    ),
 }
 
 

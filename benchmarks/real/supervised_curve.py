@@ -97,6 +97,12 @@ NOTES = (
     "ranks better (AUROC up 0.8-1.5 points on MTD dev and ELPV poly) but its recall at 1 % on MTD dev's "
     "last third of good tiles is lower (0.22 vs 0.30: one or two good tiles set that threshold). The "
     "masked MTD HOLDOUT loss is the branch's, with half the residual width; left as measured.",
+    "- 2026-12-08: which patches of a MASKED confirmed defect are the positives (the masked MTD rows lose "
+    "recall to the unmasked ones on both splits). Throw-away script on MTD dev, the draws above, recall at "
+    "1 % false rejects (AUROC) at k = 5 / 10 / 20 / 50, against every patch holding a masked pixel (today: "
+    "0.39 / 0.48 / 0.48 / 0.49): patches at least half masked 0.39 / 0.42 / 0.44 / 0.47 (0.948-0.950); "
+    "the unmasked rule's region around the most unusual patch, kept inside the mask, 0.37 / 0.45 / 0.44 "
+    "/ 0.49 (0.948-0.955). Neither is better on DEV; dropped, the mask rule stays.",
 )
 DRAWS = 3
 SIZE = 256
