@@ -216,6 +216,24 @@ def fit_better_head(
     return settings.model_copy(update={"head": choice.head}), choice, models[choice.head]
 
 
+def fit_deciding_head(
+    prepared: np.ndarray,
+    fit_idx: np.ndarray,
+    calib_idx: np.ndarray,
+    settings: ModelSettings,
+    head_choice: HeadChoice | None = None,
+    progress: bool = True,
+) -> tuple[ModelSettings, HeadChoice | None, AnomalyModel]:
+    """(settings with a concrete head, the choice, the model fitted on `prepared[fit_idx]`): `auto` decided
+    as every build decides it, by the alignment ratio on all the images (or `head_choice`, the caller's)
+    and near its boundary by both heads compared on synthetic defects drawn on `prepared[calib_idx]`."""
+    settings, choice = resolve_head(settings, prepared)
+    choice = choice or head_choice
+    if choice is not None and choice.near and len(calib_idx) >= 2:
+        return fit_better_head(prepared[fit_idx], prepared[calib_idx], settings, choice, progress)
+    return settings, choice, fit_model(list(prepared[fit_idx]), settings, progress=progress)
+
+
 def build_model_files(
     images: Sequence[np.ndarray],
     out_path: str | Path,
@@ -243,15 +261,8 @@ def build_model_files(
     calibrated on the compact model's scores means nothing for the dense one."""
     out_path = Path(out_path)
     prepared = prepare_images(images, settings.image_size)
-    settings, choice = resolve_head(settings, prepared)
-    choice = choice or head_choice
     fit_idx, calib_idx = split_holdout(len(prepared), holdout_fraction, settings.seed)
-    if choice is not None and choice.near and len(calib_idx) >= 2:
-        settings, choice, dense = fit_better_head(
-            prepared[fit_idx], prepared[calib_idx], settings, choice, progress
-        )
-    else:
-        dense = fit_model(list(prepared[fit_idx]), settings, progress=progress)
+    settings, choice, dense = fit_deciding_head(prepared, fit_idx, calib_idx, settings, head_choice, progress)
     model_name = model_name.replace("{family}", HEAD_FAMILY[settings.head])
     model = compact(dense, prepared[fit_idx]) if compact is not None else dense
     threshold = _calibrate(model, prepared[calib_idx], settings)

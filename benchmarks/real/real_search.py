@@ -207,12 +207,12 @@ def split_overrides(overrides: dict[str, Any]) -> tuple[ModelSettings, dict[str,
 
 def run_variant(data: CategoryData, settings: ModelSettings, config: dict[str, Any]) -> dict[str, Any]:
     train = prepare_images(list(data.train), settings.image_size)
-    fit_idx, _ = split_holdout(len(train), HOLDOUT_FRACTION, settings.seed)
+    fit_idx, held_idx = split_holdout(len(train), HOLDOUT_FRACTION, settings.seed)
     started = time.perf_counter()
     original = train_module.model_config
     train_module.model_config = lambda s: dataclasses.replace(original(s), **config)  # type: ignore[misc]
-    try:
-        model = train_module.fit_model(list(train[fit_idx]), settings, progress=False)
+    try:  # `auto` decided as `edgeinspect train` decides it (since round 16)
+        _, _, model = train_module.fit_deciding_head(train, fit_idx, held_idx, settings, progress=False)
     finally:
         train_module.model_config = original  # type: ignore[misc]
     fitted = time.perf_counter()
