@@ -106,12 +106,15 @@ class ModelSettings(BaseModel):
         "factorization), channels=0.5 (half of each block's hidden channels pruned), or both; "
         "None deploys the dense model.",
     )
-    int8: bool = Field(
+    int8: bool | Literal["auto"] = Field(
         False,
         description="Quantize the backbone to int8 after building (the head's matrices stored as int8 "
         "weights), the threshold recalibrated on the int8 scores: on real parts 1.15-1.45x faster (by host) "
         "and a fifth of the file for 0.1-0.9 points of image AUROC on the worst set "
-        "(benchmarks/real/front.md). Plant and station builds alike (vision/int8_export.py).",
+        "(benchmarks/real/front.md). Plant and station builds alike (vision/int8_export.py). 'auto': int8 "
+        "where the build keeps the per-position Gaussian head (real DEV loss 0.1-0.3 points; its teach "
+        "flows work on int8 files), float for the memory bank (1.2 points lost on KolektorSDD DEV, and an "
+        "int8 bank cannot be taught).",
     )
     heal_steps: int = Field(200, ge=0, le=100_000, description="Auto-build: healing steps after compression.")
     compression_methods: dict[str, str] = Field(
@@ -151,3 +154,7 @@ class ModelSettings(BaseModel):
         patches = (self.image_size // PATCH_STRIDE) ** 2
         bank = self.head == "bank"
         return bank and 0 < self.coarse_entries < self.memory_bank_size and self.refined_patches < patches
+
+    def quantizes(self, head: str) -> bool:
+        """Whether a build that kept `head` ("bank" or "gaussian") writes the int8 file (`int8`)."""
+        return self.int8 is True or (self.int8 == "auto" and head == "gaussian")

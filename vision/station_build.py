@@ -279,7 +279,7 @@ def build_on_station(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=out_path.parent, suffix=".onnx.tmp", delete=False) as handle:
         handle.write(model.SerializeToString())
-    if settings.int8:  # quantized and recalibrated before the file takes its name, as the plant's is
+    if settings.quantizes(head):  # quantized before the file takes its name, as the plant's is
         if progress is not None:
             progress("int8", 0, 1)
         threshold, int8_scores = _quantize(Path(handle.name), prepared[calib_idx], settings, threads)

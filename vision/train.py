@@ -293,7 +293,7 @@ def build_model_files(
         out_path.with_suffix(".pt"),
         extra={"threshold": dense_threshold, "deployed_threshold": threshold, "metadata": metadata},
     )
-    if settings.int8:
+    if settings.quantizes(settings.head):
         quantize_deployed(out_path, prepared[calib_idx], settings.target_false_reject_rate, threads=2)
     return out_path
 

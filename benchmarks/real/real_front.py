@@ -90,9 +90,15 @@ NOTES = (
     "on KolektorSDD (0.883 vs 0.884) and 1.4 points behind on MTD (real/search.md, rounds 4 and 7; DEV mean "
     "0.922 against 0.927). KolektorSDD's two splits disagree by 6 points about the backbone (25 and 27 "
     "cracked parts); a line whose own DEV images say Lite2 sets `model.backbone: efficientnet_lite2` and "
-    "`model.int8: true` (the `lite2-256-int8` row: 8.7 ms p50 here, 30 fps with room). int8 is not the "
-    "default either: on DEV it loses 0.85 points on KolektorSDD (0.902 -> 0.894; real/search.md round 9), "
-    "and on these HOLDOUT sets 0.4-0.9 points on MTD across two builds, against a 0.5-point limit.",
+    "`model.int8: true` (the `lite2-256-int8` row: 8.7 ms p50 here, 30 fps with room). int8 was not the "
+    "default either until 2026-12-08: on DEV it loses 0.85 points on KolektorSDD (0.902 -> 0.894; "
+    "real/search.md round 9), and on these HOLDOUT sets 0.4-0.9 points on MTD across two builds, against "
+    "a 0.5-point limit. **Since 2026-12-08 the shipped config sets `model.int8: auto`**: int8 where the "
+    "build keeps the Gaussian head, float for the bank. Re-measured on DEV with today's head (real/search.md "
+    "round 16, `edgeinspect train`'s path, float -> int8 image AUROC): ELPV mono 0.952 -> 0.948, MTD "
+    "0.953 -> 0.952 (both Gaussian: within the limit), KolektorSDD 0.902 -> 0.891 (the bank: over it, and "
+    "an int8 bank cannot be taught). On this table that is `lite0-256-r32-int8` for MTD and ELPV (the "
+    "Gaussian file 5.2 vs 7.5 ms, on both fronts) and the float bank for KolektorSDD.",
     "- Where the time goes (profile below): 1x1 convolutions at high resolution and depthwise ones, 64-71 % "
     "of every dense float model. SVD/Tucker-2 split a 1x1 convolution into two that each still read the "
     "full-size activation, so halving parameters buys 1.1-1.3x; int8 turns those convolutions into "

@@ -32,7 +32,7 @@ from vision.train import build_model_files
 SIZE = 64
 SETTINGS = ModelSettings(image_size=SIZE)  # the defaults: head auto, whitened features
 TRAINING = ("torch", "torchvision", "timm", "tensorly")  # what a station lacks
-INT8 = SETTINGS.model_copy(update={"int8": True, "target_false_reject_rate": 0.1})
+INT8 = SETTINGS.model_copy(update={"int8": "auto", "target_false_reject_rate": 0.1})  # as shipped
 ROOT = Path(__file__).resolve().parents[3]
 
 
