@@ -394,3 +394,39 @@ def test_an_int8_bank_model_is_refused_with_the_reason(bank_model: Path, tmp_pat
     parent = _int8_copy(bank_model, tmp_path)
     with pytest.raises(TeachError, match=r"int8 model file .* teach the float model and quantize it again"):
         teach_normal(parent, _parts(88, 2, sticker=True), _parts(89, 4))
+
+
+@pytest.mark.parametrize("triangular", [True, False])
+def test_int8_weights_read_back_as_the_floats_a_session_computes(triangular: bool) -> None:
+    """Cholesky factors travel as int8 lower triangles (a Gather unpacks them), truncated ones whole."""
+    from vision.int8_weights import weight_only_int8
+    from vision.ort_session import cpu_session
+
+    rng = np.random.default_rng(0)
+    factor = rng.normal(size=(4, 6, 6)).astype(np.float32)
+    if triangular:
+        factor = np.tril(factor)
+    graph = helper.make_graph(
+        [
+            helper.make_node(
+                "MatMul", ["x", "position_gaussian.factor"], ["y"], name="/position_gaussian/MatMul"
+            )
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [4, 3, 6])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [4, 3, 6])],
+        [numpy_helper.from_array(factor, "position_gaussian.factor")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert weight_only_int8(model, ["/position_gaussian/MatMul"], distance_bias=False) == 1
+    assert any(node.op_type == "Gather" for node in model.graph.node) is triangular
+    x = rng.normal(size=(4, 3, 6)).astype(np.float32)
+    as_int8 = cpu_session(model.SerializeToString(), 1).run(None, {"x": x})[0]
+    restored = onnx_proto.load_model(model.SerializeToString())
+    assert onnx_proto.float_weights(restored, ("position_gaussian",)) == 1
+    assert [node.op_type for node in restored.graph.node] == ["MatMul"]
+    weight = next(t for t in restored.graph.initializer if t.name == "position_gaussian.factor")
+    assert np.abs(onnx_proto.tensor_to_array(weight) - factor).max() < np.abs(factor).max() / 127
+    np.testing.assert_allclose(
+        cpu_session(restored.SerializeToString(), 1).run(None, {"x": x})[0], as_int8, rtol=1e-6
+    )
