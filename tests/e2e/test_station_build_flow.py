@@ -29,6 +29,10 @@ PRODUCT = "housing_B"
 # Captures for the build: 32 to fit, 8 held back for the threshold. With 16 (13 + 3) the threshold from
 # three parts let 30 % of the good parts fail once in a clean-clone run.
 CAPTURED = 40
+# Parts judged under the new recipe. A threshold from 8 held-back parts lets 0-3 % of good parts fail
+# (3 station builds, 200 fresh parts each, 2026-12-08), and once 3 of 24 (12.5 %): 48 parts and a 20 %
+# bound leave that draw no room to decide the test (P < 0.1 % at 5 %), where 24 and 10 % did.
+JUDGED = 48
 BLOB_URL = re.compile(r"^blob:")
 
 
@@ -93,8 +97,10 @@ def test_admin_captures_builds_checks_and_switches_to_a_new_product(
 
         wait_until(lambda: (_status(stack).get("model") or {}).get("id") == model_id, 30, "new model active")
         switched = _status(stack)
-        wait_until(lambda: _status(stack)["frames"] >= switched["frames"] + 24, 30, "parts under the recipe")
+        wait_until(
+            lambda: _status(stack)["frames"] >= switched["frames"] + JUDGED, 60, "parts under the recipe"
+        )
         after = _status(stack)
         assert after["recipe"] == PRODUCT and after["dropped_frames"] == 0
         rejected = (after["defects"] - switched["defects"]) / (after["frames"] - switched["frames"])
-        assert rejected < 0.1  # good PCBs now pass
+        assert rejected <= 0.2  # good PCBs now pass (the old model rejected more than half)
