@@ -72,9 +72,9 @@ class ModelSettings(BaseModel):
         description="gaussian: distance to the good patches at the same position (parts held in a fixture, "
         "e.g. cells, tiles, PCBs in a nest): a per-position Gaussian, no memory bank; bank: distance to the "
         "nearest good patches anywhere in the frame (textures, parts that move); auto (the default): decided "
-        "from the good images by how aligned they are, near the boundary by fitting both and keeping the one "
-        "that better separates synthetic defects on held-back good images (vision.head_choice; "
-        "benchmarks/real/head_choice.md).",
+        "from the good images by how aligned they are; near the boundary both are fitted and the other head "
+        "replaces the ratio's only if it separates synthetic defects on held-back good images better by more "
+        "than 0.03 (vision.head_choice; benchmarks/real/head_choice.md).",
     )
     gaussian_components: int = Field(
         128, ge=1, le=1024, description="head=gaussian: principal directions each position's Gaussian keeps."

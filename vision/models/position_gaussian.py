@@ -41,7 +41,7 @@ class PositionGaussian(nn.Module):
             raise ValueError(f"rank must be within [0, {components}] (0 = all components), got {rank}")
         positions = grid[0] * grid[1]
         self.grid = grid
-        self.rank = rank if 0 < rank < components else 0
+        self.rank = rank  # 0 or `components`: the whole Cholesky factor (`fit_position_gaussian`)
         self.register_buffer("basis", torch.eye(dim)[:, :components].clone())
         self.register_buffer("mean", torch.zeros(positions, 1, components))
         kept = self.rank or components
